@@ -1,0 +1,55 @@
+"""
+supervisor: Erlang/OTP supervision trees for Python, over real OS processes (Linux).
+
+Start a tree with :meth:`Supervisor.start`; describe children with :class:`ChildSpec`.
+"""
+
+from ._child import ignore_start, notify_ready
+from .errors import (
+    ChildNotFoundError,
+    ChildNotRunningError,
+    ChildRestartingError,
+    ChildRunningError,
+    DuplicateChildError,
+    HandleClosedError,
+    RegistryUnavailableError,
+    SessionNotFoundError,
+    StartError,
+    SupervisorError,
+    SupervisorGoneError,
+)
+from .handle import Supervisor, SupervisorHandle
+from .info import ChildCounts, ChildInfo
+from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
+from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+
+__all__ = [
+    "ChildCounts",
+    "ChildInfo",
+    "ChildNotFoundError",
+    "ChildNotRunningError",
+    "ChildRestartingError",
+    "ChildRunningError",
+    "ChildSpec",
+    "ChildType",
+    "DuplicateChildError",
+    "ExitKind",
+    "ExitReason",
+    "HandleClosedError",
+    "RegistryUnavailableError",
+    "RemoteError",
+    "Restart",
+    "SessionNotFoundError",
+    "Shutdown",
+    "ShutdownExit",
+    "StartError",
+    "StartMode",
+    "Strategy",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorGoneError",
+    "SupervisorHandle",
+    "SupervisorSpec",
+    "ignore_start",
+    "notify_ready",
+]

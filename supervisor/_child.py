@@ -1,0 +1,158 @@
+"""
+What runs first in every child process, right after the supervisor forks it.
+
+In order: arm the parent-death signal (checked against the supervisor's pid captured before the
+fork), lead a process group of its own, close the supervisor's descriptors it inherited, turn SIGTERM
+into :class:`~supervisor.ShutdownExit` and ignore SIGINT, then run the start function and report how
+it ended on the report pipe before exiting. The report is the exit reason the supervisor uses; the
+exit status is only the fallback for a child that could not report (SIGKILL, a crash in C).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+import attrs
+
+from ._linux import arm_parent_death_signal
+from .reasons import ExitReason, ShutdownExit
+from .specs import ChildSpec, StartMode
+
+__all__ = ["ChildLaunch", "child_main", "ignore_start", "notify_ready"]
+
+_report: Any = None
+_ready_sent = False
+_forking_pid = 0
+
+current_launch: ChildLaunch | None = None
+"""The launch of the child running in this process (None in a process no supervisor started)."""
+
+
+@attrs.frozen
+class ChildLaunch:
+    """Everything a child needs from its supervisor, passed through the fork."""
+
+    spec: ChildSpec
+    report: Any  # the write end of the report pipe (a multiprocess Connection)
+    supervisor_pid: int
+    inherited_fds: tuple[int, ...]  # the supervisor's own descriptors, closed in the child
+
+
+def notify_ready(info: Any = None) -> None:
+    """
+    Tell the supervisor this child is ready, for children with ``StartMode.NOTIFY``.
+
+    The supervisor starts the next child (or returns from ``start_child``) only then. A second call
+    does nothing. *info* must be picklable; the package uses it for nested supervisors' addresses.
+
+    Raises:
+        RuntimeError: not called in a process started by a supervisor.
+    """
+    global _ready_sent
+    if _report is None:
+        raise RuntimeError("notify_ready() must be called in a child process started by a supervisor")
+    if not _ready_sent:
+        _ready_sent = True
+        _report.send(("ready", info))
+
+
+def ignore_start() -> None:
+    """
+    Decline to start, as OTP's ``ignore``: the child exits normally and its spec is kept, not running.
+
+    Only meaningful before :func:`notify_ready` in a ``StartMode.NOTIFY`` child; afterwards it is a
+    plain normal exit. Does not return.
+    """
+    if _report is None:
+        raise RuntimeError("ignore_start() must be called in a child process started by a supervisor")
+    if not _ready_sent:
+        _report.send(("ignore", None))
+    raise SystemExit(0)
+
+
+def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+    raise ShutdownExit()
+
+
+def _remember_forking_pid() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
+def _arm_in_grandchild() -> None:
+    # A child forked from a worker's main thread dies with the worker, so user code that forks
+    # cannot leave orphans behind. Forks from other threads are left alone: PR_SET_PDEATHSIG would
+    # fire when that thread ends, not when the worker does.
+    if _forking_pid and threading.current_thread() is threading.main_thread():
+        arm_parent_death_signal(_forking_pid)
+
+
+def _exit_status(reason: ExitReason) -> int:
+    if reason.is_normal:
+        return 0
+    if reason.code is not None:
+        return reason.code
+    return 1
+
+
+def child_main(launch: ChildLaunch) -> None:
+    """The target of every child process: set up, run the start function, report, exit."""
+    global _report, _ready_sent, current_launch
+    current_launch = launch
+    arm_parent_death_signal(launch.supervisor_pid)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_shutdown)
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    keep = launch.report.fileno()
+    for fd in launch.inherited_fds:
+        if fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _report, _ready_sent = launch.report, False
+    os.register_at_fork(before=_remember_forking_pid, after_in_child=_arm_in_grandchild)
+
+    spec = launch.spec
+    try:
+        if spec.start_mode is StartMode.IMMEDIATE:
+            notify_ready()
+        spec.start(*spec.args, **spec.kwargs)
+        reason = ExitReason.normal()
+    except ShutdownExit as exc:
+        reason = ExitReason.shutdown(exc.term)
+    except SystemExit as exc:
+        reason = _reason_for_system_exit(exc)
+    except BaseException as exc:
+        reason = ExitReason.from_exception(exc)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        launch.report.send(("exit", reason))
+    except (OSError, ValueError):
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(_exit_status(reason))
+
+
+def _reason_for_system_exit(exc: SystemExit) -> ExitReason:
+    code = exc.code
+    if code is None or code == 0:
+        return ExitReason.normal()
+    if isinstance(code, int):
+        return ExitReason.from_exitcode(code if 0 < code < 256 else 1)
+    print(code, file=sys.stderr)
+    return ExitReason.from_exitcode(1)

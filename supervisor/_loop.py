@@ -1,0 +1,724 @@
+"""
+The supervisor process: its state, its single wait loop, and the jobs that start and stop children.
+
+One thread, one loop. Each turn makes one ``multiprocess.connection.wait()`` over the listening
+socket, the client connections, the signal wake-up pipe, the parent-death pidfd (the root's), every
+child's pidfd and report pipe, and whatever the current job waits on; the timeout is the current
+job's deadline, never a polling interval.
+
+Work that waits on children (starting one until it is ready, stopping one by its shutdown spec, a
+group restart) is a *job*: a generator that yields what it waits for and is resumed with what became
+ready. Jobs run one at a time in arrival order, as OTP's supervisor handles one message at a time, but
+while a job waits the loop keeps accepting connections, answering read-only calls (``which_children``,
+``count_children``), reaping children that die and queueing their exits. A failed automatic restart
+queues its retry behind everything already queued (OTP's ``try_again_restart``), so a ``stop`` or a
+``terminate_child`` cuts through a restart loop. A stop preempts the current job: stopping must be
+bounded even while a child hangs in its start.
+
+Children are forked from this single-threaded process, so forking is safe. A dead child is noticed
+by its pidfd, which fires at once even if the child had forked grandchildren holding inherited pipes.
+This process is a child subreaper: orphans of its workers are reparented to it and reaped here.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import attrs
+import multiprocess
+from multiprocess.connection import wait
+
+from . import _child
+from ._intensity import add_restart
+from ._protocol import (
+    ChildAddress,
+    CountChildren,
+    DeleteChild,
+    RestartChild,
+    StartChild,
+    Stop,
+    TerminateChild,
+    WhichChildren,
+    accept_authenticated,
+    listen,
+    socket_path,
+)
+from ._strategy import restart_set, should_restart
+from .errors import (
+    ChildNotFoundError,
+    ChildNotRunningError,
+    ChildRestartingError,
+    ChildRunningError,
+    DuplicateChildError,
+    StartError,
+    SupervisorError,
+    SupervisorGoneError,
+)
+from .info import ChildCounts, ChildInfo
+from .reasons import ExitKind, ExitReason, ShutdownExit
+from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, SupervisorSpec
+
+__all__ = ["SupervisorLoop", "TreeContext", "run_nested_supervisor"]
+
+log = logging.getLogger("supervisor")
+_fork = multiprocess.get_context("fork")
+_PR_SET_CHILD_SUBREAPER = 36
+
+current_tree: TreeContext | None = None
+"""The tree context of the supervisor running in this process; inherited by forked children."""
+
+
+@attrs.frozen
+class TreeContext:
+    """Where a supervisor sits in its tree: the private directory, the authkey and its id path."""
+
+    private_dir: str
+    authkey: bytes = attrs.field(repr=False)
+    path: str
+
+    @property
+    def address(self) -> str:
+        return socket_path(self.private_dir, self.path)
+
+    def child(self, child_id: str) -> TreeContext:
+        return attrs.evolve(self, path=f"{self.path}/{child_id}")
+
+
+@attrs.define(eq=False)
+class _Child:
+    """
+    One child spec and, while it has one, its process.
+
+    ``process`` is None while the child is not running; ``pidfd`` and ``report`` are set exactly while
+    ``process`` is. ``exit_pending`` holds the reason of a child reaped by the loop whose exit the
+    restart logic has not handled yet; clearing it (terminate, restart) cancels that handling.
+    ``restarting`` is set between a failed automatic restart and its retry. ``busy`` is set while a job
+    waits on the process itself, so the loop leaves its pidfd to the job.
+    """
+
+    spec: ChildSpec
+    process: Any = None
+    pidfd: int | None = None
+    report: Any = None
+    reported: ExitReason | None = None
+    exit_pending: ExitReason | None = None
+    restarting: bool = False
+    busy: bool = False
+    declined: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else int(self.process.pid)
+
+    def info(self) -> ChildInfo:
+        return ChildInfo(self.id, self.pid, self.spec.type, self.spec.restart, self.restarting)
+
+
+@attrs.frozen
+class _Wait:
+    """What a job waits for: any of *fds* ready, or *deadline* (monotonic seconds) passed."""
+
+    fds: tuple[Any, ...]
+    deadline: float | None = None
+
+
+Job = Generator[_Wait, list[Any], Any]
+
+
+@attrs.define
+class _Pending:
+    job: Job
+    conn: Any = None  # the client connection awaiting this job's reply, if any
+    wait: _Wait | None = None
+
+
+_STARTED = "started"
+_IGNORED = "ignored"
+
+
+class SupervisorLoop:
+    """The state and loop of one supervisor process (OTP's ``#state`` and its ``handle_*``)."""
+
+    def __init__(self, spec: SupervisorSpec, tree: TreeContext, watch_fd: int | None = None) -> None:
+        global current_tree
+        current_tree = tree
+        self.spec = spec
+        self.tree = tree
+        self.watch_fd = watch_fd
+        self.children: list[_Child] = []
+        self.restart_times: tuple[float, ...] = ()
+        self.queue: collections.deque[_Pending] = collections.deque()
+        self.current: _Pending | None = None
+        self.conns: list[Any] = []
+        self.stopping = False
+        self.stop_waiters: list[Any] = []
+        self.finished = False
+        self.exit_reason: ExitReason = ExitReason.shutdown()
+        self.start_error: StartError | None = None
+        self.reaped_any = False
+        self.private_fds: list[int] = []
+
+        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        os.set_blocking(self.wakeup_r, False)
+        os.set_blocking(self.wakeup_w, False)
+        signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(signum, _note_signal)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.listener = listen(tree.address)
+
+    # ------------------------------------------------------------------ the loop
+
+    def serve(self, on_ready: Callable[[], None]) -> None:
+        """Start the children in order, call *on_ready*, then serve until stopped or given up."""
+        self._set_current(_Pending(self._init_job(on_ready)))
+        while not self.finished:
+            self._turn()
+        self._close()
+
+    def _turn(self) -> None:
+        if self.current is None and self.queue:
+            self._set_current(self.queue.popleft())
+            return
+        monitored = {c.pidfd: c for c in self.children if c.process is not None and not c.busy}
+        reports = {c.report: c for c in self.children if c.report is not None and not c.busy}
+        objects: list[Any] = [self.listener, self.wakeup_r, *self.conns, *monitored, *reports]
+        if self.watch_fd is not None:
+            objects.append(self.watch_fd)
+        job_wait = self.current.wait if self.current is not None else None
+        timeout = None
+        if job_wait is not None:
+            objects.extend(job_wait.fds)
+            if job_wait.deadline is not None:
+                timeout = max(0.0, job_wait.deadline - time.monotonic())
+        ready = set(wait(objects, timeout))
+
+        if self.wakeup_r in ready:
+            self._on_signals()
+        if self.watch_fd is not None and self.watch_fd in ready:
+            log.warning("supervisor %s: the process that started the tree died; stopping", self.tree.path)
+            self.watch_fd = None
+            self._begin_stop(None)
+        if self.listener in ready:
+            conn = accept_authenticated(self.listener, self.tree.authkey)
+            if conn is None:
+                log.warning("supervisor %s: refused a connection that failed authentication", self.tree.path)
+            else:
+                self.conns.append(conn)
+        for conn in [c for c in self.conns if c in ready]:
+            self._on_conn_readable(conn)
+        for report, child in reports.items():
+            if report in ready and child.report is report:
+                self._drain(child)
+        for pidfd, child in monitored.items():
+            if pidfd in ready and child.pidfd == pidfd and not child.busy:
+                reason = self._reap(child)
+                if not self.stopping:
+                    child.exit_pending = reason
+                    self.queue.append(_Pending(self._exit_job(child)))
+        if self.current is not None and self.current.wait is job_wait and job_wait is not None:
+            fired = [fd for fd in job_wait.fds if fd in ready]
+            expired = job_wait.deadline is not None and time.monotonic() >= job_wait.deadline
+            if fired or expired:
+                self._advance(fired)
+        if self.reaped_any:
+            self.reaped_any = False
+            self._reap_adopted()
+
+    def _set_current(self, pending: _Pending) -> None:
+        self.current = pending
+        self._advance(None)
+
+    def _advance(self, fired: list[Any] | None) -> None:
+        pending = self.current
+        assert pending is not None
+        try:
+            pending.wait = pending.job.send(fired)  # type: ignore[arg-type]
+        except StopIteration:
+            self.current = None
+        except Exception:
+            # As in OTP, a crash in the supervisor's own code ends the supervisor.
+            log.exception("supervisor %s: internal error; stopping", self.tree.path)
+            self.current = None
+            self._reply(pending.conn, ("error", SupervisorError("internal error in the supervisor")))
+            if self.stopping:
+                self._finish(ExitReason.shutdown())
+            else:
+                self._begin_stop(None)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_signals(self) -> None:
+        try:
+            data = os.read(self.wakeup_r, 512)
+        except BlockingIOError:
+            return
+        if signal.SIGCHLD in data:
+            self.reaped_any = True
+        if signal.SIGTERM in data:
+            self._begin_stop(None)
+
+    def _reap_adopted(self) -> None:
+        """Reap orphans reparented to this subreaper, leaving this supervisor's own children alone."""
+        own = {c.pid for c in self.children if c.process is not None}
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid in own:
+                return
+            try:
+                os.waitpid(info.si_pid, 0)
+            except ChildProcessError:
+                return
+
+    def _on_conn_readable(self, conn: Any) -> None:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            self._drop_conn(conn)
+            return
+        except Exception:
+            log.warning("supervisor %s: unreadable request; closing its connection", self.tree.path)
+            self._drop_conn(conn)
+            return
+        if isinstance(request, WhichChildren):
+            self._reply(conn, ("ok", [c.info() for c in self.children]))
+        elif isinstance(request, CountChildren):
+            self._reply(conn, ("ok", self._count()))
+        elif isinstance(request, ChildAddress):
+            self._reply(conn, self._child_address(request.child_id))
+        elif isinstance(request, Stop):
+            self._begin_stop(conn)
+        elif isinstance(request, (StartChild, TerminateChild, RestartChild, DeleteChild)):
+            if self.stopping:
+                self._reply(conn, ("error", self._gone("the supervisor is stopping")))
+            else:
+                self.queue.append(_Pending(self._request_job(conn, request), conn))
+        else:
+            log.warning("supervisor %s: unknown request %r; closing its connection", self.tree.path, request)
+            self._drop_conn(conn)
+
+    def _drop_conn(self, conn: Any) -> None:
+        if conn in self.conns:
+            self.conns.remove(conn)
+        conn.close()
+
+    def _reply(self, conn: Any, message: tuple[str, Any]) -> None:
+        if conn is None:
+            return
+        try:
+            conn.send(message)
+        except (OSError, ValueError):
+            self._drop_conn(conn)
+
+    def _gone(self, why: str) -> SupervisorGoneError:
+        return SupervisorGoneError(f"supervisor {self.tree.path} (pid {os.getpid()}): {why}")
+
+    def _count(self) -> ChildCounts:
+        supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
+        return ChildCounts(
+            specs=len(self.children),
+            active=sum(1 for c in self.children if c.process is not None and c.exit_pending is None),
+            supervisors=supervisors,
+            workers=len(self.children) - supervisors,
+        )
+
+    def _child_address(self, child_id: str) -> tuple[str, Any]:
+        child = self._find(child_id)
+        if child is None:
+            return ("error", self._not_found("child_supervisor", child_id))
+        if child.spec.nested is None:
+            message = f"child_supervisor: child {child_id!r} is not a nested supervisor"
+            return ("error", ChildNotFoundError(message, child_id))
+        if child.process is None:
+            message = f"child_supervisor: nested supervisor {child_id!r} is not running"
+            return ("error", ChildNotRunningError(message, child_id))
+        return ("ok", self.tree.child(child_id).address)
+
+    # ------------------------------------------------------------------ stopping
+
+    def _begin_stop(self, conn: Any) -> None:
+        if conn is not None:
+            self.stop_waiters.append(conn)
+        if self.stopping:
+            return
+        self.stopping = True
+        aborted = [self.current] if self.current is not None else []
+        aborted.extend(self.queue)
+        self.queue.clear()
+        for pending in aborted:
+            pending.job.close()
+            self._reply(pending.conn, ("error", self._gone("the supervisor stopped before this call completed")))
+        for child in self.children:
+            child.busy = False
+        self._set_current(_Pending(self._stop_job()))
+
+    def _stop_job(self) -> Job:
+        yield from self._terminate_all()
+        self._finish(ExitReason.shutdown())
+
+    def _finish(self, reason: ExitReason) -> None:
+        self.exit_reason = reason
+        self.finished = True
+
+    def _close(self) -> None:
+        for pending in self.queue:
+            self._reply(pending.conn, ("error", self._gone("the supervisor exited before this call completed")))
+        self.queue.clear()
+        for conn in self.stop_waiters:
+            self._reply(conn, ("ok", None))
+        for conn in list(self.conns):
+            self._drop_conn(conn)
+        self.listener.close()
+        try:
+            os.unlink(self.tree.address)
+        except FileNotFoundError:
+            pass
+        self._reap_adopted()
+
+    def _terminate_all(self) -> Job:
+        """Stop every child in reverse start order, one at a time, each by its shutdown spec."""
+        for child in reversed(list(self.children)):
+            child.restarting = False
+            child.exit_pending = None
+            if child.process is not None:
+                yield from self._shutdown(child)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _init_job(self, on_ready: Callable[[], None]) -> Job:
+        for spec in self.spec.children:
+            child = _Child(spec)
+            self.children.append(child)
+            outcome = yield from self._start(child, progress=logging.INFO)
+            if isinstance(outcome, ExitReason):
+                self._log_report("start_error", child, outcome, logging.ERROR)
+                self.children.remove(child)
+                yield from self._terminate_all()
+                self.start_error = self._start_error("start", child, outcome)
+                self._finish(ExitReason.shutdown())
+                return
+            if outcome == _IGNORED and spec.restart is Restart.TEMPORARY:
+                self.children.remove(child)
+        on_ready()
+
+    def _request_job(self, conn: Any, request: Any) -> Job:
+        try:
+            if isinstance(request, StartChild):
+                value = yield from self._start_child(request.spec)
+            elif isinstance(request, TerminateChild):
+                value = yield from self._terminate_child(request.child_id)
+            elif isinstance(request, RestartChild):
+                value = yield from self._restart_child(request.child_id)
+            else:
+                value = self._delete_child(request.child_id)
+        except SupervisorError as error:
+            self._reply(conn, ("error", error))
+        else:
+            self._reply(conn, ("ok", value))
+
+    def _exit_job(self, child: _Child) -> Job:
+        reason = child.exit_pending
+        if reason is None or child not in self.children:
+            return
+        child.exit_pending = None
+        restart = should_restart(child.spec.restart, reason)
+        if restart or reason.is_abnormal:
+            self._log_report("child_terminated", child, reason, logging.ERROR)
+        else:
+            self._log_report("child_exited", child, reason, logging.INFO)
+        if not restart:
+            if child.spec.restart is Restart.TEMPORARY:
+                self.children.remove(child)
+            return
+        yield from self._restart(child)
+
+    def _retry_job(self, child: _Child) -> Job:
+        if child in self.children and child.restarting:
+            yield from self._restart(child)
+
+    def _restart(self, failed: _Child) -> Job:
+        """OTP's ``restart/2``: count the restart, then restart the strategy's set of children."""
+        self.restart_times, exceeded = add_restart(
+            self.restart_times, time.monotonic(), self.spec.max_restarts, self.spec.max_seconds
+        )
+        if exceeded:
+            self._log_report("shutdown", failed, None, logging.ERROR, "reached_max_restart_intensity")
+            yield from self._terminate_all()
+            self._finish(ExitReason.shutdown())
+            return
+        group_ids = restart_set(self.spec.strategy, [c.id for c in self.children], failed.id)
+        group = [c for c in self.children if c.id in group_ids]
+        for child in reversed(group):
+            if child is failed:
+                continue
+            child.restarting = False
+            child.exit_pending = None
+            if child.process is not None:
+                yield from self._shutdown(child)
+            if child.spec.restart is Restart.TEMPORARY:
+                self.children.remove(child)
+        for child in group:
+            if child not in self.children:
+                continue
+            outcome = yield from self._start(child, progress=logging.INFO)
+            if isinstance(outcome, ExitReason):
+                self._log_report("start_error", child, outcome, logging.ERROR)
+                child.restarting = True
+                self.queue.append(_Pending(self._retry_job(child)))
+                return
+            child.restarting = False
+
+    # ------------------------------------------------------------------ the admin API
+
+    def _find(self, child_id: str) -> _Child | None:
+        return next((c for c in self.children if c.id == child_id), None)
+
+    def _not_found(self, call: str, child_id: str) -> ChildNotFoundError:
+        known = ", ".join(repr(c.id) for c in self.children) or "none"
+        return ChildNotFoundError(
+            f"{call}: no child with id {child_id!r} under supervisor {self.tree.path} (pid {os.getpid()}) "
+            f"(children: {known})",
+            child_id,
+        )
+
+    def _existing(self, call: str, child_id: str) -> _Child:
+        child = self._find(child_id)
+        if child is None:
+            raise self._not_found(call, child_id)
+        if child.restarting:
+            raise ChildRestartingError(f"{call}: child {child_id!r} is restarting (a failed restart is being retried)", child_id)
+        if child.process is not None:
+            raise ChildRunningError(f"{call}: child {child_id!r} is running (pid {child.pid})", child_id)
+        return child
+
+    def _start_child(self, spec: ChildSpec) -> Generator[_Wait, list[Any], int | None]:
+        existing = self._find(spec.id)
+        if existing is not None:
+            state = f"running (pid {existing.pid})" if existing.process is not None else "present, not running"
+            raise DuplicateChildError(
+                f"start_child: a child with id {spec.id!r} is already {state}", spec.id, existing.pid
+            )
+        child = _Child(spec)
+        self.children.append(child)
+        outcome = yield from self._start(child, progress=logging.DEBUG)
+        if isinstance(outcome, ExitReason):
+            self.children.remove(child)
+            raise self._start_error("start_child", child, outcome)
+        if outcome == _IGNORED and spec.restart is Restart.TEMPORARY:
+            self.children.remove(child)
+        return child.pid
+
+    def _terminate_child(self, child_id: str) -> Job:
+        child = self._find(child_id)
+        if child is None:
+            raise self._not_found("terminate_child", child_id)
+        child.restarting = False
+        child.exit_pending = None
+        if child.process is not None:
+            yield from self._shutdown(child)
+        if child.spec.restart is Restart.TEMPORARY and child in self.children:
+            self.children.remove(child)
+
+    def _restart_child(self, child_id: str) -> Generator[_Wait, list[Any], int | None]:
+        child = self._existing("restart_child", child_id)
+        outcome = yield from self._start(child, progress=logging.DEBUG)
+        if isinstance(outcome, ExitReason):
+            raise self._start_error("restart_child", child, outcome)
+        return child.pid
+
+    def _delete_child(self, child_id: str) -> None:
+        child = self._existing("delete_child", child_id)
+        child.exit_pending = None
+        self.children.remove(child)
+
+    def _start_error(self, call: str, child: _Child, reason: ExitReason) -> StartError:
+        return StartError(
+            f"{call}: child {child.id!r} of supervisor {self.tree.path} failed to start: {reason.describe()}",
+            child.id,
+            reason,
+        )
+
+    # ------------------------------------------------------------------ one child
+
+    def _owned_fds(self) -> tuple[int, ...]:
+        fds = [self.listener.fileno(), self.wakeup_r, self.wakeup_w]
+        fds.extend(conn.fileno() for conn in self.conns)
+        for c in self.children:
+            if c.pidfd is not None:
+                fds.append(c.pidfd)
+            if c.report is not None:
+                fds.append(c.report.fileno())
+        if self.watch_fd is not None:
+            fds.append(self.watch_fd)
+        fds.extend(self.private_fds)
+        return tuple(fds)
+
+    def _start(self, child: _Child, progress: int) -> Generator[_Wait, list[Any], str | ExitReason]:
+        """
+        Fork *child* and wait until it is ready, declines (``ignore``), dies or times out.
+
+        Returns ``_STARTED``, ``_IGNORED`` or the failed start's exit reason.
+        """
+        child.exit_pending = None
+        reader, writer = _fork.Pipe(duplex=False)
+        launch = _child.ChildLaunch(child.spec, writer, os.getpid(), self._owned_fds())
+        process = _fork.Process(target=_child.child_main, args=(launch,), name=f"supervisor:{child.id}")
+        process.start()
+        writer.close()
+        try:
+            os.setpgid(process.pid, process.pid)
+        except OSError:
+            pass  # the child already did it, or is already gone
+        child.process, child.pidfd, child.report, child.reported = process, os.pidfd_open(process.pid), reader, None
+        child.busy = True
+        deadline = None
+        if child.spec.start_mode is StartMode.NOTIFY and child.spec.start_timeout is not None:
+            deadline = time.monotonic() + child.spec.start_timeout
+        timed_out = False
+        while True:
+            fds = (child.pidfd,) if child.report is None else (child.pidfd, child.report)
+            fired = yield _Wait(fds, deadline)
+            if child.report is not None and child.report in fired:
+                message = self._drain(child)
+                if message == "ready":
+                    child.busy = False
+                    log.log(progress, "supervisor %s: started child %r (pid %s)", self.tree.path, child.id, child.pid)
+                    return _STARTED
+            if child.pidfd in fired:
+                reason = self._reap(child)
+                if child.declined:
+                    child.declined = False
+                    return _IGNORED
+                if timed_out:
+                    return ExitReason(ExitKind.KILLED, signal=signal.SIGKILL, message="start timeout")
+                return reason
+            if not fired and deadline is not None and time.monotonic() >= deadline:
+                timed_out, deadline = True, None
+                _kill(child.pid, signal.SIGKILL)
+
+    def _drain(self, child: _Child) -> str | None:
+        """Read the child's pending report messages; return the last kind read ('ready', 'exit', ...)."""
+        last = None
+        report = child.report
+        while report is not None:
+            try:
+                if not report.poll(0):
+                    break
+                kind, payload = report.recv()
+            except (EOFError, OSError):
+                report.close()
+                child.report = report = None
+                break
+            if kind == "exit":
+                child.reported = payload
+            elif kind == "ignore":
+                child.declined = True
+            last = kind
+        return last
+
+    def _shutdown(self, child: _Child) -> Generator[_Wait, list[Any], ExitReason]:
+        """Stop *child* by its shutdown spec and reap it; log a ``shutdown_error`` for an unexpected reason."""
+        child.busy = True
+        shutdown = child.spec.shutdown
+        deadline = None
+        if shutdown is Shutdown.BRUTAL_KILL:
+            _kill(child.pid, signal.SIGKILL)
+        else:
+            _kill(child.pid, signal.SIGTERM)
+            if not isinstance(shutdown, Shutdown):
+                deadline = time.monotonic() + shutdown
+        while True:
+            fds = (child.pidfd,) if child.report is None else (child.pidfd, child.report)
+            fired = yield _Wait(fds, deadline)
+            if child.report is not None and child.report in fired:
+                self._drain(child)
+            if child.pidfd in fired:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                deadline = None
+                _kill(child.pid, signal.SIGKILL)
+        reason = self._reap(child)
+        expected = reason.kind is ExitKind.KILLED if shutdown is Shutdown.BRUTAL_KILL else reason.kind is ExitKind.SHUTDOWN
+        if not expected and child.spec.restart is not Restart.PERMANENT:
+            expected = reason.is_normal
+        if not expected:
+            self._log_report("shutdown_error", child, reason, logging.ERROR)
+        return reason
+
+    def _reap(self, child: _Child) -> ExitReason:
+        """Collect a dead child: kill what is left of its process group, join it, read its reason."""
+        pid = child.pid
+        assert pid is not None and child.pidfd is not None
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        child.process.join()
+        exitcode = child.process.exitcode
+        self._drain(child)
+        if child.report is not None:
+            child.report.close()
+        os.close(child.pidfd)
+        reason = child.reported if child.reported is not None else ExitReason.from_exitcode(exitcode)
+        child.process = child.pidfd = child.report = child.reported = None
+        child.busy = False
+        self.reaped_any = True
+        return reason
+
+    def _log_report(
+        self, context: str, child: _Child, reason: ExitReason | None, level: int, detail: str | None = None
+    ) -> None:
+        text = detail if reason is None else reason.describe()
+        message = "supervisor %s: %s: child %r (%s, %s) reason=%s"
+        args: list[Any] = [self.tree.path, context, child.id, child.spec.restart.value, child.spec.type.value, text]
+        if reason is not None and reason.traceback_text:
+            message += "\n%s"
+            args.append(reason.traceback_text.rstrip())
+        log.log(level, message, *args, extra={"supervisor_context": context, "child_id": child.id})
+
+
+def _note_signal(signum: int, frame: Any) -> None:
+    """Signal handler: nothing to do here; the byte in the wake-up pipe wakes the loop."""
+
+
+def _kill(pid: int | None, sig: int) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def run_nested_supervisor(spec: SupervisorSpec) -> None:
+    """
+    The start function of a nested supervisor child (see ``ChildSpec.supervisor``).
+
+    Ready once all its children are; exits with reason *shutdown* when stopped or when it gives up
+    after too many restarts; a child's start failure makes it fail to start with that child's error.
+    """
+    parent = current_tree
+    launch = _child.current_launch
+    if parent is None or launch is None:
+        raise RuntimeError("a nested supervisor must be started by a supervisor")
+    tree = parent.child(launch.spec.id)
+    loop = SupervisorLoop(spec, tree)
+    loop.serve(lambda: _child.notify_ready({"address": tree.address}))
+    if loop.start_error is not None:
+        raise loop.start_error
+    raise ShutdownExit()

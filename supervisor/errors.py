@@ -1,0 +1,132 @@
+"""
+Every error the package raises about the state of a tree, under one base class.
+
+Bad arguments are not here: they raise plain ``TypeError`` or ``ValueError`` naming the argument.
+Each class keeps its details as attributes and round-trips through pickle, because errors are raised
+in a supervisor process and re-raised at the caller of a handle. This module imports nothing from
+the package except, lazily, the exit-reason type it mentions in annotations.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .reasons import ExitReason
+
+__all__ = [
+    "ChildNotFoundError",
+    "ChildNotRunningError",
+    "ChildRestartingError",
+    "ChildRunningError",
+    "DuplicateChildError",
+    "HandleClosedError",
+    "RegistryUnavailableError",
+    "SessionNotFoundError",
+    "StartError",
+    "SupervisorError",
+    "SupervisorGoneError",
+]
+
+
+class SupervisorError(Exception):
+    """Base class of every error about a supervision tree's state."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[SupervisorError], state: dict[str, Any]) -> SupervisorError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    cause = state.get("reason")
+    if isinstance(error, StartError) and cause is not None:
+        error.__cause__ = cause.exception()
+    return error
+
+
+class ChildNotFoundError(SupervisorError, LookupError):
+    """No child of the supervisor has this id (for a temporary child: any more)."""
+
+    def __init__(self, message: str, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
+class DuplicateChildError(SupervisorError, ValueError):
+    """``start_child`` with an id the supervisor already knows; *pid* is None if it is not running."""
+
+    def __init__(self, message: str, child_id: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+        self.pid = pid
+
+
+class ChildRunningError(SupervisorError):
+    """``restart_child`` or ``delete_child`` on a child that is running."""
+
+    def __init__(self, message: str, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
+class ChildRestartingError(SupervisorError):
+    """``restart_child`` or ``delete_child`` on a child whose automatic restart is being retried."""
+
+    def __init__(self, message: str, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
+class ChildNotRunningError(SupervisorError):
+    """An operation that needs a running child found it stopped (for instance, a nested handle)."""
+
+    def __init__(self, message: str, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
+class StartError(SupervisorError):
+    """
+    A child failed to start: it raised, exited or timed out before it was ready.
+
+    ``reason`` is the child's :class:`~supervisor.ExitReason`; when the child raised, ``__cause__`` is
+    its exception, with the traceback from the child process.
+    """
+
+    def __init__(self, message: str, child_id: str, reason: ExitReason) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+        self.reason = reason
+        self.__cause__ = reason.exception()
+
+
+class HandleClosedError(SupervisorError):
+    """You stopped this supervisor (or closed this handle): the call cannot be made any more."""
+
+
+class SupervisorGoneError(SupervisorError):
+    """
+    The supervisor process died or stopped under you; *reason* is its exit reason when known.
+    """
+
+    def __init__(self, message: str, reason: ExitReason | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RegistryUnavailableError(SupervisorError):
+    """The session registry could not be reached within the wait bound."""
+
+
+class SessionNotFoundError(SupervisorError, LookupError):
+    """No live session has this id."""
+
+    def __init__(self, message: str, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id

@@ -1,0 +1,35 @@
+"""What a supervisor reports about its children: frozen values returned by the handle."""
+
+from __future__ import annotations
+
+import attrs
+
+from .specs import ChildType, Restart
+
+__all__ = ["ChildCounts", "ChildInfo"]
+
+
+@attrs.frozen
+class ChildInfo:
+    """
+    One child as ``which_children()`` reports it.
+
+    ``pid`` is None while the child is not running; ``restarting`` is True between a failed automatic
+    restart and its retry (OTP's ``restarting``), when ``pid`` is None too.
+    """
+
+    id: str
+    pid: int | None
+    type: ChildType
+    restart: Restart
+    restarting: bool = False
+
+
+@attrs.frozen
+class ChildCounts:
+    """``count_children()``: all specs, live children, and specs by type (alive or not)."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int

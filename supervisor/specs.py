@@ -1,0 +1,262 @@
+"""
+Child specs and supervisor flags: frozen values, validated when built.
+
+A bad field raises ``TypeError`` (wrong type) or ``ValueError`` (right type, bad value) naming the
+field, what it must be, and what it got. Differences from OTP: durations are float seconds (OTP: ms),
+ids are non-empty strings, and a child may declare a start mode and a start timeout (OTP has neither:
+its children are ready when ``init/1`` returns, and the supervisor waits for ever).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ChildSpec",
+    "ChildType",
+    "Restart",
+    "Shutdown",
+    "StartMode",
+    "Strategy",
+    "SupervisorSpec",
+]
+
+
+class Restart(enum.Enum):
+    """When a child is restarted after it exits."""
+
+    PERMANENT = "permanent"
+    """Always, whatever the exit reason."""
+    TRANSIENT = "transient"
+    """Only after an abnormal exit: not after *normal* or *shutdown*."""
+    TEMPORARY = "temporary"
+    """Never, not even as a bystander; its spec is forgotten when it ends."""
+
+
+class Shutdown(enum.Enum):
+    """The symbolic shutdown values; a number of seconds is the third kind."""
+
+    BRUTAL_KILL = "brutal_kill"
+    """SIGKILL at once."""
+    INFINITY = "infinity"
+    """SIGTERM, then wait as long as it takes (the default for supervisors)."""
+
+
+class ChildType(enum.Enum):
+    WORKER = "worker"
+    SUPERVISOR = "supervisor"
+
+
+class Strategy(enum.Enum):
+    """Which children restart when one exits and is to be restarted."""
+
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
+class StartMode(enum.Enum):
+    """When a started child counts as ready, so the supervisor goes on."""
+
+    IMMEDIATE = "immediate"
+    """As soon as the start function begins."""
+    NOTIFY = "notify"
+    """When the start function calls :func:`supervisor.notify_ready` (like a gen_server's ``init``)."""
+
+
+DEFAULT_WORKER_SHUTDOWN = 5.0
+
+
+def _fail_type(name: str, expected: str, value: object) -> TypeError:
+    return TypeError(f"'{name}' must be {expected} (got {value!r} that is a {type(value).__name__})")
+
+
+def _check_enum(name: str, cls: type[enum.Enum], value: object) -> None:
+    if not isinstance(value, cls):
+        members = ", ".join(f"{cls.__name__}.{m.name}" for m in cls)
+        raise _fail_type(name, f"one of {members}", value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_id(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise _fail_type(attribute.name, "a str", value)
+    if not value:
+        raise ValueError(f"'{attribute.name}' must be a non-empty str (got {value!r})")
+
+
+def _validate_start(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        raise _fail_type(attribute.name, "a callable", value)
+
+
+def _to_args(value: object) -> tuple[Any, ...]:
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    raise _fail_type("args", "a tuple or list", value)
+
+
+def _to_kwargs(value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail_type("kwargs", "a mapping of str to values", value)
+    for key in value:
+        if not isinstance(key, str):
+            raise _fail_type("kwargs", "a mapping with str keys", key)
+    return dict(value)
+
+
+def _validate_enum(cls: type[enum.Enum]) -> Callable[[Any, attrs.Attribute[Any], object], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        _check_enum(attribute.name, cls, value)
+
+    return check
+
+
+def _validate_shutdown(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None or isinstance(value, Shutdown):
+        return
+    expected = "seconds >= 0, Shutdown.BRUTAL_KILL or Shutdown.INFINITY"
+    if not _is_number(value):
+        raise _fail_type(attribute.name, expected, value)
+    assert isinstance(value, (int, float))
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"'{attribute.name}' must be {expected} (got {value!r})")
+
+
+def _validate_start_timeout(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not _is_number(value):
+        raise _fail_type(attribute.name, "seconds > 0 or None", value)
+    assert isinstance(value, (int, float))
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"'{attribute.name}' must be seconds > 0 or None (got {value!r})")
+
+
+@attrs.frozen
+class ChildSpec:
+    """
+    How to start, restart and stop one child process.
+
+    Args:
+        id: the child's name, unique within its supervisor.
+        start: called in the child process as ``start(*args, **kwargs)``; its return is a *normal* exit.
+        args, kwargs: the arguments for *start* (a temporary child's are dropped when it ends).
+        restart: when the child is restarted; see :class:`Restart`.
+        shutdown: seconds between SIGTERM and SIGKILL, or a :class:`Shutdown` value. ``None`` (the
+            default) becomes 5.0 for a worker and ``Shutdown.INFINITY`` for a supervisor.
+        type: :class:`ChildType`; a supervisor child is usually built with :meth:`supervisor`.
+        start_mode: when the child counts as ready; see :class:`StartMode`.
+        start_timeout: with ``StartMode.NOTIFY``, seconds to wait for readiness before the child is
+            killed and the start fails; ``None`` waits for ever, as OTP does.
+
+    Raises:
+        TypeError, ValueError: a field is invalid; the message names it.
+    """
+
+    id: str = attrs.field(validator=_validate_id)
+    start: Callable[..., Any] = attrs.field(validator=_validate_start)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_to_args)
+    kwargs: dict[str, Any] = attrs.field(factory=dict, converter=_to_kwargs)
+    restart: Restart = attrs.field(default=Restart.PERMANENT, validator=_validate_enum(Restart))
+    shutdown: float | Shutdown = attrs.field(default=None, validator=_validate_shutdown)
+    type: ChildType = attrs.field(default=ChildType.WORKER, validator=_validate_enum(ChildType))
+    start_mode: StartMode = attrs.field(default=StartMode.IMMEDIATE, validator=_validate_enum(StartMode))
+    start_timeout: float | None = attrs.field(default=None, validator=_validate_start_timeout)
+
+    def __attrs_post_init__(self) -> None:
+        if self.shutdown is None:
+            default = Shutdown.INFINITY if self.type is ChildType.SUPERVISOR else DEFAULT_WORKER_SHUTDOWN
+            object.__setattr__(self, "shutdown", default)
+        elif _is_number(self.shutdown):
+            object.__setattr__(self, "shutdown", float(self.shutdown))
+
+    @classmethod
+    def supervisor(
+        cls,
+        id: str,
+        children: Sequence[ChildSpec],
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown: float | Shutdown = Shutdown.INFINITY,
+    ) -> ChildSpec:
+        """
+        The spec of a nested supervisor with its own children, strategy and restart intensity.
+
+        It is restarted like any child; it is ready once all its children are.
+        """
+        from ._loop import run_nested_supervisor
+
+        nested = SupervisorSpec(
+            children=tuple(children), strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
+        )
+        return cls(
+            id=id,
+            start=run_nested_supervisor,
+            args=(nested,),
+            restart=restart,
+            shutdown=shutdown,
+            type=ChildType.SUPERVISOR,
+            start_mode=StartMode.NOTIFY,
+        )
+
+    @property
+    def nested(self) -> SupervisorSpec | None:
+        """The nested supervisor's spec, for a child built with :meth:`supervisor`; else None."""
+        if self.type is ChildType.SUPERVISOR and self.args and isinstance(self.args[0], SupervisorSpec):
+            return self.args[0]
+        return None
+
+
+def _to_children(value: object) -> tuple[ChildSpec, ...]:
+    if not isinstance(value, (tuple, list)):
+        raise _fail_type("children", "a list of ChildSpec", value)
+    seen: set[str] = set()
+    for item in value:
+        if not isinstance(item, ChildSpec):
+            raise _fail_type("children", "a list of ChildSpec", item)
+        if item.id in seen:
+            raise ValueError(f"'children' must have unique ids (got {item.id!r} twice)")
+        seen.add(item.id)
+    return tuple(value)
+
+
+def _validate_max_restarts(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail_type(attribute.name, "an int >= 0", value)
+    if value < 0:
+        raise ValueError(f"'{attribute.name}' must be an int >= 0 (got {value!r})")
+
+
+def _validate_max_seconds(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not _is_number(value):
+        raise _fail_type(attribute.name, "seconds > 0", value)
+    assert isinstance(value, (int, float))
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"'{attribute.name}' must be seconds > 0 (got {value!r})")
+
+
+@attrs.frozen
+class SupervisorSpec:
+    """
+    A supervisor's children and flags.
+
+    More than *max_restarts* restarts within *max_seconds* makes the supervisor stop all its children
+    and exit with reason *shutdown* (OTP's restart intensity; Elixir's defaults).
+    """
+
+    children: tuple[ChildSpec, ...] = attrs.field(converter=_to_children)
+    strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, validator=_validate_enum(Strategy))
+    max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
+    max_seconds: float = attrs.field(default=5.0, validator=_validate_max_seconds)
