@@ -21,5 +21,5 @@ def add_restart(
     *max_seconds*: at most *max_restarts* fit in a window and the next one escalates, so
     ``max_restarts=0`` escalates on the first.
     """
-    kept = tuple(t for t in times if t > now - max_seconds) + (now,)
+    kept = (*tuple(t for t in times if t > now - max_seconds), now)
     return kept, len(kept) > max_restarts

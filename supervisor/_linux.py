@@ -29,4 +29,3 @@ def arm_parent_death_signal(expected_parent: int, sig: int = signal.SIGKILL) -> 
         raise OSError(err, os.strerror(err))
     if os.getppid() != expected_parent:
         os._exit(70)
-

@@ -63,7 +63,7 @@ from .errors import (
 )
 from .info import ChildCounts, ChildInfo
 from .reasons import ExitKind, ExitReason, ShutdownExit
-from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, SupervisorSpec
+from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = ["SupervisorLoop", "TreeContext", "run_nested_supervisor"]
 
@@ -112,6 +112,8 @@ class _Child:
     restarting: bool = False
     busy: bool = False
     declined: bool = False
+    ready_info: Any = None
+    restarts: int = 0
 
     @property
     def id(self) -> str:
@@ -143,6 +145,48 @@ class _Pending:
     wait: _Wait | None = None
 
 
+@attrs.define
+class _Lane:
+    """Jobs that run one at a time: all of a static supervisor's, or one child's in a dynamic one."""
+
+    current: _Pending | None = None
+    queue: collections.deque[_Pending] = attrs.Factory(collections.deque)
+
+
+class LoopHooks:
+    """
+    What a process built on the loop (the SessionManager) is told, and extra things it waits on.
+
+    Every method is called on the loop's only thread; the defaults do nothing.
+    """
+
+    def child_starting(self, child: _Child) -> None:
+        """*child* was forked and is starting."""
+
+    def child_ready(self, child: _Child, info: Any) -> None:
+        """*child* reported ready, with the *info* it passed to ``notify_ready``."""
+
+    def child_stopping(self, child: _Child) -> None:
+        """*child* is being stopped by its shutdown spec."""
+
+    def child_down(self, child: _Child, reason: ExitReason, restarting: bool) -> None:
+        """*child*'s process was reaped; *restarting* if an automatic restart follows."""
+
+    def child_removed(self, child: _Child) -> None:
+        """*child*'s spec was forgotten."""
+
+    def fds(self) -> list[Any]:
+        """Extra objects for the loop's wait."""
+        return []
+
+    def deadline(self) -> float | None:
+        """The monotonic time the loop must wake at for :meth:`on_wake`, if any."""
+        return None
+
+    def on_wake(self, ready: set[Any]) -> None:
+        """Called each turn with what became ready among :meth:`fds` (maybe nothing: a deadline)."""
+
+
 _STARTED = "started"
 _IGNORED = "ignored"
 
@@ -150,16 +194,33 @@ _IGNORED = "ignored"
 class SupervisorLoop:
     """The state and loop of one supervisor process (OTP's ``#state`` and its ``handle_*``)."""
 
-    def __init__(self, spec: SupervisorSpec, tree: TreeContext, watch_fd: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: SupervisorSpec,
+        tree: TreeContext,
+        watch_fd: int | None = None,
+        *,
+        concurrent: bool = False,
+        hooks: LoopHooks | None = None,
+    ) -> None:
+        """
+        Args:
+            concurrent: run each child's jobs in a lane of its own, so one child's start or stop never
+                delays another's (a dynamic supervisor; one_for_one only).
+            hooks: told about children's life cycles; see :class:`LoopHooks`.
+        """
         global current_tree
+        if concurrent and spec.strategy is not Strategy.ONE_FOR_ONE:
+            raise ValueError(f"a concurrent supervisor must be one_for_one (got {spec.strategy})")
         current_tree = tree
+        self.concurrent = concurrent
+        self.hooks = hooks if hooks is not None else LoopHooks()
         self.spec = spec
         self.tree = tree
         self.watch_fd = watch_fd
         self.children: list[_Child] = []
         self.restart_times: tuple[float, ...] = ()
-        self.queue: collections.deque[_Pending] = collections.deque()
-        self.current: _Pending | None = None
+        self.lanes: dict[str, _Lane] = {}
         self.conns: list[Any] = []
         self.stopping = False
         self.stop_waiters: list[Any] = []
@@ -183,26 +244,49 @@ class SupervisorLoop:
 
     def serve(self, on_ready: Callable[[], None]) -> None:
         """Start the children in order, call *on_ready*, then serve until stopped or given up."""
-        self._set_current(_Pending(self._init_job(on_ready)))
+        self._enqueue("", _Pending(self._init_job(on_ready)))
         while not self.finished:
             self._turn()
         self._close()
 
+    def _enqueue(self, child_id: str, pending: _Pending) -> None:
+        key = child_id if self.concurrent else ""
+        self.lanes.setdefault(key, _Lane()).queue.append(pending)
+
+    def _schedule(self) -> None:
+        """Start the next job of every idle lane, until each lane is busy or empty."""
+        progressed = True
+        while progressed and not self.finished:
+            progressed = False
+            for key, lane in list(self.lanes.items()):
+                if lane.current is None and lane.queue:
+                    lane.current = lane.queue.popleft()
+                    self._advance(lane, None)
+                    progressed = True
+                elif lane.current is None and self.lanes.get(key) is lane:
+                    del self.lanes[key]
+
     def _turn(self) -> None:
-        if self.current is None and self.queue:
-            self._set_current(self.queue.popleft())
+        self._schedule()
+        if self.finished:
             return
         monitored = {c.pidfd: c for c in self.children if c.process is not None and not c.busy}
         reports = {c.report: c for c in self.children if c.report is not None and not c.busy}
         objects: list[Any] = [self.listener, self.wakeup_r, *self.conns, *monitored, *reports]
         if self.watch_fd is not None:
             objects.append(self.watch_fd)
-        job_wait = self.current.wait if self.current is not None else None
-        timeout = None
-        if job_wait is not None:
+        hook_fds = self.hooks.fds()
+        objects.extend(hook_fds)
+        waits = [
+            (lane, lane.current.wait) for lane in self.lanes.values() if lane.current and lane.current.wait
+        ]
+        deadlines = [w.deadline for _, w in waits if w.deadline is not None]
+        hook_deadline = self.hooks.deadline()
+        if hook_deadline is not None:
+            deadlines.append(hook_deadline)
+        for _, job_wait in waits:
             objects.extend(job_wait.fds)
-            if job_wait.deadline is not None:
-                timeout = max(0.0, job_wait.deadline - time.monotonic())
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         ready = set(wait(objects, timeout))
 
         if self.wakeup_r in ready:
@@ -225,33 +309,35 @@ class SupervisorLoop:
         for pidfd, child in monitored.items():
             if pidfd in ready and child.pidfd == pidfd and not child.busy:
                 reason = self._reap(child)
+                restarting = not self.stopping and should_restart(child.spec.restart, reason)
+                self.hooks.child_down(child, reason, restarting)
                 if not self.stopping:
                     child.exit_pending = reason
-                    self.queue.append(_Pending(self._exit_job(child)))
-        if self.current is not None and self.current.wait is job_wait and job_wait is not None:
+                    self._enqueue(child.id, _Pending(self._exit_job(child)))
+        now = time.monotonic()
+        if hook_fds or (hook_deadline is not None and now >= hook_deadline):
+            self.hooks.on_wake({fd for fd in hook_fds if fd in ready})
+        for lane, job_wait in waits:
+            if lane.current is None or lane.current.wait is not job_wait:
+                continue
             fired = [fd for fd in job_wait.fds if fd in ready]
-            expired = job_wait.deadline is not None and time.monotonic() >= job_wait.deadline
-            if fired or expired:
-                self._advance(fired)
+            if fired or (job_wait.deadline is not None and now >= job_wait.deadline):
+                self._advance(lane, fired)
         if self.reaped_any:
             self.reaped_any = False
             self._reap_adopted()
 
-    def _set_current(self, pending: _Pending) -> None:
-        self.current = pending
-        self._advance(None)
-
-    def _advance(self, fired: list[Any] | None) -> None:
-        pending = self.current
+    def _advance(self, lane: _Lane, fired: list[Any] | None) -> None:
+        pending = lane.current
         assert pending is not None
         try:
             pending.wait = pending.job.send(fired)  # type: ignore[arg-type]
         except StopIteration:
-            self.current = None
+            lane.current = None
         except Exception:
             # As in OTP, a crash in the supervisor's own code ends the supervisor.
             log.exception("supervisor %s: internal error; stopping", self.tree.path)
-            self.current = None
+            lane.current = None
             self._reply(pending.conn, ("error", SupervisorError("internal error in the supervisor")))
             if self.stopping:
                 self._finish(ExitReason.shutdown())
@@ -307,7 +393,7 @@ class SupervisorLoop:
             if self.stopping:
                 self._reply(conn, ("error", self._gone("the supervisor is stopping")))
             else:
-                self.queue.append(_Pending(self._request_job(conn, request), conn))
+                self._enqueue(_request_child_id(request), _Pending(self._request_job(conn, request), conn))
         else:
             log.warning("supervisor %s: unknown request %r; closing its connection", self.tree.path, request)
             self._drop_conn(conn)
@@ -357,15 +443,19 @@ class SupervisorLoop:
         if self.stopping:
             return
         self.stopping = True
-        aborted = [self.current] if self.current is not None else []
-        aborted.extend(self.queue)
-        self.queue.clear()
-        for pending in aborted:
-            pending.job.close()
-            self._reply(pending.conn, ("error", self._gone("the supervisor stopped before this call completed")))
+        lanes, self.lanes = list(self.lanes.values()), {}
+        for lane in lanes:
+            aborted = [lane.current, *lane.queue] if lane.current is not None else list(lane.queue)
+            lane.current = None
+            lane.queue.clear()
+            for pending in aborted:
+                pending.job.close()
+                self._reply(
+                    pending.conn, ("error", self._gone("the supervisor stopped before this call completed"))
+                )
         for child in self.children:
             child.busy = False
-        self._set_current(_Pending(self._stop_job()))
+        self._enqueue("", _Pending(self._stop_job()))
 
     def _stop_job(self) -> Job:
         yield from self._terminate_all()
@@ -376,9 +466,14 @@ class SupervisorLoop:
         self.finished = True
 
     def _close(self) -> None:
-        for pending in self.queue:
-            self._reply(pending.conn, ("error", self._gone("the supervisor exited before this call completed")))
-        self.queue.clear()
+        for lane in self.lanes.values():
+            pending_calls = [lane.current, *lane.queue] if lane.current is not None else list(lane.queue)
+            for pending in pending_calls:
+                pending.job.close()
+                self._reply(
+                    pending.conn, ("error", self._gone("the supervisor exited before this call completed"))
+                )
+        self.lanes.clear()
         for conn in self.stop_waiters:
             self._reply(conn, ("ok", None))
         for conn in list(self.conns):
@@ -407,13 +502,13 @@ class SupervisorLoop:
             outcome = yield from self._start(child, progress=logging.INFO)
             if isinstance(outcome, ExitReason):
                 self._log_report("start_error", child, outcome, logging.ERROR)
-                self.children.remove(child)
+                self._remove(child)
                 yield from self._terminate_all()
                 self.start_error = self._start_error("start", child, outcome)
                 self._finish(ExitReason.shutdown())
                 return
             if outcome == _IGNORED and spec.restart is Restart.TEMPORARY:
-                self.children.remove(child)
+                self._remove(child)
         on_ready()
 
     def _request_job(self, conn: Any, request: Any) -> Job:
@@ -425,7 +520,8 @@ class SupervisorLoop:
             elif isinstance(request, RestartChild):
                 value = yield from self._restart_child(request.child_id)
             else:
-                value = self._delete_child(request.child_id)
+                self._delete_child(request.child_id)
+                value = None
         except SupervisorError as error:
             self._reply(conn, ("error", error))
         else:
@@ -443,7 +539,7 @@ class SupervisorLoop:
             self._log_report("child_exited", child, reason, logging.INFO)
         if not restart:
             if child.spec.restart is Restart.TEMPORARY:
-                self.children.remove(child)
+                self._remove(child)
             return
         yield from self._restart(child)
 
@@ -471,19 +567,25 @@ class SupervisorLoop:
             if child.process is not None:
                 yield from self._shutdown(child)
             if child.spec.restart is Restart.TEMPORARY:
-                self.children.remove(child)
+                self._remove(child)
         for child in group:
             if child not in self.children:
                 continue
-            outcome = yield from self._start(child, progress=logging.INFO)
+            outcome = yield from self._start(child, progress=logging.INFO, automatic=True)
             if isinstance(outcome, ExitReason):
                 self._log_report("start_error", child, outcome, logging.ERROR)
                 child.restarting = True
-                self.queue.append(_Pending(self._retry_job(child)))
+                self._enqueue(child.id, _Pending(self._retry_job(child)))
                 return
             child.restarting = False
+            if child is failed:
+                child.restarts += 1
 
     # ------------------------------------------------------------------ the admin API
+
+    def _remove(self, child: _Child) -> None:
+        self.children.remove(child)
+        self.hooks.child_removed(child)
 
     def _find(self, child_id: str) -> _Child | None:
         return next((c for c in self.children if c.id == child_id), None)
@@ -501,7 +603,9 @@ class SupervisorLoop:
         if child is None:
             raise self._not_found(call, child_id)
         if child.restarting:
-            raise ChildRestartingError(f"{call}: child {child_id!r} is restarting (a failed restart is being retried)", child_id)
+            raise ChildRestartingError(
+                f"{call}: child {child_id!r} is restarting (a failed restart is being retried)", child_id
+            )
         if child.process is not None:
             raise ChildRunningError(f"{call}: child {child_id!r} is running (pid {child.pid})", child_id)
         return child
@@ -509,7 +613,9 @@ class SupervisorLoop:
     def _start_child(self, spec: ChildSpec) -> Generator[_Wait, list[Any], int | None]:
         existing = self._find(spec.id)
         if existing is not None:
-            state = f"running (pid {existing.pid})" if existing.process is not None else "present, not running"
+            state = (
+                f"running (pid {existing.pid})" if existing.process is not None else "present, not running"
+            )
             raise DuplicateChildError(
                 f"start_child: a child with id {spec.id!r} is already {state}", spec.id, existing.pid
             )
@@ -517,10 +623,10 @@ class SupervisorLoop:
         self.children.append(child)
         outcome = yield from self._start(child, progress=logging.DEBUG)
         if isinstance(outcome, ExitReason):
-            self.children.remove(child)
+            self._remove(child)
             raise self._start_error("start_child", child, outcome)
         if outcome == _IGNORED and spec.restart is Restart.TEMPORARY:
-            self.children.remove(child)
+            self._remove(child)
         return child.pid
 
     def _terminate_child(self, child_id: str) -> Job:
@@ -532,7 +638,7 @@ class SupervisorLoop:
         if child.process is not None:
             yield from self._shutdown(child)
         if child.spec.restart is Restart.TEMPORARY and child in self.children:
-            self.children.remove(child)
+            self._remove(child)
 
     def _restart_child(self, child_id: str) -> Generator[_Wait, list[Any], int | None]:
         child = self._existing("restart_child", child_id)
@@ -544,7 +650,7 @@ class SupervisorLoop:
     def _delete_child(self, child_id: str) -> None:
         child = self._existing("delete_child", child_id)
         child.exit_pending = None
-        self.children.remove(child)
+        self._remove(child)
 
     def _start_error(self, call: str, child: _Child, reason: ExitReason) -> StartError:
         return StartError(
@@ -568,11 +674,14 @@ class SupervisorLoop:
         fds.extend(self.private_fds)
         return tuple(fds)
 
-    def _start(self, child: _Child, progress: int) -> Generator[_Wait, list[Any], str | ExitReason]:
+    def _start(
+        self, child: _Child, progress: int, automatic: bool = False
+    ) -> Generator[_Wait, list[Any], str | ExitReason]:
         """
         Fork *child* and wait until it is ready, declines (``ignore``), dies or times out.
 
-        Returns ``_STARTED``, ``_IGNORED`` or the failed start's exit reason.
+        Returns ``_STARTED``, ``_IGNORED`` or the failed start's exit reason. *automatic* marks a
+        restart by the supervisor itself, which a failure does not end (a retry follows).
         """
         child.exit_pending = None
         reader, writer = _fork.Pipe(duplex=False)
@@ -584,8 +693,14 @@ class SupervisorLoop:
             os.setpgid(process.pid, process.pid)
         except OSError:
             pass  # the child already did it, or is already gone
-        child.process, child.pidfd, child.report, child.reported = process, os.pidfd_open(process.pid), reader, None
+        child.process, child.pidfd, child.report, child.reported = (
+            process,
+            os.pidfd_open(process.pid),
+            reader,
+            None,
+        )
         child.busy = True
+        self.hooks.child_starting(child)
         deadline = None
         if child.spec.start_mode is StartMode.NOTIFY and child.spec.start_timeout is not None:
             deadline = time.monotonic() + child.spec.start_timeout
@@ -593,14 +708,20 @@ class SupervisorLoop:
         while True:
             fds = (child.pidfd,) if child.report is None else (child.pidfd, child.report)
             fired = yield _Wait(fds, deadline)
-            if child.report is not None and child.report in fired:
-                message = self._drain(child)
-                if message == "ready":
-                    child.busy = False
-                    log.log(progress, "supervisor %s: started child %r (pid %s)", self.tree.path, child.id, child.pid)
-                    return _STARTED
+            if child.report is not None and child.report in fired and "ready" in self._drain(child):
+                child.busy = False
+                log.log(
+                    progress,
+                    "supervisor %s: started child %r (pid %s)",
+                    self.tree.path,
+                    child.id,
+                    child.pid,
+                )
+                self.hooks.child_ready(child, child.ready_info)
+                return _STARTED
             if child.pidfd in fired:
                 reason = self._reap(child)
+                self.hooks.child_down(child, reason, automatic)
                 if child.declined:
                     child.declined = False
                     return _IGNORED
@@ -611,9 +732,9 @@ class SupervisorLoop:
                 timed_out, deadline = True, None
                 _kill(child.pid, signal.SIGKILL)
 
-    def _drain(self, child: _Child) -> str | None:
-        """Read the child's pending report messages; return the last kind read ('ready', 'exit', ...)."""
-        last = None
+    def _drain(self, child: _Child) -> set[str]:
+        """Read the child's pending report messages; return the kinds read ('ready', 'exit', 'ignore')."""
+        kinds: set[str] = set()
         report = child.report
         while report is not None:
             try:
@@ -626,14 +747,17 @@ class SupervisorLoop:
                 break
             if kind == "exit":
                 child.reported = payload
+            elif kind == "ready":
+                child.ready_info = payload
             elif kind == "ignore":
                 child.declined = True
-            last = kind
-        return last
+            kinds.add(kind)
+        return kinds
 
     def _shutdown(self, child: _Child) -> Generator[_Wait, list[Any], ExitReason]:
-        """Stop *child* by its shutdown spec and reap it; log a ``shutdown_error`` for an unexpected reason."""
+        """Stop *child* by its shutdown spec and reap it; log a ``shutdown_error`` for an odd reason."""
         child.busy = True
+        self.hooks.child_stopping(child)
         shutdown = child.spec.shutdown
         deadline = None
         if shutdown is Shutdown.BRUTAL_KILL:
@@ -653,7 +777,12 @@ class SupervisorLoop:
                 deadline = None
                 _kill(child.pid, signal.SIGKILL)
         reason = self._reap(child)
-        expected = reason.kind is ExitKind.KILLED if shutdown is Shutdown.BRUTAL_KILL else reason.kind is ExitKind.SHUTDOWN
+        self.hooks.child_down(child, reason, False)
+        expected = (
+            reason.kind is ExitKind.KILLED
+            if shutdown is Shutdown.BRUTAL_KILL
+            else reason.kind is ExitKind.SHUTDOWN
+        )
         if not expected and child.spec.restart is not Restart.PERMANENT:
             expected = reason.is_normal
         if not expected:
@@ -685,11 +814,22 @@ class SupervisorLoop:
     ) -> None:
         text = detail if reason is None else reason.describe()
         message = "supervisor %s: %s: child %r (%s, %s) reason=%s"
-        args: list[Any] = [self.tree.path, context, child.id, child.spec.restart.value, child.spec.type.value, text]
+        args: list[Any] = [
+            self.tree.path,
+            context,
+            child.id,
+            child.spec.restart.value,
+            child.spec.type.value,
+            text,
+        ]
         if reason is not None and reason.traceback_text:
             message += "\n%s"
             args.append(reason.traceback_text.rstrip())
         log.log(level, message, *args, extra={"supervisor_context": context, "child_id": child.id})
+
+
+def _request_child_id(request: Any) -> str:
+    return str(request.spec.id if isinstance(request, StartChild) else request.child_id)
 
 
 def _note_signal(signum: int, frame: Any) -> None:

@@ -88,7 +88,16 @@ class Stop:
     pass
 
 
-Request = StartChild | TerminateChild | RestartChild | DeleteChild | WhichChildren | CountChildren | ChildAddress | Stop
+Request = (
+    StartChild
+    | TerminateChild
+    | RestartChild
+    | DeleteChild
+    | WhichChildren
+    | CountChildren
+    | ChildAddress
+    | Stop
+)
 
 
 def make_private_dir() -> str:

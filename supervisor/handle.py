@@ -413,4 +413,3 @@ def _check_id(child_id: object) -> str:
     if not isinstance(child_id, str):
         raise TypeError(f"'child_id' must be a str (got {child_id!r} that is a {type(child_id).__name__})")
     return child_id
-

@@ -134,8 +134,9 @@ class ExitReason:
         """
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         pickling_support.install(exc)
+        data: bytes | None
         try:
-            data: bytes | None = pickle.dumps(exc)
+            data = pickle.dumps(exc)
             pickle.loads(data)
         except Exception:
             data = None

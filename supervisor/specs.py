@@ -176,7 +176,7 @@ class ChildSpec:
         if self.shutdown is None:
             default = Shutdown.INFINITY if self.type is ChildType.SUPERVISOR else DEFAULT_WORKER_SHUTDOWN
             object.__setattr__(self, "shutdown", default)
-        elif _is_number(self.shutdown):
+        elif not isinstance(self.shutdown, Shutdown):
             object.__setattr__(self, "shutdown", float(self.shutdown))
 
     @classmethod

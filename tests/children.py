@@ -1,0 +1,138 @@
+"""
+Child start functions for tests, at module level so every process can import them.
+
+Children report what happens to them through an :class:`EventSink` (a Unix datagram socket the
+test binds): ``emit(sink_path, "started", key)`` sends ``("started", key, pid)``. Tests block on the
+sink with a generous timeout; they never sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import time
+from typing import Any
+
+from supervisor import ShutdownExit, ignore_start, notify_ready
+
+HANG_TIMEOUT = 30.0
+"""Seconds a test waits for an event before declaring a hang; only reached when something is broken."""
+
+
+class EventSink:
+    """The test's end: a bound datagram socket collecting ``(kind, key, pid)`` events."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.seen: list[tuple[str, Any, int]] = []
+
+    def next(self, timeout: float = HANG_TIMEOUT) -> tuple[str, Any, int]:
+        """The next event; raises TimeoutError after *timeout* seconds without one."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout as error:
+            raise TimeoutError(f"no event within {timeout} s; seen so far: {self.seen}") from error
+        event: tuple[str, Any, int] = pickle.loads(data)
+        self.seen.append(event)
+        return event
+
+    def expect(self, kind: str, key: Any = None, timeout: float = HANG_TIMEOUT) -> int:
+        """Skip events until one of *kind* (and *key*, if given) arrives; return its pid."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next(max(0.001, deadline - time.monotonic()))
+            if event[0] == kind and (key is None or event[1] == key):
+                return event[2]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def emit(path: str, kind: str, key: Any = None) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(pickle.dumps((kind, key, os.getpid())), path)
+
+
+def sleep_forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+def report_then_sleep(path: str, key: Any) -> None:
+    """Report ``started`` and run until stopped; report ``stopping`` from the shutdown path."""
+    emit(path, "started", key)
+    try:
+        sleep_forever()
+    finally:
+        emit(path, "stopping", key)
+
+
+def notify_then_sleep(path: str | None = None, key: Any = None) -> None:
+    notify_ready()
+    if path is not None:
+        emit(path, "started", key)
+    sleep_forever()
+
+
+def return_at_once() -> None:
+    """A normal exit as soon as started."""
+
+
+def exit_with(code: int) -> None:
+    raise SystemExit(code)
+
+
+def exit_shutdown(term: Any = None) -> None:
+    raise ShutdownExit(term)
+
+
+def crash(message: str = "boom") -> None:
+    try:
+        raise KeyError("inner cause")
+    except KeyError as inner:
+        raise ValueError(message) from inner
+
+
+def crash_before_ready(message: str = "cannot start") -> None:
+    raise RuntimeError(message)
+
+
+def kill_self(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+    sleep_forever()
+
+
+def ignore_sigterm(path: str | None = None, key: Any = None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if path is not None:
+        emit(path, "started", key)
+    sleep_forever()
+
+
+def decline() -> None:
+    ignore_start()
+
+
+def fail_if_marker(marker: str, path: str | None = None, key: Any = None) -> None:
+    """Fail to start while the file *marker* exists; otherwise report and run (for restart loops)."""
+    if os.path.exists(marker):
+        raise RuntimeError(f"marker {marker} present")
+    notify_ready()
+    if path is not None:
+        emit(path, "started", key)
+    sleep_forever()
+
+
+def fork_grandchild_then_sleep(path: str, key: Any) -> None:
+    """Fork a grandchild that reports its pid and sleeps; then report and sleep."""
+    pid = os.fork()
+    if pid == 0:
+        emit(path, "grandchild", key)
+        sleep_forever()
+    emit(path, "started", key)
+    sleep_forever()
