@@ -301,11 +301,10 @@ class SupervisorLoop:
                 log.warning("supervisor %s: refused a connection that failed authentication", self.tree.path)
             else:
                 self.conns.append(conn)
-        for conn in [c for c in self.conns if c in ready]:
-            self._on_conn_readable(conn)
         for report, child in reports.items():
             if report in ready and child.report is report:
                 self._drain(child)
+        # Deaths before requests: a caller who saw a child die before calling sees the death handled.
         for pidfd, child in monitored.items():
             if pidfd in ready and child.pidfd == pidfd and not child.busy:
                 reason = self._reap(child)
@@ -314,9 +313,12 @@ class SupervisorLoop:
                 if not self.stopping:
                     child.exit_pending = reason
                     self._enqueue(child.id, _Pending(self._exit_job(child)))
+        for conn in [c for c in self.conns if c in ready]:
+            self._on_conn_readable(conn)
         now = time.monotonic()
-        if hook_fds or (hook_deadline is not None and now >= hook_deadline):
-            self.hooks.on_wake({fd for fd in hook_fds if fd in ready})
+        hook_ready = {fd for fd in hook_fds if fd in ready}
+        if hook_ready or (hook_deadline is not None and now >= hook_deadline):
+            self.hooks.on_wake(hook_ready)
         for lane, job_wait in waits:
             if lane.current is None or lane.current.wait is not job_wait:
                 continue
@@ -672,6 +674,7 @@ class SupervisorLoop:
         if self.watch_fd is not None:
             fds.append(self.watch_fd)
         fds.extend(self.private_fds)
+        fds.extend(fd if isinstance(fd, int) else fd.fileno() for fd in self.hooks.fds())
         return tuple(fds)
 
     def _start(
