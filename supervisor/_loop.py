@@ -124,7 +124,9 @@ class _Child:
         return None if self.process is None else int(self.process.pid)
 
     def info(self) -> ChildInfo:
-        return ChildInfo(self.id, self.pid, self.spec.type, self.spec.restart, self.restarting)
+        # A retry in progress has a process, but the child is not up until the retry succeeds.
+        pid = None if self.restarting else self.pid
+        return ChildInfo(self.id, pid, self.spec.type, self.spec.restart, self.restarting)
 
 
 @attrs.frozen
@@ -420,7 +422,11 @@ class SupervisorLoop:
         supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
         return ChildCounts(
             specs=len(self.children),
-            active=sum(1 for c in self.children if c.process is not None and c.exit_pending is None),
+            active=sum(
+                1
+                for c in self.children
+                if c.process is not None and c.exit_pending is None and not c.restarting
+            ),
             supervisors=supervisors,
             workers=len(self.children) - supervisors,
         )
@@ -615,11 +621,10 @@ class SupervisorLoop:
     def _start_child(self, spec: ChildSpec) -> Generator[_Wait, list[Any], int | None]:
         existing = self._find(spec.id)
         if existing is not None:
-            state = (
-                f"running (pid {existing.pid})" if existing.process is not None else "present, not running"
-            )
+            pid = existing.info().pid
+            state = f"running (pid {pid})" if pid is not None else "present, not running"
             raise DuplicateChildError(
-                f"start_child: a child with id {spec.id!r} is already {state}", spec.id, existing.pid
+                f"start_child: a child with id {spec.id!r} is already {state}", spec.id, pid
             )
         child = _Child(spec)
         self.children.append(child)

@@ -31,6 +31,7 @@ from multiprocess.context import SpawnProcess, reduction, set_spawning_popen
 
 from ._loop import SupervisorLoop, TreeContext
 from ._protocol import (
+    AUTH_TIMEOUT,
     ChildAddress,
     CountChildren,
     DeleteChild,
@@ -106,10 +107,13 @@ def _root_main(
     loop = SupervisorLoop(spec, tree, watch_fd=watch)
     loop.private_fds.append(result.fileno())
     loop.serve(lambda: result.send(("ready", os.getpid())))
-    if loop.start_error is not None:
-        result.send(("start_error", loop.start_error))
-    else:
-        result.send(("exit", loop.exit_reason))
+    try:
+        if loop.start_error is not None:
+            result.send(("start_error", loop.start_error))
+        else:
+            result.send(("exit", loop.exit_reason))
+    except OSError:
+        pass  # the starter is gone or dropped its handle: nobody is left to tell
 
 
 class _Root:
@@ -351,16 +355,21 @@ class SupervisorHandle:
                 return
             self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._drop_connection()
         try:
-            conn = self._connection()
-            conn.send(Stop())
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if remaining is None or conn.poll(remaining):
-                conn.recv()
-        except (EOFError, OSError):
-            pass
-        finally:
-            self._drop_connection()
+            conn = connect(self._address, self._authkey, _bounded(AUTH_TIMEOUT, deadline))
+        except OSError:
+            conn = None  # already gone: nothing to ask, only to reap
+        if conn is not None:
+            try:
+                conn.send(Stop())
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if remaining is None or conn.poll(remaining):
+                    conn.recv()
+            except (EOFError, OSError):
+                pass
+            finally:
+                conn.close()
         if self._root is not None:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._root.collect(remaining):
@@ -407,6 +416,13 @@ class SupervisorHandle:
             reason = self._root.exit_reason
         detail = "" if reason is None else f" (exit reason: {reason.describe()})"
         return SupervisorGoneError(f"supervisor {self._path} is gone{detail}", reason)
+
+
+def _bounded(seconds: float, deadline: float | None) -> float:
+    """*seconds*, or less if *deadline* (monotonic) comes sooner; never negative."""
+    if deadline is None:
+        return seconds
+    return max(0.0, min(seconds, deadline - time.monotonic()))
 
 
 def _check_id(child_id: object) -> str:
