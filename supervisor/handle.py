@@ -194,6 +194,10 @@ class Supervisor:
             raise
         finally:
             writer.close()
+        # multiprocessing joins its non-daemon children when the interpreter exits, but the root
+        # exits only when its starter does: a caller that never called stop() would hang at exit.
+        # Out of that list, the root sees the starter's pidfd fire and stops the tree by itself.
+        multiprocess.process._children.discard(process)
         root = _Root(process, reader, private_dir)
         try:
             kind, value = reader.recv()
