@@ -21,9 +21,12 @@ from .errors import (
 from .handle import Supervisor, SupervisorHandle
 from .info import ChildCounts, ChildInfo
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
+from .session_values import ChildSummary, SessionInfo, SessionOptions, SessionStatus
+from .sessions import Application, SessionManagerHandle
 from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = [
+    "Application",
     "ChildCounts",
     "ChildInfo",
     "ChildNotFoundError",
@@ -31,6 +34,7 @@ __all__ = [
     "ChildRestartingError",
     "ChildRunningError",
     "ChildSpec",
+    "ChildSummary",
     "ChildType",
     "DuplicateChildError",
     "ExitKind",
@@ -39,7 +43,11 @@ __all__ = [
     "RegistryUnavailableError",
     "RemoteError",
     "Restart",
+    "SessionInfo",
+    "SessionManagerHandle",
     "SessionNotFoundError",
+    "SessionOptions",
+    "SessionStatus",
     "Shutdown",
     "ShutdownExit",
     "StartError",
