@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from supervisor import ShutdownExit, ignore_start, notify_ready
@@ -35,7 +37,7 @@ class EventSink:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout as error:
+        except TimeoutError as error:
             raise TimeoutError(f"no event within {timeout} s; seen so far: {self.seen}") from error
         event: tuple[str, Any, int] = pickle.loads(data)
         self.seen.append(event)
@@ -49,13 +51,28 @@ class EventSink:
             if event[0] == kind and (key is None or event[1] == key):
                 return event[2]
 
+    def expect_all(self, kind: str, keys: Any, timeout: float = HANG_TIMEOUT) -> dict[Any, int]:
+        """Skip events until one of *kind* came for every key in *keys*, in any order; map key to pid."""
+        deadline = time.monotonic() + timeout
+        wanted = set(keys)
+        found: dict[Any, int] = {}
+        while wanted - found.keys():
+            event = self.next(max(0.001, deadline - time.monotonic()))
+            if event[0] == kind and event[1] in wanted:
+                found[event[1]] = event[2]
+        return found
+
     def close(self) -> None:
         self.sock.close()
 
 
-def emit(path: str, kind: str, key: Any = None) -> None:
+def emit(path: str, kind: str, key: Any = None, block: bool = True) -> None:
+    """Send ``(kind, key, pid)`` to the sink; with *block* False, drop it if the sink's queue is full."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(pickle.dumps((kind, key, os.getpid())), path)
+        try:
+            sock.sendto(pickle.dumps((kind, key, os.getpid())), 0 if block else socket.MSG_DONTWAIT, path)
+        except BlockingIOError:
+            pass
 
 
 def sleep_forever() -> None:
@@ -64,8 +81,14 @@ def sleep_forever() -> None:
 
 
 def report_then_sleep(path: str, key: Any) -> None:
-    """Report ``started`` and run until stopped; report ``stopping`` from the shutdown path."""
+    """
+    Report ``started``, become ready, and run until stopped; report ``stopping`` from the shutdown path.
+
+    With ``StartMode.NOTIFY``, ``started`` events arrive in start order, as the supervisor starts the
+    next child only once this one is ready.
+    """
     emit(path, "started", key)
+    notify_ready()
     try:
         sleep_forever()
     finally:
@@ -119,8 +142,15 @@ def decline() -> None:
 
 
 def fail_if_marker(marker: str, path: str | None = None, key: Any = None) -> None:
-    """Fail to start while the file *marker* exists; otherwise report and run (for restart loops)."""
+    """
+    Fail to start while the file *marker* exists; otherwise report and run (for restart loops).
+
+    Each refusal reports ``refused`` without blocking: a restart loop makes many, faster than a test
+    reads them.
+    """
     if os.path.exists(marker):
+        if path is not None:
+            emit(path, "refused", key, block=False)
         raise RuntimeError(f"marker {marker} present")
     notify_ready()
     if path is not None:
@@ -136,3 +166,57 @@ def fork_grandchild_then_sleep(path: str, key: Any) -> None:
         sleep_forever()
     emit(path, "started", key)
     sleep_forever()
+
+
+def _exit_by_signal(sig: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file from SIGSEGV
+    os.kill(os.getpid(), sig)
+    sleep_forever()
+
+
+EXITS: dict[str, Callable[[], None]] = {
+    "return": lambda: None,
+    "sys_exit_0": lambda: exit_with(0),
+    "sys_exit_3": lambda: exit_with(3),
+    "exception": crash,
+    "sigkill": lambda: _exit_by_signal(signal.SIGKILL),
+    "sigsegv": lambda: _exit_by_signal(signal.SIGSEGV),
+    "sigterm": lambda: _exit_by_signal(signal.SIGTERM),
+    "shutdown_exit": lambda: exit_shutdown("bye"),
+}
+"""The ways a child can end, by name (the crash table of the restart-type tests)."""
+
+
+def exit_once(how: str, marker: str, path: str, key: Any) -> None:
+    """
+    Report ``started``; the first time (no file *marker* yet) create it and end as ``EXITS[how]``.
+
+    Later incarnations report and run until stopped, so a restart is seen as a second ``started``.
+    """
+    emit(path, "started", key)
+    if os.path.exists(marker):
+        sleep_forever()
+    with open(marker, "x"):
+        pass
+    EXITS[how]()
+
+
+def query_handle(handle: Any, path: str, key: Any) -> None:
+    """Report ``children`` with the ids ``handle.which_children()`` gives, from this process."""
+    ids = tuple(info.id for info in handle.which_children())
+    emit(path, "children", (key, ids))
+    sleep_forever()
+
+
+def slow_to_stop(path: str, key: Any, cleanup_seconds: float) -> None:
+    """Report ``started``; on SIGTERM, report ``stopping``, clean up a while, then report ``cleaned``."""
+    emit(path, "started", key)
+    notify_ready()
+    try:
+        sleep_forever()
+    except ShutdownExit:
+        emit(path, "stopping", key)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(cleanup_seconds)  # the child's own slow cleanup, the behaviour under test
+        emit(path, "cleaned", key)
+        raise

@@ -1,0 +1,138 @@
+"""Starting a tree: order, start failures and their error chain, ``ignore``, and the start timeout."""
+
+from __future__ import annotations
+
+import traceback
+
+import pytest
+
+from supervisor import (
+    ChildSpec,
+    ChildType,
+    ExitKind,
+    Restart,
+    StartError,
+    StartMode,
+    Supervisor,
+)
+from supervisor.testing import wait_gone
+from tests.children import HANG_TIMEOUT, EventSink, crash, decline, sleep_forever
+
+from .helpers import pids, worker
+
+
+class TestCleanStart:
+    def test_children_start_in_spec_order_and_are_listed_in_it(self, start_tree, events: EventSink) -> None:
+        """Each child is ready before the next starts, and ``which_children`` lists them in start order."""
+        handle = start_tree([worker(events, "a"), worker(events, "b"), worker(events, "c")])
+
+        started = [events.next() for _ in range(3)]
+
+        assert [e[:2] for e in started] == [("started", "a"), ("started", "b"), ("started", "c")]
+        infos = handle.which_children()
+        assert [info.id for info in infos] == ["a", "b", "c"]
+        assert [e[2] for e in started] == [info.pid for info in infos]
+        assert all(info.type is ChildType.WORKER and not info.restarting for info in infos)
+
+    def test_count_children_counts_specs_active_and_types(self, start_tree, events: EventSink) -> None:
+        """A clean start counts every spec as active, by type."""
+        inner = ChildSpec.supervisor("inner", [worker(events, "w")])
+        handle = start_tree([worker(events, "a"), inner])
+        events.expect_all("started", {"a", "w"})
+
+        counts = handle.count_children()
+
+        assert (counts.specs, counts.active, counts.supervisors, counts.workers) == (2, 2, 1, 1)
+
+
+class TestStartFailure:
+    def test_failing_child_raises_start_error_with_its_remote_traceback(self, events: EventSink) -> None:
+        """``Supervisor.start`` raises StartError caused by the child's exception and remote traceback."""
+        specs = [worker(events, "a"), ChildSpec("bad", crash, start_mode=StartMode.NOTIFY)]
+
+        with pytest.raises(StartError) as info:
+            Supervisor.start(specs)
+
+        error = info.value
+        assert error.child_id == "bad"
+        assert ExitKind.EXCEPTION is error.reason.kind
+        cause = error.__cause__
+        assert isinstance(cause, ValueError)
+        assert str(cause) == "boom"
+        text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        assert "in crash" in text
+        assert "children.py" in text
+        assert isinstance(cause.__cause__, KeyError)
+
+    def test_children_started_before_a_failure_are_stopped(self, events: EventSink) -> None:
+        """The children started before the failing one are stopped, in reverse start order."""
+        specs = [
+            worker(events, "a"),
+            worker(events, "b"),
+            ChildSpec("bad", crash, start_mode=StartMode.NOTIFY),
+        ]
+
+        with pytest.raises(StartError):
+            Supervisor.start(specs)
+
+        started = events.expect_all("started", {"a", "b"})
+        assert [events.next()[1], events.next()[1]] == ["b", "a"]
+        assert wait_gone(list(started.values()), HANG_TIMEOUT) == []
+
+    def test_nested_supervisor_start_failure_nests_the_error_chain(self, events: EventSink) -> None:
+        """A failure two levels down: StartError caused by the inner StartError, caused by the exception."""
+        inner = ChildSpec.supervisor(
+            "inner", [worker(events, "w"), ChildSpec("bad", crash, start_mode=StartMode.NOTIFY)]
+        )
+
+        with pytest.raises(StartError) as info:
+            Supervisor.start([worker(events, "a"), inner])
+
+        assert info.value.child_id == "inner"
+        nested = info.value.__cause__
+        assert isinstance(nested, StartError)
+        assert nested.child_id == "bad"
+        assert isinstance(nested.__cause__, ValueError)
+        assert isinstance(nested.__cause__.__cause__, KeyError)
+
+    def test_start_timeout_kills_a_child_that_never_notifies(self) -> None:
+        """A NOTIFY child silent past its ``start_timeout`` is killed; the start fails with reason killed."""
+        spec = ChildSpec("slow", sleep_forever, start_mode=StartMode.NOTIFY, start_timeout=0.5)
+
+        with pytest.raises(StartError) as info:
+            Supervisor.start([spec])
+
+        assert info.value.child_id == "slow"
+        assert ExitKind.KILLED is info.value.reason.kind
+        assert info.value.__cause__ is None
+
+
+class TestIgnore:
+    def test_ignored_child_keeps_its_spec_without_a_process(self, start_tree, events: EventSink) -> None:
+        """A child that calls ``ignore_start`` is kept with pid None and the next children still start."""
+        specs = [
+            worker(events, "a"),
+            ChildSpec("lazy", decline, start_mode=StartMode.NOTIFY),
+            worker(events, "c"),
+        ]
+        handle = start_tree(specs)
+        events.expect_all("started", {"a", "c"})
+
+        assert list(pids(handle)) == ["a", "lazy", "c"]
+        assert pids(handle)["lazy"] is None
+        counts = handle.count_children()
+        assert (counts.specs, counts.active) == (3, 2)
+
+    def test_ignored_temporary_child_is_dropped(self, start_tree, events: EventSink) -> None:
+        """A temporary child that declines to start is not kept."""
+        spec = ChildSpec("lazy", decline, start_mode=StartMode.NOTIFY, restart=Restart.TEMPORARY)
+        handle = start_tree([worker(events, "a"), spec])
+
+        assert list(pids(handle)) == ["a"]
+
+    def test_restart_child_of_an_ignored_child_starts_it_again(self, start_tree, events: EventSink) -> None:
+        """``restart_child`` on an ignored child runs its start again, which may decline again (pid None)."""
+        handle = start_tree([ChildSpec("lazy", decline, start_mode=StartMode.NOTIFY)])
+
+        assert handle.restart_child("lazy") is None
+        assert pids(handle) == {"lazy": None}

@@ -1,0 +1,182 @@
+"""Stopping a tree: reverse start order, each child by its shutdown spec, and the handle after a stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from supervisor import (
+    ChildSpec,
+    ExitKind,
+    HandleClosedError,
+    Shutdown,
+    StartMode,
+    Supervisor,
+)
+from supervisor.testing import wait_gone
+from tests.children import HANG_TIMEOUT, EventSink, ignore_sigterm, return_at_once, slow_to_stop
+
+from .conftest import LogFile
+from .helpers import worker
+
+
+def stubborn(events: EventSink, child_id: str, shutdown: float | Shutdown) -> ChildSpec:
+    """A child that ignores SIGTERM, reporting ``started`` once it does."""
+    return ChildSpec(child_id, ignore_sigterm, args=(events.path, child_id), shutdown=shutdown)
+
+
+class TestStopOrder:
+    def test_children_stop_in_reverse_start_order(self, start_tree, events: EventSink) -> None:
+        """``stop`` signals the children one at a time, last started first."""
+        handle = start_tree([worker(events, "a"), worker(events, "b"), worker(events, "c")])
+        events.expect_all("started", {"a", "b", "c"})
+
+        handle.stop()
+
+        assert [events.next()[1] for _ in range(3)] == ["c", "b", "a"]
+        assert ExitKind.SHUTDOWN is handle.exit_reason.kind
+
+    def test_nested_supervisor_stops_its_children_in_its_turn(self, start_tree, events: EventSink) -> None:
+        """A nested supervisor stops its own children, in reverse, when its turn comes."""
+        inner = ChildSpec.supervisor("inner", [worker(events, "w1"), worker(events, "w2")])
+        handle = start_tree([worker(events, "a"), inner, worker(events, "c")])
+        events.expect_all("started", {"a", "w1", "w2", "c"})
+
+        handle.stop()
+
+        assert [events.next()[1] for _ in range(4)] == ["c", "w2", "w1", "a"]
+
+
+class TestShutdownSpecs:
+    def test_sigterm_ignoring_child_is_killed_after_its_shutdown_time(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """A child ignoring SIGTERM is SIGKILLed after its shutdown seconds, logged as a shutdown_error."""
+        handle = start_tree(
+            [worker(events, "a"), stubborn(events, "stubborn", 0.5)], logging_config=log_file.config
+        )
+        pid = events.expect("started", "stubborn")
+
+        handle.stop(timeout=HANG_TIMEOUT)
+
+        assert wait_gone([pid], HANG_TIMEOUT) == []
+        assert events.next()[:2] == ("stopping", "a")
+        text = log_file.read()
+        assert "shutdown_error: child 'stubborn'" in text
+        assert "reason=killed (SIGKILL)" in text
+        assert "shutdown_error: child 'a'" not in text
+
+    def test_brutal_kill_kills_without_sigterm(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """A ``BRUTAL_KILL`` child gets SIGKILL at once: its shutdown path never runs; nothing is logged."""
+        specs = [worker(events, "a"), worker(events, "k", shutdown=Shutdown.BRUTAL_KILL), worker(events, "c")]
+        handle = start_tree(specs, logging_config=log_file.config)
+        events.expect_all("started", {"a", "k", "c"})
+
+        handle.stop()
+
+        assert [events.next()[1] for _ in range(2)] == ["c", "a"]
+        assert "shutdown_error" not in log_file.read()
+
+    def test_infinity_waits_for_a_slow_child(self, start_tree, events: EventSink, log_file: LogFile) -> None:
+        """An ``INFINITY`` child is never killed: its slow cleanup completes before the supervisor exits."""
+        spec = ChildSpec(
+            "slow",
+            slow_to_stop,
+            args=(events.path, "slow", 1.0),
+            start_mode=StartMode.NOTIFY,
+            shutdown=Shutdown.INFINITY,
+        )
+        handle = start_tree([spec], logging_config=log_file.config)
+        events.expect("started", "slow")
+
+        handle.stop()
+
+        assert [events.next()[:2] for _ in range(2)] == [("stopping", "slow"), ("cleaned", "slow")]
+        assert "shutdown_error" not in log_file.read()
+
+    def test_numeric_shutdown_kills_a_slow_child_at_its_deadline(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """The same slow child under a short numeric shutdown is killed before its cleanup ends."""
+        spec = ChildSpec(
+            "slow", slow_to_stop, args=(events.path, "slow", 60.0), start_mode=StartMode.NOTIFY, shutdown=0.2
+        )
+        handle = start_tree([spec], logging_config=log_file.config)
+        events.expect("started", "slow")
+
+        handle.stop()
+
+        assert events.next()[:2] == ("stopping", "slow")
+        assert "reason=killed (SIGKILL)" in log_file.read()
+
+
+class TestHandleAfterStop:
+    def test_stop_is_idempotent_and_closes_the_handle(self, start_tree, events: EventSink) -> None:
+        """A second ``stop`` returns; ``stopped`` is True and every other call raises HandleClosedError."""
+        handle = start_tree([worker(events, "a")])
+        pid = events.expect("started", "a")
+
+        handle.stop()
+        handle.stop()
+
+        assert handle.stopped
+        assert ExitKind.SHUTDOWN is handle.exit_reason.kind
+        assert wait_gone([pid], HANG_TIMEOUT) == []
+        for call in (
+            handle.which_children,
+            handle.count_children,
+            lambda: handle.terminate_child("a"),
+            lambda: handle.restart_child("a"),
+            lambda: handle.delete_child("a"),
+            lambda: handle.start_child(worker(events, "b")),
+            lambda: handle.child_supervisor("a"),
+        ):
+            with pytest.raises(HandleClosedError):
+                call()
+
+    def test_stop_with_timeout_kills_a_hung_tree(self, start_tree, events: EventSink) -> None:
+        """``stop(timeout)`` SIGKILLs a root whose child never stops; the child dies with it."""
+        handle = start_tree([stubborn(events, "stubborn", Shutdown.INFINITY)])
+        pid = events.expect("started", "stubborn")
+
+        handle.stop(timeout=0.5)
+
+        assert handle.stopped
+        assert ExitKind.KILLED is handle.exit_reason.kind
+        assert wait_gone([pid], HANG_TIMEOUT) == []
+
+    def test_stop_after_the_supervisor_gave_up_just_reaps_it(self, start_tree) -> None:
+        """``stop`` on a root that already exited returns, and the exit reason stays readable."""
+        spec = ChildSpec("dies", return_at_once)
+        handle = start_tree([spec], max_restarts=0)
+        assert wait_gone([handle.pid], HANG_TIMEOUT) == []
+
+        handle.stop()
+
+        assert handle.stopped
+        assert ExitKind.SHUTDOWN is handle.exit_reason.kind
+
+    def test_context_manager_stops_the_tree(self, events: EventSink) -> None:
+        """Leaving the ``with`` block stops the tree and its children."""
+        with Supervisor.start([worker(events, "a"), worker(events, "b")]) as handle:
+            started = events.expect_all("started", {"a", "b"})
+
+        assert handle.stopped
+        assert wait_gone(list(started.values()), HANG_TIMEOUT) == []
+        assert [events.next()[1] for _ in range(2)] == ["b", "a"]
+
+
+def test_sigterm_to_the_root_stops_the_tree_in_order(start_tree, events: EventSink) -> None:
+    """SIGTERM to the root is an orderly stop with reason shutdown."""
+    handle = start_tree([worker(events, "a"), worker(events, "b")])
+    events.expect_all("started", {"a", "b"})
+
+    os.kill(handle.pid, signal.SIGTERM)
+
+    assert [events.next()[1] for _ in range(2)] == ["b", "a"]
+    assert wait_gone([handle.pid], HANG_TIMEOUT) == []
+    assert ExitKind.SHUTDOWN is handle.exit_reason.kind
