@@ -1,0 +1,119 @@
+"""Restart types against the ways a child can end: which exits restart it, and which forget it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor import ChildNotFoundError, ChildSpec, Restart
+from supervisor.testing import wait_gone
+from tests.children import HANG_TIMEOUT, EventSink, exit_once
+
+from .conftest import LogFile
+from .helpers import pids, settle, worker
+
+CRASHES = [
+    # (how the child ends, ExitReason.describe() of it, abnormal?)
+    ("return", "normal", False),
+    ("sys_exit_0", "normal", False),
+    ("sys_exit_3", "exit code 3", True),
+    ("exception", "exception builtins.ValueError: boom", True),
+    ("sigkill", "killed (SIGKILL)", True),
+    ("sigsegv", "signal SIGSEGV", True),
+    ("sigterm", "shutdown", False),
+    ("shutdown_exit", "shutdown('bye')", False),
+]
+
+
+def once(events: EventSink, tmp_path: Path, how: str, restart: Restart) -> ChildSpec:
+    """The child ``x`` that ends as *how* says the first time, and runs when restarted."""
+    marker = str(tmp_path / "x.ended")
+    return ChildSpec("x", exit_once, args=(how, marker, events.path, "x"), restart=restart)
+
+
+@pytest.mark.parametrize("restart", list(Restart), ids=lambda r: r.value)
+@pytest.mark.parametrize(("how", "description", "abnormal"), CRASHES, ids=[c[0] for c in CRASHES])
+def test_exit_restarts_the_child_as_its_restart_type_says(
+    start_tree,
+    events: EventSink,
+    log_file: LogFile,
+    tmp_path: Path,
+    restart: Restart,
+    how: str,
+    description: str,
+    abnormal: bool,
+) -> None:
+    """Permanent always restarts, transient only after an abnormal exit, temporary never (forgotten)."""
+    handle = start_tree(
+        [worker(events, "a"), once(events, tmp_path, how, restart), worker(events, "c")],
+        logging_config=log_file.config,
+    )
+    first = events.expect("started", "x")
+    before = pids(handle)
+
+    assert wait_gone([first], HANG_TIMEOUT) == []
+    settle(handle)
+
+    after = pids(handle)
+    restarted = restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and abnormal)
+    if restarted:
+        second = events.expect("started", "x")
+        assert second != first
+        assert after["x"] == second
+    elif restart is Restart.TEMPORARY:
+        assert "x" not in after
+    else:
+        assert after["x"] is None
+    assert (after["a"], after["c"]) == (before["a"], before["c"])
+    report = f"child_terminated: child 'x' ({restart.value}, worker) reason={description}"
+    if restarted or abnormal:
+        assert report in log_file.read()
+    else:
+        assert "child_terminated" not in log_file.read()
+
+
+class TestTemporary:
+    def test_exited_temporary_child_is_forgotten(self, start_tree, events: EventSink, tmp_path: Path) -> None:
+        """A temporary child that exited is unknown, and ``start_child`` with its spec works again."""
+        spec = once(events, tmp_path, "exception", Restart.TEMPORARY)
+        handle = start_tree([spec])
+        first = events.expect("started", "x")
+        assert wait_gone([first], HANG_TIMEOUT) == []
+        settle(handle)
+
+        with pytest.raises(ChildNotFoundError):
+            handle.restart_child("x")
+        with pytest.raises(ChildNotFoundError):
+            handle.delete_child("x")
+        pid = handle.start_child(spec)
+
+        assert pid == events.expect("started", "x")
+        assert pids(handle) == {"x": pid}
+
+    def test_terminated_temporary_child_is_forgotten(self, start_tree, events: EventSink) -> None:
+        """``terminate_child`` on a temporary child removes its spec."""
+        handle = start_tree([worker(events, "a"), worker(events, "t", restart=Restart.TEMPORARY)])
+        events.expect_all("started", {"a", "t"})
+
+        handle.terminate_child("t")
+
+        assert list(pids(handle)) == ["a"]
+        assert handle.count_children().specs == 1
+
+
+class TestTransient:
+    def test_transient_child_after_a_normal_exit_can_be_restarted_by_hand(
+        self, start_tree, events: EventSink, tmp_path: Path
+    ) -> None:
+        """A transient child that exited normally is kept, not running; ``restart_child`` starts it."""
+        handle = start_tree([once(events, tmp_path, "return", Restart.TRANSIENT)])
+        first = events.expect("started", "x")
+        assert wait_gone([first], HANG_TIMEOUT) == []
+        settle(handle)
+        assert handle.count_children().active == 0
+
+        pid = handle.restart_child("x")
+
+        assert pid == events.expect("started", "x")
+        assert pids(handle) == {"x": pid}
