@@ -220,3 +220,9 @@ def slow_to_stop(path: str, key: Any, cleanup_seconds: float) -> None:
         time.sleep(cleanup_seconds)  # the child's own slow cleanup, the behaviour under test
         emit(path, "cleaned", key)
         raise
+
+
+def slow_start(path: str, key: Any, seconds: float) -> None:
+    """Take *seconds* to initialise (the child's own work), then behave as :func:`report_then_sleep`."""
+    time.sleep(seconds)
+    report_then_sleep(path, key)
