@@ -8,6 +8,7 @@ processes that must go. ``HANG_TIMEOUT`` only guards against hangs; nothing here
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -175,58 +176,48 @@ STARTER = textwrap.dedent(
         ChildSpec("w1", report_then_sleep, args=(path, "w1")),
         ChildSpec.supervisor("sub", [ChildSpec("w2", report_then_sleep, args=(path, "w2"))]),
     ])
-    emit(path, "root", handle.pid)
+    sub = next(c.pid for c in handle.which_children() if c.id == "sub")
+    emit(path, "tree", (handle.pid, sub))
     if {block!r}:
         sys.stdin.read()
     """
 )
 
 
+@contextlib.contextmanager
+def starter_process(events: EventSink, block: bool) -> Iterator[tuple[subprocess.Popen[bytes], list[int]]]:
+    """
+    A separate process that starts a tree and never stops it; yields it and the tree's pids.
+
+    With *block*, the starter waits on its stdin until killed; otherwise it returns (exits normally)
+    right after reporting. It is killed and reaped on the way out, whatever happened.
+    """
+    code = STARTER.format(repo=REPO, path=events.path, block=block)
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, cwd=REPO) as starter:
+        try:
+            workers = expect_started(events, ["w1", "w2"])
+            events.expect("tree")
+            root, sub = events.seen[-1][1]
+            yield starter, [root, sub, *workers.values()]
+        finally:
+            starter.kill()
+            starter.wait()
+
+
 class TestStarterGone:
     """The tree never outlives the process that started it."""
 
-    def _tree_pids(self, events: EventSink, starter: subprocess.Popen[bytes]) -> list[int]:
-        try:
-            workers = expect_started(events, ["w1", "w2"])
-            root = events.expect("root")
-        except BaseException:
-            starter.kill()
-            starter.wait()
-            raise
-        # The pid of the nested supervisor is the parent of w2.
-        sub = process_table()[workers["w2"]].ppid
-        return [root, sub, *workers.values()]
-
-    def _start(self, events: EventSink, block: bool) -> subprocess.Popen[bytes]:
-        code = STARTER.format(repo=REPO, path=events.path, block=block)
-        return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, cwd=REPO)
-
     def test_starter_killed_takes_the_tree(self, events: EventSink) -> None:
         """SIGKILL of the starter: the root notices through its pidfd and the whole tree terminates."""
-        starter = self._start(events, block=True)
-        pids = self._tree_pids(events, starter)
-        try:
+        with starter_process(events, block=True) as (starter, pids):
             starter.kill()
-        finally:
             starter.wait()
         assert wait_gone(pids, HANG_TIMEOUT) == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core bug: multiprocess's atexit handler joins the non-daemon root, so a starter that "
-        "returns without stop() never exits and the tree lives on",
-    )
     def test_starter_exiting_without_stop_takes_the_tree(self, events: EventSink) -> None:
-        """A starter that returns without calling stop() exits, and the whole tree terminates."""
-        starter = self._start(events, block=False)
-        pids = self._tree_pids(events, starter)
-        try:
+        """A starter that returns without calling stop() exits normally, and the whole tree terminates."""
+        with starter_process(events, block=False) as (starter, pids):
             assert starter.wait(HANG_TIMEOUT) == 0
-        except subprocess.TimeoutExpired:
-            starter.kill()
-            starter.wait()
-            assert wait_gone(pids, HANG_TIMEOUT) == []
-            raise
         assert wait_gone(pids, HANG_TIMEOUT) == []
 
 
@@ -243,22 +234,30 @@ class TestGrandchildren:
     ) -> None:
         """The worker's replacement reports ``started``; the grandchild terminates (process group kill)."""
         start_tree([ChildSpec("w", start, args=(events.path, "w"), restart=Restart.PERMANENT)])
-        grandchild = grandchild_pid(events)
-        worker_pid = events.expect("started", "w")
+        worker_pid, grandchild = worker_and_grandchild(events)
 
         os.kill(worker_pid, signal.SIGKILL)
-        new_pid = events.expect("started", "w")
+        new_pid, new_grandchild = worker_and_grandchild(events)
         assert new_pid != worker_pid
+        assert new_grandchild != grandchild
         assert wait_gone([worker_pid, grandchild], HANG_TIMEOUT) == []
 
 
-def grandchild_pid(events: EventSink) -> int:
-    """The pid of the next reported grandchild, whichever way it was started."""
-    events.expect("grandchild")
-    _, key, pid = events.seen[-1]
-    # fork_grandchild_then_sleep's grandchild reports itself; popen_grandchild_then_sleep's worker
-    # reports (key, grandchild pid).
-    return int(key[1]) if isinstance(key, tuple) else pid
+def worker_and_grandchild(events: EventSink) -> tuple[int, int]:
+    """
+    The pids in the next ``started`` and ``grandchild`` reports, which arrive in either order.
+
+    fork_grandchild_then_sleep's grandchild reports itself; popen_grandchild_then_sleep's worker
+    reports ``(key, grandchild pid)``.
+    """
+    found: dict[str, tuple[str, Any, int]] = {}
+    deadline = time.monotonic() + HANG_TIMEOUT
+    while len(found) < 2:
+        event = events.next(max(0.001, deadline - time.monotonic()))
+        if event[0] in ("started", "grandchild"):
+            found[event[0]] = event
+    _, key, pid = found["grandchild"]
+    return found["started"][2], int(key[1]) if isinstance(key, tuple) else pid
 
 
 class TestNoHelpers:
