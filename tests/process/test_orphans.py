@@ -53,8 +53,14 @@ def three_level_tree(events: EventSink) -> list[ChildSpec]:
 
 
 def expect_started(events: EventSink, keys: list[str]) -> dict[str, int]:
-    """Block until each of *keys* has reported ``started``; return their pids."""
-    return {key: events.expect("started", key) for key in keys}
+    """Block until each of *keys* has reported ``started``, in any order; return their pids."""
+    found: dict[str, int] = {}
+    deadline = time.monotonic() + HANG_TIMEOUT
+    while set(keys) - found.keys():
+        kind, key, pid = events.next(max(0.001, deadline - time.monotonic()))
+        if kind == "started" and key in keys:
+            found[key] = pid
+    return found
 
 
 def child_pid(handle: SupervisorHandle, child_id: str) -> int:
