@@ -57,14 +57,12 @@ class RegistryPublisher(_loop.LoopHooks):
                 pid=child.pid,
                 status=SessionStatus.INITIALIZING,
                 created_at=datetime.datetime.now(datetime.timezone.utc),
-                restarts=child.restarts,
+                restarts=0,
                 metadata=options.metadata if options is not None else None,
                 children=(),
             )
         else:
-            info = attrs.evolve(
-                previous, pid=child.pid, status=SessionStatus.INITIALIZING, restarts=child.restarts
-            )
+            info = attrs.evolve(previous, pid=child.pid, status=SessionStatus.INITIALIZING)
         self._write(child.id, info)
 
     def child_ready(self, child: Any, info: Any) -> None:
@@ -74,7 +72,7 @@ class RegistryPublisher(_loop.LoopHooks):
         summary = tuple(ChildSummary(cid, pid) for cid, pid in (info or {}).get("children", ()))
         self._write(
             child.id,
-            attrs.evolve(previous, status=SessionStatus.ACTIVE, children=summary, restarts=child.restarts),
+            attrs.evolve(previous, status=SessionStatus.ACTIVE, children=summary),
         )
 
     def child_stopping(self, child: Any) -> None:
@@ -87,7 +85,14 @@ class RegistryPublisher(_loop.LoopHooks):
         if previous is None:
             return
         if restarting:
-            self._write(child.id, attrs.evolve(previous, status=SessionStatus.INITIALIZING, children=()))
+            # Counted here, not from the loop's own count: the loop increments that only after the
+            # restarted session is ready, which is after the hook that publishes it as ACTIVE. A
+            # failed retry (the entry still INITIALIZING) is part of the same restart.
+            restarts = previous.restarts + (previous.status is not SessionStatus.INITIALIZING)
+            self._write(
+                child.id,
+                attrs.evolve(previous, status=SessionStatus.INITIALIZING, children=(), restarts=restarts),
+            )
         else:
             self._remove(child.id)
 
