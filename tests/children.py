@@ -88,8 +88,9 @@ def report_then_sleep(path: str, key: Any) -> None:
     next child only once this one is ready.
     """
     emit(path, "started", key)
-    notify_ready()
     try:
+        # Inside the try: the supervisor may signal as soon as the ready report is written.
+        notify_ready()
         sleep_forever()
     finally:
         emit(path, "stopping", key)
@@ -211,8 +212,8 @@ def query_handle(handle: Any, path: str, key: Any) -> None:
 def slow_to_stop(path: str, key: Any, cleanup_seconds: float) -> None:
     """Report ``started``; on SIGTERM, report ``stopping``, clean up a while, then report ``cleaned``."""
     emit(path, "started", key)
-    notify_ready()
     try:
+        notify_ready()
         sleep_forever()
     except ShutdownExit:
         emit(path, "stopping", key)
