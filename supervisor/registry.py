@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from multiprocess import util
+from multiprocess.context import AuthenticationError
 from multiprocess.managers import BaseManager, DictProxy
 
 from . import _child, _loop
@@ -167,8 +168,15 @@ class RegistryClient:
         with self._lock:
             if self._proxy is None or self._pid != os.getpid():
                 manager = _RegistryManager(address=self.address, authkey=self.authkey)
-                manager.connect()
-                proxy = manager.table()
+                try:
+                    manager.connect()
+                    proxy = manager.table()
+                except AuthenticationError as error:
+                    # Not retried: a wrong key stays wrong. A ConnectionError, as from a supervisor's
+                    # control socket, rather than multiprocess's own class.
+                    raise _AuthenticationRefused(
+                        f"the session registry at {self.address} refused this client's authkey"
+                    ) from error
                 # The proxy would re-register with the server from every process forked after this
                 # one (BaseProxy._after_fork); forked supervisors do not use it, so opt out.
                 for key, value in list(util._afterfork_registry.items()):
@@ -186,6 +194,8 @@ class RegistryClient:
         while True:
             try:
                 return self._call_once(operation)
+            except _AuthenticationRefused:
+                raise
             except (OSError, EOFError, _NotPublished) as error:
                 if not isinstance(error, _NotPublished):
                     self.reset()
@@ -195,6 +205,10 @@ class RegistryClient:
                     ) from error
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
+
+
+class _AuthenticationRefused(ConnectionError):
+    """The registry server rejected this client's authkey."""
 
 
 class _NotPublished(Exception):
