@@ -52,15 +52,27 @@ def three_level_tree(events: EventSink) -> list[ChildSpec]:
     return [worker(events, "w1"), sub]
 
 
+def collect(events: EventSink, wanted: list[tuple[str, Any]]) -> dict[tuple[str, Any], tuple[Any, int]]:
+    """
+    Block until a report of each ``(kind, key)`` in *wanted* came, in any order; map it to (key, pid).
+
+    A key of None matches any key. Reports from different processes arrive in no set order.
+    """
+    found: dict[tuple[str, Any], tuple[Any, int]] = {}
+    deadline = time.monotonic() + HANG_TIMEOUT
+    while len(found) < len(wanted):
+        kind, key, pid = events.next(max(0.001, deadline - time.monotonic()))
+        for want in wanted:
+            if want not in found and want[0] == kind and want[1] in (None, key):
+                found[want] = (key, pid)
+                break
+    return found
+
+
 def expect_started(events: EventSink, keys: list[str]) -> dict[str, int]:
     """Block until each of *keys* has reported ``started``, in any order; return their pids."""
-    found: dict[str, int] = {}
-    deadline = time.monotonic() + HANG_TIMEOUT
-    while set(keys) - found.keys():
-        kind, key, pid = events.next(max(0.001, deadline - time.monotonic()))
-        if kind == "started" and key in keys:
-            found[key] = pid
-    return found
+    found = collect(events, [("started", key) for key in keys])
+    return {key: found["started", key][1] for key in keys}
 
 
 def child_pid(handle: SupervisorHandle, child_id: str) -> int:
@@ -201,10 +213,9 @@ def starter_process(events: EventSink, block: bool) -> Iterator[tuple[subprocess
     code = STARTER.format(repo=REPO, path=events.path, block=block)
     with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, cwd=REPO) as starter:
         try:
-            workers = expect_started(events, ["w1", "w2"])
-            events.expect("tree")
-            root, sub = events.seen[-1][1]
-            yield starter, [root, sub, *workers.values()]
+            found = collect(events, [("started", "w1"), ("started", "w2"), ("tree", None)])
+            root, sub = found["tree", None][0]
+            yield starter, [root, sub, found["started", "w1"][1], found["started", "w2"][1]]
         finally:
             starter.kill()
             starter.wait()
@@ -256,14 +267,9 @@ def worker_and_grandchild(events: EventSink) -> tuple[int, int]:
     fork_grandchild_then_sleep's grandchild reports itself; popen_grandchild_then_sleep's worker
     reports ``(key, grandchild pid)``.
     """
-    found: dict[str, tuple[str, Any, int]] = {}
-    deadline = time.monotonic() + HANG_TIMEOUT
-    while len(found) < 2:
-        event = events.next(max(0.001, deadline - time.monotonic()))
-        if event[0] in ("started", "grandchild"):
-            found[event[0]] = event
-    _, key, pid = found["grandchild"]
-    return found["started"][2], int(key[1]) if isinstance(key, tuple) else pid
+    found = collect(events, [("started", "w"), ("grandchild", None)])
+    key, pid = found["grandchild", None]
+    return found["started", "w"][1], int(key[1]) if isinstance(key, tuple) else pid
 
 
 class TestNoHelpers:
