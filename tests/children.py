@@ -227,3 +227,20 @@ def slow_start(path: str, key: Any, seconds: float) -> None:
     """Take *seconds* to initialise (the child's own work), then behave as :func:`report_then_sleep`."""
     time.sleep(seconds)
     report_then_sleep(path, key)
+
+
+def report_never_ready(path: str, key: Any) -> None:
+    """Report ``started`` but never become ready (for a NOTIFY child that hangs in its start)."""
+    emit(path, "started", key)
+    sleep_forever()
+
+
+def decline_after_first(marker: str, path: str, key: Any) -> None:
+    """Run the first time (creating *marker*); decline to start (``ignore``) every later time."""
+    if os.path.exists(marker):
+        ignore_start()
+    with open(marker, "x"):
+        pass
+    emit(path, "started", key)
+    notify_ready()
+    sleep_forever()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import traceback
 
 import pytest
@@ -16,9 +18,9 @@ from supervisor import (
     Supervisor,
 )
 from supervisor.testing import wait_gone
-from tests.children import HANG_TIMEOUT, EventSink, crash, decline, sleep_forever
+from tests.children import HANG_TIMEOUT, EventSink, crash, decline, decline_after_first, sleep_forever
 
-from .helpers import pids, worker
+from .helpers import pids, settle, worker
 
 
 class TestCleanStart:
@@ -106,6 +108,15 @@ class TestStartFailure:
         assert ExitKind.KILLED is info.value.reason.kind
         assert info.value.__cause__ is None
 
+    def test_empty_tree_starts_and_takes_children_later(self, start_tree, events: EventSink) -> None:
+        """A tree may start with no children; ``start_child`` adds them."""
+        handle = start_tree([])
+        assert handle.which_children() == []
+
+        pid = handle.start_child(worker(events, "a"))
+
+        assert pids(handle) == {"a": pid}
+
 
 class TestIgnore:
     def test_ignored_child_keeps_its_spec_without_a_process(self, start_tree, events: EventSink) -> None:
@@ -129,6 +140,27 @@ class TestIgnore:
         handle = start_tree([worker(events, "a"), spec])
 
         assert list(pids(handle)) == ["a"]
+
+    def test_ignore_on_an_automatic_restart_leaves_the_child_stopped(
+        self, start_tree, events: EventSink, tmp_path
+    ) -> None:
+        """A child declining its automatic restart stays with pid None, with no retry and no give-up."""
+        spec = ChildSpec(
+            "x",
+            decline_after_first,
+            args=(str(tmp_path / "ran"), events.path, "x"),
+            start_mode=StartMode.NOTIFY,
+        )
+        handle = start_tree([worker(events, "a"), spec], max_restarts=1, max_seconds=60)
+        old = events.expect_all("started", {"a", "x"})
+
+        os.kill(old["x"], signal.SIGKILL)
+        assert wait_gone([old["x"]], HANG_TIMEOUT) == []
+        settle(handle)
+
+        assert pids(handle) == {"a": old["a"], "x": None}
+        assert [info.restarting for info in handle.which_children()] == [False, False]
+        assert not handle.stopped
 
     def test_restart_child_of_an_ignored_child_starts_it_again(self, start_tree, events: EventSink) -> None:
         """``restart_child`` on an ignored child runs its start again, which may decline again (pid None)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -14,9 +15,17 @@ from supervisor import (
     Shutdown,
     StartMode,
     Supervisor,
+    SupervisorGoneError,
 )
 from supervisor.testing import wait_gone
-from tests.children import HANG_TIMEOUT, EventSink, ignore_sigterm, return_at_once, slow_to_stop
+from tests.children import (
+    HANG_TIMEOUT,
+    EventSink,
+    ignore_sigterm,
+    report_never_ready,
+    return_at_once,
+    slow_to_stop,
+)
 
 from .conftest import LogFile
 from .helpers import worker
@@ -159,6 +168,32 @@ class TestHandleAfterStop:
 
         assert handle.stopped
         assert ExitKind.SHUTDOWN is handle.exit_reason.kind
+
+    def test_stop_preempts_a_start_child_that_never_becomes_ready(
+        self, start_tree, events: EventSink
+    ) -> None:
+        """A ``stop`` gets through while ``start_child`` waits on a child that never notifies."""
+        handle = start_tree([worker(events, "a")])
+        events.expect("started", "a")
+        spec = ChildSpec("hang", report_never_ready, args=(events.path, "hang"), start_mode=StartMode.NOTIFY)
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                handle.start_child(spec)
+            except BaseException as error:
+                outcome.append(error)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        pid = events.expect("started", "hang")
+        handle.stop(timeout=HANG_TIMEOUT)
+        caller.join(HANG_TIMEOUT)
+
+        assert not caller.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], SupervisorGoneError)
+        assert wait_gone([pid], HANG_TIMEOUT) == []
+        assert handle.exit_reason.kind is ExitKind.SHUTDOWN
 
     def test_context_manager_stops_the_tree(self, events: EventSink) -> None:
         """Leaving the ``with`` block stops the tree and its children."""
