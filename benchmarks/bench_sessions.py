@@ -136,6 +136,7 @@ class Table:
         base: list[float] | None = None,
         target: float | None = None,
         absolute_target: float | None = None,
+        failed: bool = False,
         note: str = "",
     ) -> None:
         med = median(samples) if samples else None
@@ -147,6 +148,8 @@ class Table:
             verdict = "PASS" if ratio <= target else "FAIL"
         if absolute_target is not None and med is not None:
             verdict = "PASS" if med < absolute_target else "FAIL"
+        if failed:
+            verdict = "FAIL"
         target_text = (
             f"<= {target}x"
             if target is not None
@@ -415,9 +418,14 @@ def scale(
         f"create {n} sessions ({threads} threads)",
         [total],
         absolute_target=10.0,
-        note=f"{len(errors)} failed" if errors else "one run",
+        note=f"one run; {len(errors)} calls FAILED" if errors else "one run",
+        failed=bool(errors),
     )
     table.add("  create_session latency under load", latencies, note=f"per call, {threads} in flight")
+
+    if errors:
+        print("  !! the scale phase stops here: the failures above are the finding", flush=True)
+        return {"pids": set(), "memory": {}, "uss_total": 0, "sm_fds": None, "live_entries": len(sids)}
 
     # The tree, by kind.
     root = psutil.Process(app.supervisor.pid)
@@ -587,7 +595,11 @@ def main() -> int:
         sm = app.session_manager
         sample = micro(table, sm, raw, raw_spawn, reps)
         facts = scale(table, app, sm, raw, n, args.threads, reps, sample)
-        live = len(sm.list_sessions())
+        try:
+            live = len(sm.list_sessions())
+        except Exception as error:
+            print(f"  !! list_sessions failed: {error!r}", flush=True)
+            live = -1
         stop_app(table, app, facts["pids"], live)
     finally:
         app.stop()
