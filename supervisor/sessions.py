@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import uuid
 from types import TracebackType
 from typing import Any
 
 from ._protocol import socket_path
 from ._session_manager import run_session_manager, run_session_supervisor
-from .errors import ChildNotFoundError, SessionNotFoundError
+from .errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFoundError
 from .handle import Supervisor, SupervisorHandle
 from .registry import REGISTRY_ID, RegistryClient, run_registry_server
-from .session_values import SessionInfo, SessionOptions
+from .session_values import SessionInfo, SessionOptions, SessionStatus
 from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = ["Application", "SessionManagerHandle"]
@@ -89,16 +90,60 @@ class SessionManagerHandle:
         """
         Stop the session by its children's shutdown specs and remove its entry; return when both are done.
 
+        A session still starting is stopped too, without waiting for its start: its SessionSupervisor
+        is told to stop (SIGTERM), which stops the children it has started by their shutdown specs,
+        and the ``create_session`` call that is starting it raises :class:`StartError`.
+
         Raises:
             SessionNotFoundError: no live session has this id.
         """
         _check_session_id(session_id)
+        interrupted = self._interrupt_start(session_id)
         try:
             self._manager.terminate_child(session_id)
         except ChildNotFoundError as error:
+            if interrupted:
+                return  # its start failed and the SessionManager forgot it: terminated
             raise self._not_found(session_id) from error
         with contextlib.suppress(ChildNotFoundError):  # a temporary session is already forgotten
             self._manager.delete_child(session_id)
+
+    def _interrupt_start(self, session_id: str) -> bool:
+        """
+        SIGTERM the SessionSupervisor of a session that is INITIALIZING; True if it was signalled.
+
+        The SessionManager runs a session's jobs one at a time, so a terminate request would wait
+        behind the session's start, for ever if the start never ends. A start ends at once when the
+        SessionSupervisor dies or stops, and then the terminate request finds it gone.
+        """
+        try:
+            info = self._registry.get(session_id)
+        except RegistryUnavailableError:
+            return False  # the terminate request still stops it, once its start is over
+        if not isinstance(info, SessionInfo) or info.status is not SessionStatus.INITIALIZING:
+            return False
+        assert info.pid is not None
+        try:
+            pidfd = os.pidfd_open(info.pid)
+        except ProcessLookupError:
+            return False
+        try:
+            # The pidfd pins the process: checked again, the entry is still this process's start,
+            # and the signal cannot reach another process that reused the pid.
+            again = self._registry.get(session_id)
+            if not (
+                isinstance(again, SessionInfo)
+                and again.pid == info.pid
+                and again.status is SessionStatus.INITIALIZING
+            ):
+                return False
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+            except ProcessLookupError:
+                return False
+            return True
+        finally:
+            os.close(pidfd)
 
     def list_sessions(self) -> list[SessionInfo]:
         """Every live session's entry, read from the registry in one round trip, oldest first."""

@@ -121,3 +121,23 @@ def client_round(sessions: SessionManagerHandle, count: int) -> tuple[tuple[str,
     created = tuple(sessions.create_session(children=[spec]) for _ in range(count))
     sessions.terminate_session(created[0])
     return created, created[:1]
+
+
+def stop_at_gate(path: str, key: Any, gate: str) -> None:
+    """
+    Run until stopped; on SIGTERM report ``stopping`` and finish stopping only once *gate* gets a datagram.
+
+    A child whose shutdown the test holds open, to look at the session while it is TERMINATING.
+    """
+    from supervisor import ShutdownExit
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(gate)
+        notify_ready()
+        emit(path, "started", key)
+        try:
+            sleep_forever()
+        except ShutdownExit:
+            emit(path, "stopping", key)
+            sock.recv(16)
+            raise

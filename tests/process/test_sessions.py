@@ -36,6 +36,7 @@ from supervisor import (
     SessionManagerHandle,
     SessionNotFoundError,
     SessionStatus,
+    Shutdown,
     StartError,
     StartMode,
     Strategy,
@@ -56,6 +57,7 @@ from tests.session_children import (
     open_gate,
     report_isolation,
     report_parent_then_crash,
+    stop_at_gate,
     use_sessions,
     wait_for_gate,
 )
@@ -334,6 +336,71 @@ class TestTerminateSession:
         assert set() == manager_children(sessions)
         with pytest.raises(SessionNotFoundError):
             sessions.terminate_session(session_id)
+
+    def test_status_is_terminating_while_the_session_stops(
+        self, events: EventSink, app: Application, tmp_path: Path
+    ) -> None:
+        """While its children stop, the entry says TERMINATING; once terminate returns, it is gone."""
+        sessions = app.session_manager
+        gate = str(tmp_path / "gate.sock")
+        holder = ChildSpec(
+            "holder",
+            stop_at_gate,
+            args=(events.path, "holder", gate),
+            start_mode=StartMode.NOTIFY,
+            shutdown=Shutdown.INFINITY,
+        )
+        session_id = sessions.create_session(children=[holder])
+        holder_pid = events.expect("started", "holder")
+        terminator = threading.Thread(target=sessions.terminate_session, args=(session_id,))
+        terminator.start()
+        try:
+            events.expect("stopping", "holder")
+
+            assert SessionStatus.TERMINATING is sessions.get_session_info(session_id).status
+            assert terminator.is_alive()
+        finally:
+            open_gate(gate)
+            terminator.join(HANG_TIMEOUT)
+        assert not terminator.is_alive()
+        assert alive([holder_pid]) == []
+        assert set() == session_ids(sessions)
+
+    def test_terminating_a_session_still_starting_stops_it_without_waiting_for_its_start(
+        self, events: EventSink, app: Application, tmp_path: Path
+    ) -> None:
+        """terminate_session on an INITIALIZING session stops it; its create_session raises StartError."""
+        sessions = app.session_manager
+        gate = str(tmp_path / "gate.sock")
+        never_ready = ChildSpec(
+            "never", wait_for_gate, args=(events.path, "never", gate), start_mode=StartMode.NOTIFY
+        )
+        outcome: list[BaseException | str] = []
+
+        def create() -> None:
+            try:
+                outcome.append(sessions.create_session(children=[worker(events, "first"), never_ready]))
+            except BaseException as error:
+                outcome.append(error)
+
+        creator = threading.Thread(target=create)
+        creator.start()
+        first_pid = events.expect("started", "first")
+        never_pid = events.expect("waiting", "never")
+        (starting,) = sessions.list_sessions()
+        assert SessionStatus.INITIALIZING is starting.status
+
+        sessions.terminate_session(starting.session_id)
+
+        creator.join(HANG_TIMEOUT)
+        assert not creator.is_alive()
+        assert alive([first_pid, never_pid, starting.pid or 0]) == []
+        events.expect("stopping", "first")
+        assert len(outcome) == 1 and isinstance(outcome[0], StartError)
+        assert sessions.list_sessions() == []
+        assert set() == manager_children(sessions)
+        with pytest.raises(SessionNotFoundError):
+            sessions.terminate_session(starting.session_id)
 
 
 LOOKUPS = ["terminate_session", "get_session_pid", "get_session_info"]
