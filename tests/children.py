@@ -244,3 +244,10 @@ def decline_after_first(marker: str, path: str, key: Any) -> None:
     emit(path, "started", key)
     notify_ready()
     sleep_forever()
+
+
+def close_fds_then_sleep(path: str, key: Any) -> None:
+    """Report ``started``, then close every descriptor above stderr (the report pipe too) and run."""
+    emit(path, "started", key)
+    os.closerange(3, 65536)
+    sleep_forever()

@@ -21,6 +21,7 @@ from supervisor.testing import wait_gone
 from tests.children import (
     HANG_TIMEOUT,
     EventSink,
+    close_fds_then_sleep,
     ignore_sigterm,
     report_never_ready,
     return_at_once,
@@ -28,7 +29,7 @@ from tests.children import (
 )
 
 from .conftest import LogFile
-from .helpers import worker
+from .helpers import pids, settle, worker
 
 
 def stubborn(events: EventSink, child_id: str, shutdown: float | Shutdown) -> ChildSpec:
@@ -121,6 +122,37 @@ class TestShutdownSpecs:
 
         assert events.next()[:2] == ("stopping", "slow")
         assert "reason=killed (SIGKILL)" in log_file.read()
+
+    def test_child_that_closed_its_pipes_cannot_hang_terminate_child(
+        self, start_tree, events: EventSink
+    ) -> None:
+        """A child that closed its report pipe is still stopped through its pidfd (OTP's child_unlink)."""
+        spec = ChildSpec("cut", close_fds_then_sleep, args=(events.path, "cut"))
+        handle = start_tree([worker(events, "a"), spec])
+        pid = events.expect("started", "cut")
+
+        handle.terminate_child("cut")
+
+        assert wait_gone([pid], HANG_TIMEOUT) == []
+        assert pids(handle)["cut"] is None
+
+
+class TestProgressLog:
+    def test_init_starts_log_at_info_and_api_starts_at_debug(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """Starts at init and automatic restarts are logged at INFO; ``start_child`` starts only at DEBUG."""
+        handle = start_tree([worker(events, "a")], logging_config=log_file.config)
+        handle.start_child(worker(events, "b"))
+        old = events.expect_all("started", {"a", "b"})
+        os.kill(old["b"], signal.SIGKILL)
+        events.expect("started", "b")
+        settle(handle)
+
+        lines = log_file.read().splitlines()
+        assert any(line.startswith("INFO") and "started child 'a'" in line for line in lines)
+        starts_of_b = [line.split()[0] for line in lines if "started child 'b'" in line]
+        assert starts_of_b == ["DEBUG", "INFO"]
 
 
 class TestHandleAfterStop:
