@@ -61,8 +61,9 @@ def faulty_worker(path: str, name: str) -> None:
     """A worker that becomes ready, reports, and then crashes with a chained exception."""
     notify_ready()
     _emit(path, name)
+    requests: dict[str, str] = {}
     try:
-        {}["missing-key"]
+        requests["missing-key"]
     except KeyError as error:
         raise RuntimeError("the worker could not handle its request") from error
 

@@ -23,6 +23,7 @@ This process is a child subreaper: orphans of its workers are reparented to it a
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import os
@@ -315,6 +316,9 @@ class SupervisorLoop:
                 if not self.stopping:
                     child.exit_pending = reason
                     self._enqueue(child.id, _Pending(self._exit_job(child)))
+        # Begin handling those exits (a temporary child forgotten, a restart forked) before serving
+        # requests, as OTP handles an 'EXIT' queued before a call.
+        self._schedule()
         for conn in [c for c in self.conns if c in ready]:
             self._on_conn_readable(conn)
         now = time.monotonic()
@@ -370,6 +374,10 @@ class SupervisorLoop:
                 return
             if info is None or info.si_pid in own:
                 return
+            # An adopted worker that led a process group (its own supervisor was killed): kill what
+            # is left of its group before reaping it, while its pid cannot be reused yet.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(info.si_pid, signal.SIGKILL)
             try:
                 os.waitpid(info.si_pid, 0)
             except ChildProcessError:
@@ -494,12 +502,35 @@ class SupervisorLoop:
         self._reap_adopted()
 
     def _terminate_all(self) -> Job:
-        """Stop every child in reverse start order, one at a time, each by its shutdown spec."""
-        for child in reversed(list(self.children)):
+        """
+        Stop every child by its shutdown spec: in reverse start order, one at a time, for a static
+        supervisor; all at once for a concurrent one, as a DynamicSupervisor does.
+        """
+        for child in self.children:
             child.restarting = False
             child.exit_pending = None
-            if child.process is not None:
-                yield from self._shutdown(child)
+        running = [c for c in reversed(self.children) if c.process is not None]
+        if not self.concurrent:
+            for child in running:
+                if child.process is not None:
+                    yield from self._shutdown(child)
+            return
+        stops = [self._shutdown(child) for child in running]
+        waits: dict[int, _Wait] = {}
+        for index, stop in enumerate(stops):
+            waits[index] = next(stop)
+        while waits:
+            deadlines = [w.deadline for w in waits.values() if w.deadline is not None]
+            fds = tuple(fd for w in waits.values() for fd in w.fds)
+            fired = yield _Wait(fds, min(deadlines) if deadlines else None)
+            now = time.monotonic()
+            for index, job_wait in list(waits.items()):
+                mine = [fd for fd in job_wait.fds if fd in fired]
+                if mine or (job_wait.deadline is not None and now >= job_wait.deadline):
+                    try:
+                        waits[index] = stops[index].send(mine)
+                    except StopIteration:
+                        del waits[index]
 
     # ------------------------------------------------------------------ jobs
 
@@ -669,13 +700,15 @@ class SupervisorLoop:
     # ------------------------------------------------------------------ one child
 
     def _owned_fds(self) -> tuple[int, ...]:
+        """
+        The descriptors a child must close: this supervisor's endpoints and signal pipe.
+
+        Siblings' pidfds and report pipes are left open in the child: holding them changes nothing
+        (death is read from pidfds, and report write ends are never inherited), and closing a few
+        thousand of them at each fork would make starts slow in a supervisor with many children.
+        """
         fds = [self.listener.fileno(), self.wakeup_r, self.wakeup_w]
         fds.extend(conn.fileno() for conn in self.conns)
-        for c in self.children:
-            if c.pidfd is not None:
-                fds.append(c.pidfd)
-            if c.report is not None:
-                fds.append(c.report.fileno())
         if self.watch_fd is not None:
             fds.append(self.watch_fd)
         fds.extend(self.private_fds)
@@ -692,21 +725,13 @@ class SupervisorLoop:
         restart by the supervisor itself, which a failure does not end (a retry follows).
         """
         child.exit_pending = None
-        reader, writer = _fork.Pipe(duplex=False)
-        launch = _child.ChildLaunch(child.spec, writer, os.getpid(), self._owned_fds())
-        process = _fork.Process(target=_child.child_main, args=(launch,), name=f"supervisor:{child.id}")
-        process.start()
-        writer.close()
         try:
-            os.setpgid(process.pid, process.pid)
-        except OSError:
-            pass  # the child already did it, or is already gone
-        child.process, child.pidfd, child.report, child.reported = (
-            process,
-            os.pidfd_open(process.pid),
-            reader,
-            None,
-        )
+            process, pidfd, reader = self._fork(child)
+        except OSError as error:
+            # Out of descriptors or processes: this start fails; the supervisor does not.
+            log.error("supervisor %s: could not fork child %r: %s", self.tree.path, child.id, error)
+            return ExitReason.from_exception(error)
+        child.process, child.pidfd, child.report, child.reported = process, pidfd, reader, None
         child.busy = True
         self.hooks.child_starting(child)
         deadline = None
@@ -739,6 +764,29 @@ class SupervisorLoop:
             if not fired and deadline is not None and time.monotonic() >= deadline:
                 timed_out, deadline = True, None
                 _kill(child.pid, signal.SIGKILL)
+
+    def _fork(self, child: _Child) -> tuple[Any, int, Any]:
+        """Fork *child*'s process; return it, its pidfd and the read end of its report pipe."""
+        reader, writer = _fork.Pipe(duplex=False)
+        process = None
+        try:
+            launch = _child.ChildLaunch(child.spec, writer, os.getpid(), self._owned_fds())
+            process = _fork.Process(target=_child.child_main, args=(launch,), name=f"supervisor:{child.id}")
+            process.start()
+            # The loop reaps its children itself; out of multiprocessing's list, they are not polled
+            # with waitpid at every later start, nor joined at exit.
+            multiprocess.process._children.discard(process)
+            with contextlib.suppress(OSError):
+                os.setpgid(process.pid, process.pid)  # the child does it too; whoever is first wins
+            return process, os.pidfd_open(process.pid), reader
+        except OSError:
+            reader.close()
+            if process is not None and process.pid is not None:
+                _kill(process.pid, signal.SIGKILL)
+                process.join()
+            raise
+        finally:
+            writer.close()
 
     def _drain(self, child: _Child) -> set[str]:
         """Read the child's pending report messages; return the kinds read ('ready', 'exit', 'ignore')."""

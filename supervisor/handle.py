@@ -14,10 +14,12 @@ connection of its own, so one handle is safe to share between threads.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import logging.config
 import os
+import resource
 import shutil
 import threading
 import time
@@ -104,6 +106,7 @@ def _root_main(
     watch = os.pidfd_open(starter_pid)
     if os.getppid() != starter_pid:
         return
+    _raise_open_files_limit()
     loop = SupervisorLoop(spec, tree, watch_fd=watch)
     loop.private_fds.append(result.fileno())
     loop.serve(lambda: result.send(("ready", os.getpid())))
@@ -114,6 +117,16 @@ def _root_main(
             result.send(("exit", loop.exit_reason))
     except OSError:
         pass  # the starter is gone or dropped its handle: nobody is left to tell
+    # Nothing of the tree listens any more; a starter that died cannot remove the directory itself.
+    shutil.rmtree(tree.private_dir, ignore_errors=True)
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: a supervisor holds ~4 descriptors per child."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class _Root:
@@ -386,7 +399,11 @@ class SupervisorHandle:
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
-            return conn
+            # Between calls the supervisor sends nothing: a readable connection was closed by a
+            # supervisor that has since died (perhaps restarted at the same address), so reconnect.
+            if not conn.poll(0):
+                return conn
+            self._drop_connection()
         try:
             conn = connect(self._address, self._authkey)
         except (FileNotFoundError, ConnectionRefusedError) as error:
