@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from . import _wire
 from ._linux import arm_parent_death_signal
 from .reasons import ExitReason, ShutdownExit
 from .specs import ChildSpec, StartMode
@@ -58,7 +59,7 @@ def notify_ready(info: Any = None) -> None:
         raise RuntimeError("notify_ready() must be called in a child process started by a supervisor")
     if not _ready_sent:
         _ready_sent = True
-        _report.send(("ready", info))
+        _wire.send(_report, ("ready", info))
 
 
 def ignore_start() -> None:
@@ -71,7 +72,7 @@ def ignore_start() -> None:
     if _report is None:
         raise RuntimeError("ignore_start() must be called in a child process started by a supervisor")
     if not _ready_sent:
-        _report.send(("ignore", None))
+        _wire.send(_report, ("ignore", None))
     raise SystemExit(0)
 
 
@@ -137,7 +138,7 @@ def child_main(launch: ChildLaunch) -> None:
         reason = ExitReason.from_exception(exc)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        launch.report.send(("exit", reason))
+        _wire.send(launch.report, ("exit", reason))
     except (OSError, ValueError):
         pass
     for stream in (sys.stdout, sys.stderr):

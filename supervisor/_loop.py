@@ -36,7 +36,7 @@ import attrs
 import multiprocess
 from multiprocess.connection import wait
 
-from . import _child
+from . import _child, _wire
 from ._intensity import add_restart
 from ._protocol import (
     ChildAddress,
@@ -385,7 +385,7 @@ class SupervisorLoop:
 
     def _on_conn_readable(self, conn: Any) -> None:
         try:
-            request = conn.recv()
+            request = _wire.recv(conn)
         except (EOFError, OSError):
             self._drop_conn(conn)
             return
@@ -419,7 +419,7 @@ class SupervisorLoop:
         if conn is None:
             return
         try:
-            conn.send(message)
+            _wire.send(conn, message)
         except (OSError, ValueError):
             self._drop_conn(conn)
 
@@ -796,7 +796,7 @@ class SupervisorLoop:
             try:
                 if not report.poll(0):
                     break
-                kind, payload = report.recv()
+                kind, payload = _wire.recv(report)
             except (EOFError, OSError):
                 report.close()
                 child.report = report = None

@@ -31,6 +31,7 @@ import multiprocess
 from multiprocess import popen_spawn_posix, spawn, util
 from multiprocess.context import SpawnProcess, reduction, set_spawning_popen
 
+from . import _wire
 from ._loop import SupervisorLoop, TreeContext
 from ._protocol import (
     AUTH_TIMEOUT,
@@ -379,10 +380,10 @@ class SupervisorHandle:
             conn = None  # already gone: nothing to ask, only to reap
         if conn is not None:
             try:
-                conn.send(Stop())
+                _wire.send(conn, Stop())
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if remaining is None or conn.poll(remaining):
-                    conn.recv()
+                    _wire.recv(conn)
             except (EOFError, OSError):
                 pass
             finally:
@@ -422,8 +423,8 @@ class SupervisorHandle:
             raise HandleClosedError(f"supervisor {self._path} was stopped through this handle")
         conn = self._connection()
         try:
-            conn.send(request)
-            status, value = conn.recv()
+            _wire.send(conn, request)
+            status, value = _wire.recv(conn)
         except (EOFError, OSError) as error:
             self._drop_connection()
             raise self._gone() from error

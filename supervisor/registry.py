@@ -1,23 +1,26 @@
 """
 The session registry: a ``multiprocess`` Manager dict (our ETS table), behind a small typed API.
 
-The dict lives in a registry server process, a worker child of the Application's supervisor,
-listening on a Unix socket in the tree's private directory with the tree's authkey. Its address is
-stable, so when the server dies and is restarted, clients reconnect to the same place. Nothing but
-this module touches the proxies.
+The dict lives in a registry server process, a worker child of the Application's supervisor, listening
+on a Unix socket in the tree's private directory with the tree's authkey. Its address is stable, so when
+the server dies and is restarted, clients reconnect to the same place. Nothing but this module touches
+the proxies.
 
-A registry server that was just restarted is empty until the SessionManager has republished every
-live session; the SessionManager writes the ``PUBLISHED`` marker key with them, in the same update, and
-readers treat a registry without it as unavailable for the moment. So a reader never mistakes the
-gap for an empty registry. Reads (``get``, ``snapshot``) are one round trip each (a ``get`` that finds
-nothing makes a second to check the marker). A client that finds the server gone retries,
-with short growing pauses, until its wait bound, then raises :class:`RegistryUnavailableError`: there
-is no event to wait on for a server that is not there yet.
+A registry server that was just restarted is empty until the SessionManager has republished every live
+session; the SessionManager writes the ``PUBLISHED`` marker key with them, in the same update, and
+readers treat a registry without it as unavailable for the moment. So a reader never mistakes the gap
+for an empty registry. Values are stored encoded (``_wire.dumps``: the C pickler), so the server and its
+clients move bytes rather than pickling objects with dill's pure-Python pickler. Reads (``get``,
+``snapshot``) are one round trip each (a ``get`` that finds nothing makes a second to check the marker).
+A client that finds the server gone retries, with short growing pauses, until its wait bound, then
+raises :class:`RegistryUnavailableError`: there is no event to wait on for a server that is not there
+yet.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -27,7 +30,7 @@ from multiprocess import util
 from multiprocess.context import AuthenticationError
 from multiprocess.managers import BaseManager, DictProxy
 
-from . import _child, _loop
+from . import _child, _loop, _wire
 from .errors import RegistryUnavailableError
 
 __all__ = ["REGISTRY_ID", "RegistryClient", "registry_address", "run_registry_server"]
@@ -105,9 +108,11 @@ class RegistryClient:
 
         def read(table: Any) -> Any:
             value = table.get(key)
-            if value is None and PUBLISHED not in table:
-                raise _NotPublished
-            return value
+            if value is None:
+                if PUBLISHED not in table:
+                    raise _NotPublished
+                return None
+            return pickle.loads(value)
 
         return self._call(read)
 
@@ -115,10 +120,10 @@ class RegistryClient:
         """A copy of the whole dict, in one round trip; waits (bounded) while it is being republished."""
 
         def read(table: Any) -> dict[str, Any]:
-            copy: dict[str, Any] = table.copy()
+            copy: dict[str, bytes] = table.copy()
             if copy.pop(PUBLISHED, None) is None:
                 raise _NotPublished
-            return copy
+            return {key: pickle.loads(value) for key, value in copy.items()}
 
         result: dict[str, Any] = self._call(read)
         return result
@@ -129,14 +134,17 @@ class RegistryClient:
     # must not block on a missing server; it reconnects on a timer of its own instead.
 
     def put_now(self, key: str, value: Any) -> None:
-        self._call_once(lambda table: table.__setitem__(key, value))
+        encoded = _wire.dumps(value)
+        self._call_once(lambda table: table.__setitem__(key, encoded))
 
     def delete_now(self, key: str) -> None:
         self._call_once(lambda table: table.pop(key, None))
 
     def replace_all_now(self, entries: dict[str, Any]) -> None:
         """Make the dict equal to *entries* and mark it published (two round trips: clear, update)."""
-        self._call_once(lambda table: (table.clear(), table.update({**entries, PUBLISHED: True})))
+        encoded = {key: _wire.dumps(value) for key, value in entries.items()}
+        encoded[PUBLISHED] = b"1"
+        self._call_once(lambda table: (table.clear(), table.update(encoded)))
 
     # ------------------------------------------------------------------ plumbing
 
