@@ -10,6 +10,7 @@ exit status is only the fallback for a child that could not report (SIGKILL, a c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -29,6 +30,11 @@ __all__ = ["ChildLaunch", "child_main", "ignore_start", "notify_ready"]
 _report: Any = None
 _ready_sent = False
 _forking_pid = 0
+
+_READY = _wire.dumps(("ready", None))  # encoded once, in the supervisor, before any fork
+
+SUPERVISED_SIGNALS = {signal.SIGTERM, signal.SIGCHLD}
+"""Blocked in a supervisor across each fork, and unblocked by the child once its handlers are set."""
 
 current_launch: ChildLaunch | None = None
 """The launch of the child running in this process (None in a process no supervisor started)."""
@@ -59,7 +65,7 @@ def notify_ready(info: Any = None) -> None:
         raise RuntimeError("notify_ready() must be called in a child process started by a supervisor")
     if not _ready_sent:
         _ready_sent = True
-        _wire.send(_report, ("ready", info))
+        _report.send_bytes(_READY if info is None else _wire.dumps(("ready", info)))
 
 
 def ignore_start() -> None:
@@ -104,30 +110,32 @@ def _exit_status(reason: ExitReason) -> int:
 def child_main(launch: ChildLaunch) -> None:
     """The target of every child process: set up, run the start function, report, exit."""
     global _report, _ready_sent, current_launch
-    current_launch = launch
-    arm_parent_death_signal(launch.supervisor_pid)
+    # The supervisor forks with SIGTERM and SIGCHLD blocked (see SUPERVISED_SIGNALS): its handlers,
+    # inherited here, would write into its wake-up pipe. They stay blocked until ours are set.
     signal.set_wakeup_fd(-1)
+    current_launch = launch
+    spec = launch.spec
+    _report, _ready_sent = launch.report, False
+    if spec.start_mode is StartMode.IMMEDIATE:
+        # Ready first: a child is ready once it runs, and every page the set-up below touches is a
+        # copy-on-write fault (tens of microseconds each in a VM) that would delay the supervisor.
+        notify_ready()
+    arm_parent_death_signal(launch.supervisor_pid)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_shutdown)
-    try:
+    with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    except OSError:
-        pass
     keep = launch.report.fileno()
     for fd in launch.inherited_fds:
         if fd != keep:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
-    _report, _ready_sent = launch.report, False
     os.register_at_fork(before=_remember_forking_pid, after_in_child=_arm_in_grandchild)
 
-    spec = launch.spec
     try:
-        if spec.start_mode is StartMode.IMMEDIATE:
-            notify_ready()
+        # A SIGTERM that came during the set-up is delivered here, as ShutdownExit.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED_SIGNALS)
         spec.start(*spec.args, **spec.kwargs)
         reason = ExitReason.normal()
     except ShutdownExit as exc:

@@ -14,6 +14,10 @@ __all__ = ["arm_parent_death_signal"]
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
+# Resolved once here, in the supervisor, so children forked from it do not look the symbol up again.
+_prctl = _libc.prctl
+_prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+_prctl.restype = ctypes.c_int
 
 
 def arm_parent_death_signal(expected_parent: int, sig: int = signal.SIGKILL) -> None:
@@ -24,7 +28,7 @@ def arm_parent_death_signal(expected_parent: int, sig: int = signal.SIGKILL) -> 
     parent died before it was armed, hence the ``getppid`` check against the pid captured before the
     fork. Supervisors are single-threaded and fork from their main thread, so the thread is the process.
     """
-    if _libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+    if _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     if os.getppid() != expected_parent:

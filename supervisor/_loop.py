@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import select
 import signal
 import time
 from collections.abc import Callable, Generator
@@ -34,7 +35,6 @@ from typing import Any
 
 import attrs
 import multiprocess
-from multiprocess.connection import wait
 
 from . import _child, _wire
 from ._intensity import add_restart
@@ -290,7 +290,7 @@ class SupervisorLoop:
         for _, job_wait in waits:
             objects.extend(job_wait.fds)
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        ready = set(wait(objects, timeout))
+        ready = _wait_readable(objects, timeout)
 
         if self.wakeup_r in ready:
             self._on_signals()
@@ -772,7 +772,11 @@ class SupervisorLoop:
         try:
             launch = _child.ChildLaunch(child.spec, writer, os.getpid(), self._owned_fds())
             process = _fork.Process(target=_child.child_main, args=(launch,), name=f"supervisor:{child.id}")
-            process.start()
+            signal.pthread_sigmask(signal.SIG_BLOCK, _child.SUPERVISED_SIGNALS)
+            try:
+                process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _child.SUPERVISED_SIGNALS)
             # The loop reaps its children itself; out of multiprocessing's list, they are not polled
             # with waitpid at every later start, nor joined at exit.
             multiprocess.process._children.discard(process)
@@ -882,6 +886,23 @@ class SupervisorLoop:
             message += "\n%s"
             args.append(reason.traceback_text.rstrip())
         log.log(level, message, *args, extra={"supervisor_context": context, "child_id": child.id})
+
+
+def _wait_readable(objects: list[Any], timeout: float | None) -> set[Any]:
+    """
+    The subset of *objects* (fds, or objects with ``fileno()``) readable within *timeout* seconds.
+
+    What ``multiprocess.connection.wait`` does, with one ``poll(2)`` and none of the selector
+    bookkeeping it builds anew at every call; the loop calls this once per turn.
+    """
+    poller = select.poll()
+    by_fd: dict[int, Any] = {}
+    for obj in objects:
+        fd = obj if isinstance(obj, int) else obj.fileno()
+        by_fd[fd] = obj
+        poller.register(fd, select.POLLIN)
+    events = poller.poll(None if timeout is None else timeout * 1000)
+    return {by_fd[fd] for fd, _ in events}
 
 
 def _request_child_id(request: Any) -> str:
