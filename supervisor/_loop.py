@@ -221,7 +221,8 @@ class SupervisorLoop:
         self.spec = spec
         self.tree = tree
         self.watch_fd = watch_fd
-        self.children: list[_Child] = []
+        self.children: list[_Child] = []  # in start order
+        self.by_id: dict[str, _Child] = {}
         self.restart_times: tuple[float, ...] = ()
         self.lanes: dict[str, _Lane] = {}
         self.conns: list[Any] = []
@@ -242,6 +243,28 @@ class SupervisorLoop:
             signal.signal(signum, _note_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.listener = listen(tree.address)
+        # One epoll set for the life of the loop: each fd is added when it appears and removed before
+        # it is closed, so a turn costs what became ready, not how many children there are.
+        self.poller = select.epoll()
+        self.watched: dict[int, Any] = {}
+        self.pidfd_owner: dict[int, _Child] = {}
+        self.report_owner: dict[int, _Child] = {}
+        self.hook_watched: set[int] = set()
+        for obj in (self.listener, self.wakeup_r, watch_fd):
+            if obj is not None:
+                self._watch(obj)
+
+    def _watch(self, obj: Any) -> int:
+        fd = obj if isinstance(obj, int) else obj.fileno()
+        self.poller.register(fd, select.EPOLLIN)
+        self.watched[fd] = obj
+        return int(fd)
+
+    def _unwatch(self, obj: Any) -> None:
+        fd = obj if isinstance(obj, int) else obj.fileno()
+        if self.watched.pop(fd, None) is not None:
+            with contextlib.suppress(OSError):
+                self.poller.unregister(fd)
 
     # ------------------------------------------------------------------ the loop
 
@@ -273,13 +296,7 @@ class SupervisorLoop:
         self._schedule()
         if self.finished:
             return
-        monitored = {c.pidfd: c for c in self.children if c.process is not None and not c.busy}
-        reports = {c.report: c for c in self.children if c.report is not None and not c.busy}
-        objects: list[Any] = [self.listener, self.wakeup_r, *self.conns, *monitored, *reports]
-        if self.watch_fd is not None:
-            objects.append(self.watch_fd)
-        hook_fds = self.hooks.fds()
-        objects.extend(hook_fds)
+        hook_fds = self._sync_hook_fds()
         waits = [
             (lane, lane.current.wait) for lane in self.lanes.values() if lane.current and lane.current.wait
         ]
@@ -287,15 +304,16 @@ class SupervisorLoop:
         hook_deadline = self.hooks.deadline()
         if hook_deadline is not None:
             deadlines.append(hook_deadline)
-        for _, job_wait in waits:
-            objects.extend(job_wait.fds)
-        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        ready = _wait_readable(objects, timeout)
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else -1.0
+        events = self.poller.poll(timeout)
+        ready = {self.watched[fd] for fd, _ in events if fd in self.watched}
+        ready_fds = [fd for fd, _ in events]
 
         if self.wakeup_r in ready:
             self._on_signals()
         if self.watch_fd is not None and self.watch_fd in ready:
             log.warning("supervisor %s: the process that started the tree died; stopping", self.tree.path)
+            self._unwatch(self.watch_fd)
             self.watch_fd = None
             self._begin_stop(None)
         if self.listener in ready:
@@ -304,12 +322,15 @@ class SupervisorLoop:
                 log.warning("supervisor %s: refused a connection that failed authentication", self.tree.path)
             else:
                 self.conns.append(conn)
-        for report, child in reports.items():
-            if report in ready and child.report is report:
+                self._watch(conn)
+        for fd in ready_fds:
+            child = self.report_owner.get(fd)
+            if child is not None and not child.busy and child.report is not None:
                 self._drain(child)
         # Deaths before requests: a caller who saw a child die before calling sees the death handled.
-        for pidfd, child in monitored.items():
-            if pidfd in ready and child.pidfd == pidfd and not child.busy:
+        for fd in ready_fds:
+            child = self.pidfd_owner.get(fd)
+            if child is not None and child.pidfd == fd and not child.busy:
                 reason = self._reap(child)
                 restarting = not self.stopping and should_restart(child.spec.restart, reason)
                 self.hooks.child_down(child, reason, restarting)
@@ -319,7 +340,7 @@ class SupervisorLoop:
         # Begin handling those exits (a temporary child forgotten, a restart forked) before serving
         # requests, as OTP handles an 'EXIT' queued before a call.
         self._schedule()
-        for conn in [c for c in self.conns if c in ready]:
+        for conn in [c for c in ready if c in self.conns]:
             self._on_conn_readable(conn)
         now = time.monotonic()
         hook_ready = {fd for fd in hook_fds if fd in ready}
@@ -334,6 +355,19 @@ class SupervisorLoop:
         if self.reaped_any:
             self.reaped_any = False
             self._reap_adopted()
+
+    def _sync_hook_fds(self) -> list[Any]:
+        """Watch exactly the hooks' current fds (a handful, which may change from turn to turn)."""
+        hook_fds = self.hooks.fds()
+        wanted = {fd if isinstance(fd, int) else fd.fileno() for fd in hook_fds}
+        for fd in self.hook_watched - wanted:
+            self._unwatch(fd)
+        for obj in hook_fds:
+            fd = obj if isinstance(obj, int) else obj.fileno()
+            if fd not in self.hook_watched:
+                self._watch(obj)
+        self.hook_watched = wanted
+        return hook_fds
 
     def _advance(self, lane: _Lane, fired: list[Any] | None) -> None:
         pending = lane.current
@@ -413,6 +447,7 @@ class SupervisorLoop:
     def _drop_conn(self, conn: Any) -> None:
         if conn in self.conns:
             self.conns.remove(conn)
+            self._unwatch(conn)
         conn.close()
 
     def _reply(self, conn: Any, message: tuple[str, Any]) -> None:
@@ -494,7 +529,9 @@ class SupervisorLoop:
             self._reply(conn, ("ok", None))
         for conn in list(self.conns):
             self._drop_conn(conn)
+        self._unwatch(self.listener)
         self.listener.close()
+        self.poller.close()
         try:
             os.unlink(self.tree.address)
         except FileNotFoundError:
@@ -537,7 +574,7 @@ class SupervisorLoop:
     def _init_job(self, on_ready: Callable[[], None]) -> Job:
         for spec in self.spec.children:
             child = _Child(spec)
-            self.children.append(child)
+            self._add(child)
             outcome = yield from self._start(child, progress=logging.INFO)
             if isinstance(outcome, ExitReason):
                 self._log_report("start_error", child, outcome, logging.ERROR)
@@ -624,10 +661,15 @@ class SupervisorLoop:
 
     def _remove(self, child: _Child) -> None:
         self.children.remove(child)
+        del self.by_id[child.id]
         self.hooks.child_removed(child)
 
+    def _add(self, child: _Child) -> None:
+        self.children.append(child)
+        self.by_id[child.id] = child
+
     def _find(self, child_id: str) -> _Child | None:
-        return next((c for c in self.children if c.id == child_id), None)
+        return self.by_id.get(child_id)
 
     def _not_found(self, call: str, child_id: str) -> ChildNotFoundError:
         known = ", ".join(repr(c.id) for c in self.children) or "none"
@@ -658,7 +700,7 @@ class SupervisorLoop:
                 f"start_child: a child with id {spec.id!r} is already {state}", spec.id, pid
             )
         child = _Child(spec)
-        self.children.append(child)
+        self._add(child)
         outcome = yield from self._start(child, progress=logging.DEBUG)
         if isinstance(outcome, ExitReason):
             self._remove(child)
@@ -707,7 +749,7 @@ class SupervisorLoop:
         (death is read from pidfds, and report write ends are never inherited), and closing a few
         thousand of them at each fork would make starts slow in a supervisor with many children.
         """
-        fds = [self.listener.fileno(), self.wakeup_r, self.wakeup_w]
+        fds = [self.listener.fileno(), self.wakeup_r, self.wakeup_w, self.poller.fileno()]
         fds.extend(conn.fileno() for conn in self.conns)
         if self.watch_fd is not None:
             fds.append(self.watch_fd)
@@ -732,6 +774,8 @@ class SupervisorLoop:
             log.error("supervisor %s: could not fork child %r: %s", self.tree.path, child.id, error)
             return ExitReason.from_exception(error)
         child.process, child.pidfd, child.report, child.reported = process, pidfd, reader, None
+        self.pidfd_owner[self._watch(pidfd)] = child
+        self.report_owner[self._watch(reader)] = child
         child.busy = True
         self.hooks.child_starting(child)
         deadline = None
@@ -792,6 +836,13 @@ class SupervisorLoop:
         finally:
             writer.close()
 
+    def _close_report(self, child: _Child) -> None:
+        report = child.report
+        self._unwatch(report)
+        self.report_owner.pop(report.fileno(), None)
+        report.close()
+        child.report = None
+
     def _drain(self, child: _Child) -> set[str]:
         """Read the child's pending report messages; return the kinds read ('ready', 'exit', 'ignore')."""
         kinds: set[str] = set()
@@ -802,8 +853,8 @@ class SupervisorLoop:
                     break
                 kind, payload = _wire.recv(report)
             except (EOFError, OSError):
-                report.close()
-                child.report = report = None
+                self._close_report(child)
+                report = None
                 break
             if kind == "exit":
                 child.reported = payload
@@ -861,7 +912,9 @@ class SupervisorLoop:
         exitcode = child.process.exitcode
         self._drain(child)
         if child.report is not None:
-            child.report.close()
+            self._close_report(child)
+        self._unwatch(child.pidfd)
+        self.pidfd_owner.pop(child.pidfd, None)
         os.close(child.pidfd)
         reason = child.reported if child.reported is not None else ExitReason.from_exitcode(exitcode)
         child.process = child.pidfd = child.report = child.reported = None
@@ -886,23 +939,6 @@ class SupervisorLoop:
             message += "\n%s"
             args.append(reason.traceback_text.rstrip())
         log.log(level, message, *args, extra={"supervisor_context": context, "child_id": child.id})
-
-
-def _wait_readable(objects: list[Any], timeout: float | None) -> set[Any]:
-    """
-    The subset of *objects* (fds, or objects with ``fileno()``) readable within *timeout* seconds.
-
-    What ``multiprocess.connection.wait`` does, with one ``poll(2)`` and none of the selector
-    bookkeeping it builds anew at every call; the loop calls this once per turn.
-    """
-    poller = select.poll()
-    by_fd: dict[int, Any] = {}
-    for obj in objects:
-        fd = obj if isinstance(obj, int) else obj.fileno()
-        by_fd[fd] = obj
-        poller.register(fd, select.POLLIN)
-    events = poller.poll(None if timeout is None else timeout * 1000)
-    return {by_fd[fd] for fd, _ in events}
 
 
 def _request_child_id(request: Any) -> str:
