@@ -178,6 +178,9 @@ class LoopHooks:
     def child_removed(self, child: _Child) -> None:
         """*child*'s spec was forgotten."""
 
+    def before_reply(self) -> None:
+        """Called before the loop replies to a caller: make the caller's effects visible."""
+
     def fds(self) -> list[Any]:
         """Extra objects for the loop's wait."""
         return []
@@ -453,6 +456,7 @@ class SupervisorLoop:
     def _reply(self, conn: Any, message: tuple[str, Any]) -> None:
         if conn is None:
             return
+        self.hooks.before_reply()
         try:
             _wire.send(conn, message)
         except (OSError, ValueError):

@@ -111,9 +111,11 @@ class RegistryPublisher(_loop.LoopHooks):
 
     def on_wake(self, ready: set[Any]) -> None:
         if ready:
-            # The server never writes unprompted: a readable connection means it closed (died).
-            log.warning("session registry: the server went away; republishing when it is back")
-            self._lost()
+            try:
+                self.registry.acknowledge()
+            except (OSError, EOFError, RemoteError):
+                log.warning("session registry: the server went away; republishing when it is back")
+                self._lost()
             return
         if self.retry_at is not None and time.monotonic() >= self.retry_at:
             self._reconnect()
@@ -121,12 +123,16 @@ class RegistryPublisher(_loop.LoopHooks):
     def _write(self, session_id: str, info: SessionInfo) -> None:
         self.entries[session_id] = info
         if self.up:
-            self._guard(lambda: self.registry.put_now(session_id, info))
+            self._guard(lambda: self.registry.put_later(session_id, info))
 
     def _remove(self, session_id: str) -> None:
         self.entries.pop(session_id, None)
         if self.up:
-            self._guard(lambda: self.registry.delete_now(session_id))
+            self._guard(lambda: self.registry.delete_later(session_id))
+
+    def before_reply(self) -> None:
+        if self.up:
+            self._guard(self.registry.flush)
 
     def _guard(self, write: Any) -> None:
         try:

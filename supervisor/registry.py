@@ -28,7 +28,7 @@ from typing import Any
 
 from multiprocess import util
 from multiprocess.context import AuthenticationError
-from multiprocess.managers import BaseManager, DictProxy
+from multiprocess.managers import BaseManager, DictProxy, convert_to_error
 
 from . import _child, _loop, _wire
 from .errors import RegistryUnavailableError
@@ -95,6 +95,7 @@ class RegistryClient:
         self.authkey = authkey
         self.timeout = timeout
         self._proxy: Any = None
+        self._unacknowledged = 0
         self._pid = 0
         self._lock = threading.Lock()
 
@@ -132,13 +133,48 @@ class RegistryClient:
 
     # These try once and raise OSError or EOFError if the server is gone: the SessionManager's loop
     # must not block on a missing server; it reconnects on a timer of its own instead.
+    #
+    # put_later and delete_later are pipelined: the request is sent at once (the server applies
+    # requests in order, so a reader sees it within the server's turnaround), and its reply is read
+    # later, by acknowledge() when the connection is readable or by flush(). The SessionManager flushes
+    # before it replies to any caller, so a caller reads its own writes. One thread only.
 
-    def put_now(self, key: str, value: Any) -> None:
-        encoded = _wire.dumps(value)
-        self._call_once(lambda table: table.__setitem__(key, encoded))
+    def put_later(self, key: str, value: Any) -> None:
+        self._send_later("__setitem__", (key, _wire.dumps(value)))
 
-    def delete_now(self, key: str) -> None:
-        self._call_once(lambda table: table.pop(key, None))
+    def delete_later(self, key: str) -> None:
+        self._send_later("pop", (key, None))
+
+    def flush(self) -> None:
+        """Wait for the reply of every pipelined write."""
+        while self._unacknowledged:
+            self._read_ack()
+
+    def acknowledge(self) -> None:
+        """Read the replies that have arrived; EOFError if the server closed the connection."""
+        conn = self._connection()
+        if self._unacknowledged == 0 and conn.poll(0):
+            raise EOFError("the registry server closed the connection")
+        while self._unacknowledged and conn.poll(0):
+            self._read_ack()
+
+    def _send_later(self, method: str, args: tuple[Any, ...]) -> None:
+        proxy = self._table()
+        conn = self._connection()
+        conn.send_bytes(pickle.dumps((proxy._id, method, args, {}), protocol=pickle.HIGHEST_PROTOCOL))
+        self._unacknowledged += 1
+
+    def _read_ack(self) -> None:
+        kind, result = pickle.loads(self._connection().recv_bytes())
+        self._unacknowledged -= 1
+        if kind != "#RETURN":
+            raise convert_to_error(kind, result)
+
+    def _connection(self) -> Any:
+        proxy = self._table()
+        if getattr(proxy._tls, "connection", None) is None:
+            proxy._connect()
+        return proxy._tls.connection
 
     def replace_all_now(self, entries: dict[str, Any]) -> None:
         """Make the dict equal to *entries* and mark it published (two round trips: clear, update)."""
@@ -160,6 +196,7 @@ class RegistryClient:
         """Forget the proxy (after the server died): the next call makes a new one."""
         with self._lock:
             proxy, self._proxy = self._proxy, None
+            self._unacknowledged = 0
         if proxy is not None:
             _discard_proxy(proxy)
 
@@ -194,6 +231,7 @@ class RegistryClient:
             return self._proxy
 
     def _call_once(self, operation: Any) -> Any:
+        self.flush()  # a synchronous call would otherwise read a pipelined write's reply
         return operation(self._table())
 
     def _call(self, operation: Any) -> Any:
