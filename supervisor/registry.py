@@ -36,6 +36,7 @@ from .errors import RegistryUnavailableError
 __all__ = ["REGISTRY_ID", "RegistryClient", "registry_address", "run_registry_server"]
 
 REGISTRY_ID = "registry"
+_PIPELINE_DEPTH = 32
 PUBLISHED = "\x00published"
 """The marker key: present once the SessionManager has published its sessions in this server."""
 _table: dict[str, Any] = {}
@@ -161,6 +162,10 @@ class RegistryClient:
     def _send_later(self, method: str, args: tuple[Any, ...]) -> None:
         proxy = self._table()
         conn = self._connection()
+        # A bounded pipeline: with too many replies unread, the server would block writing them and
+        # stop reading, and so would we, writing to it.
+        while self._unacknowledged >= _PIPELINE_DEPTH or (self._unacknowledged and conn.poll(0)):
+            self._read_ack()
         conn.send_bytes(pickle.dumps((proxy._id, method, args, {}), protocol=pickle.HIGHEST_PROTOCOL))
         self._unacknowledged += 1
 

@@ -41,6 +41,7 @@ from supervisor import (
     StartMode,
     Strategy,
 )
+from supervisor.registry import RegistryClient
 from supervisor.testing import descendants, process_table, wait_gone
 from tests.children import (
     HANG_TIMEOUT,
@@ -538,6 +539,20 @@ class TestCleanup:
 
 
 class TestConcurrency:
+    def test_pipelined_registry_writes_never_deadlock(self, app: Application) -> None:
+        """Thousands of pipelined writes with no read in between (as in a mass stop) all land."""
+        registry = app.session_manager._registry  # the SessionManager's writer API, used directly
+        writer = RegistryClient(registry.address, registry.authkey)
+        big = "x" * 2000  # large replies fill the socket buffers sooner, as a real deadlock would
+        for n in range(3000):
+            writer.put_later(f"key-{n}", big)
+        writer.flush()
+        assert writer.get("key-2999") == big
+        for n in range(3000):
+            writer.delete_later(f"key-{n}")
+        writer.flush()
+        assert writer.get("key-0") is None
+
     def test_creates_and_terminates_from_four_processes_and_four_threads(
         self, events: EventSink, app: Application
     ) -> None:
