@@ -11,6 +11,7 @@ exit status is only the fallback for a child that could not report (SIGKILL, a c
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -110,6 +111,9 @@ def _exit_status(reason: ExitReason) -> int:
 def child_main(launch: ChildLaunch) -> None:
     """The target of every child process: set up, run the start function, report, exit."""
     global _report, _ready_sent, current_launch
+    # Everything inherited from the supervisor leaves the collector's view: a collection here would
+    # otherwise touch every inherited object and copy the supervisor's whole heap page by page.
+    gc.freeze()
     # The supervisor forks with SIGTERM and SIGCHLD blocked (see SUPERVISED_SIGNALS): its handlers,
     # inherited here, would write into its wake-up pipe. They stay blocked until ours are set.
     signal.set_wakeup_fd(-1)

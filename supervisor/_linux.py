@@ -10,9 +10,10 @@ import ctypes
 import os
 import signal
 
-__all__ = ["arm_parent_death_signal"]
+__all__ = ["arm_parent_death_signal", "set_child_subreaper"]
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 # Resolved once here, in the supervisor, so children forked from it do not look the symbol up again.
 _prctl = _libc.prctl
@@ -33,3 +34,10 @@ def arm_parent_death_signal(expected_parent: int, sig: int = signal.SIGKILL) -> 
         raise OSError(err, os.strerror(err))
     if os.getppid() != expected_parent:
         os._exit(70)
+
+
+def set_child_subreaper() -> None:
+    """Make this process the reaper of orphans below it (PR_SET_CHILD_SUBREAPER), instead of init."""
+    if _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))

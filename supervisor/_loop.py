@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import logging
 import os
 import select
@@ -36,7 +35,7 @@ from typing import Any
 import attrs
 import multiprocess
 
-from . import _child, _wire
+from . import _child, _linux, _wire
 from ._intensity import add_restart
 from ._protocol import (
     ChildAddress,
@@ -70,7 +69,6 @@ __all__ = ["SupervisorLoop", "TreeContext", "run_nested_supervisor"]
 
 log = logging.getLogger("supervisor")
 _fork = multiprocess.get_context("fork")
-_PR_SET_CHILD_SUBREAPER = 36
 
 current_tree: TreeContext | None = None
 """The tree context of the supervisor running in this process; inherited by forked children."""
@@ -237,7 +235,7 @@ class SupervisorLoop:
         self.reaped_any = False
         self.private_fds: list[int] = []
 
-        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _linux.set_child_subreaper()
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
         os.set_blocking(self.wakeup_w, False)
