@@ -225,7 +225,9 @@ class Supervisor:
             assert isinstance(value, StartError)
             raise value
         raise SupervisorGoneError(
-            f"the root supervisor died while starting (exit reason: {root.exit_reason})", root.exit_reason
+            f"the root supervisor died while starting (exit reason: "
+            f"{root.exit_reason.describe() if root.exit_reason else 'unknown'})",
+            root.exit_reason,
         )
 
 

@@ -86,6 +86,11 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _to_seconds(value: Any) -> Any:
+    """Durations are float seconds: an int becomes a float; anything else is left to the validator."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def _validate_id(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
         raise _fail_type(attribute.name, "a str", value)
@@ -170,7 +175,9 @@ class ChildSpec:
     shutdown: float | Shutdown = attrs.field(default=None, validator=_validate_shutdown)
     type: ChildType = attrs.field(default=ChildType.WORKER, validator=_validate_enum(ChildType))
     start_mode: StartMode = attrs.field(default=StartMode.IMMEDIATE, validator=_validate_enum(StartMode))
-    start_timeout: float | None = attrs.field(default=None, validator=_validate_start_timeout)
+    start_timeout: float | None = attrs.field(
+        default=None, converter=_to_seconds, validator=_validate_start_timeout
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.shutdown is None:
@@ -259,4 +266,4 @@ class SupervisorSpec:
     children: tuple[ChildSpec, ...] = attrs.field(converter=_to_children)
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, validator=_validate_enum(Strategy))
     max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
-    max_seconds: float = attrs.field(default=5.0, validator=_validate_max_seconds)
+    max_seconds: float = attrs.field(default=5.0, converter=_to_seconds, validator=_validate_max_seconds)

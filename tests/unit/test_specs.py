@@ -291,3 +291,14 @@ class TestPickling:
 
         assert built == copy
         assert built.nested == copy.nested
+
+
+def test_integer_durations_become_float_seconds() -> None:
+    """start_timeout and max_seconds given as ints are stored as floats, as shutdown is."""
+    from supervisor import StartMode, SupervisorSpec
+    from tests.children import sleep_forever
+
+    spec = ChildSpec("c", sleep_forever, start_mode=StartMode.NOTIFY, start_timeout=3)
+    nested = SupervisorSpec(children=[spec], max_seconds=7)
+    assert (3.0, float) == (spec.start_timeout, type(spec.start_timeout))
+    assert (7.0, float) == (nested.max_seconds, type(nested.max_seconds))
