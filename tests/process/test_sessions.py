@@ -126,6 +126,21 @@ def alive(pids: list[int]) -> list[int]:
 
 
 class TestTree:
+    def test_application_is_usable_as_a_child_spec(self, start_tree: Any) -> None:
+        """An Application nested in a user's own tree serves sessions through session_manager_in."""
+        tree = start_tree([quiet_worker("mine"), Application.child_spec("app")])
+        assert [info.id for info in tree.which_children()] == ["mine", "app"]
+        sessions = Application.session_manager_in(tree, "app")
+        session_id = sessions.create_session(children=[quiet_worker()], metadata={"in": "user tree"})
+        info = sessions.get_session_info(session_id)
+        assert (info.status, info.metadata) == (SessionStatus.ACTIVE, {"in": "user tree"})
+        assert info.pid is not None
+        nested = tree.child_supervisor("app")
+        assert [c.id for c in nested.which_children()] == ["registry", "session_manager"]
+        sessions.terminate_session(session_id)
+        assert sessions.list_sessions() == []
+        assert alive([info.pid]) == []
+
     def test_session_manager_starts_with_its_registry(self, app: Application) -> None:
         """The root's children are the registry server, then the SessionManager, both running."""
         children = app.supervisor.which_children()
