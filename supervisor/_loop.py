@@ -112,7 +112,6 @@ class _Child:
     busy: bool = False
     declined: bool = False
     ready_info: Any = None
-    restarts: int = 0
 
     @property
     def id(self) -> str:
@@ -175,6 +174,9 @@ class LoopHooks:
 
     def child_removed(self, child: _Child) -> None:
         """*child*'s spec was forgotten."""
+
+    def attach(self, unwatch: Callable[[int], None]) -> None:
+        """Given the loop's *unwatch*: call it on any fd of :meth:`fds` before closing that fd."""
 
     def before_reply(self) -> None:
         """Called before the loop replies to a caller: make the caller's effects visible."""
@@ -251,6 +253,8 @@ class SupervisorLoop:
         self.pidfd_owner: dict[int, _Child] = {}
         self.report_owner: dict[int, _Child] = {}
         self.hook_watched: set[int] = set()
+        self.giving_up = False  # set by a job that exceeded the restart intensity
+        self.hooks.attach(self._unwatch)
         for obj in (self.listener, self.wakeup_r, watch_fd):
             if obj is not None:
                 self._watch(obj)
@@ -263,6 +267,7 @@ class SupervisorLoop:
 
     def _unwatch(self, obj: Any) -> None:
         fd = obj if isinstance(obj, int) else obj.fileno()
+        self.hook_watched.discard(fd)
         if self.watched.pop(fd, None) is not None:
             with contextlib.suppress(OSError):
                 self.poller.unregister(fd)
@@ -377,6 +382,8 @@ class SupervisorLoop:
             pending.wait = pending.job.send(fired)  # type: ignore[arg-type]
         except StopIteration:
             lane.current = None
+            if self.giving_up and not self.stopping:
+                self._begin_stop(None)
         except Exception:
             # As in OTP, a crash in the supervisor's own code ends the supervisor.
             log.exception("supervisor %s: internal error; stopping", self.tree.path)
@@ -527,6 +534,11 @@ class SupervisorLoop:
                     pending.conn, ("error", self._gone("the supervisor exited before this call completed"))
                 )
         self.lanes.clear()
+        for child in self.children:
+            # Only after an internal error in a stop: no child may outlive its supervisor's exit.
+            if child.process is not None:
+                _kill(child.pid, signal.SIGKILL)
+                self._reap(child)
         for conn in self.stop_waiters:
             self._reply(conn, ("ok", None))
         for conn in list(self.conns):
@@ -631,9 +643,10 @@ class SupervisorLoop:
             self.restart_times, time.monotonic(), self.spec.max_restarts, self.spec.max_seconds
         )
         if exceeded:
+            # Giving up is a stop (all children, by their shutdown specs, then exit shutdown) that
+            # must also preempt the other lanes' jobs; the loop begins it once this job has ended.
             self._log_report("shutdown", failed, None, logging.ERROR, "reached_max_restart_intensity")
-            yield from self._terminate_all()
-            self._finish(ExitReason.shutdown())
+            self.giving_up = True
             return
         group_ids = restart_set(self.spec.strategy, [c.id for c in self.children], failed.id)
         group = [c for c in self.children if c.id in group_ids]
@@ -656,8 +669,6 @@ class SupervisorLoop:
                 self._enqueue(child.id, _Pending(self._retry_job(child)))
                 return
             child.restarting = False
-            if child is failed:
-                child.restarts += 1
 
     # ------------------------------------------------------------------ the admin API
 

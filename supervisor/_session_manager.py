@@ -45,6 +45,7 @@ class RegistryPublisher(_loop.LoopHooks):
         self.up = True
         self.retry_at: float | None = None
         self.pause = 0.01
+        self.unwatch: Any = lambda fd: None
 
     # ------------------------------------------------------------------ life-cycle hooks
 
@@ -109,8 +110,11 @@ class RegistryPublisher(_loop.LoopHooks):
     def deadline(self) -> float | None:
         return self.retry_at
 
+    def attach(self, unwatch: Any) -> None:
+        self.unwatch = unwatch
+
     def on_wake(self, ready: set[Any]) -> None:
-        if ready:
+        if ready and self.up:
             try:
                 self.registry.acknowledge()
             except (OSError, EOFError, RemoteError):
@@ -141,6 +145,9 @@ class RegistryPublisher(_loop.LoopHooks):
             self._lost()
 
     def _lost(self) -> None:
+        fileno = self.registry.connection_fileno()
+        if fileno is not None:
+            self.unwatch(fileno)  # before the close: the fd number may be reused at once
         self.registry.reset()
         self.up = False
         self.pause = 0.01

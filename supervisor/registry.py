@@ -38,6 +38,7 @@ __all__ = ["REGISTRY_ID", "RegistryClient", "registry_address", "run_registry_se
 
 REGISTRY_ID = "registry"
 _PIPELINE_DEPTH = 32
+_ACK_TIMEOUT = 2.0
 PUBLISHED = "\x00published"
 """The marker key: present once the SessionManager has published its sessions in this server."""
 _table: dict[str, Any] = {}
@@ -186,7 +187,11 @@ class RegistryClient:
         self._unacknowledged += 1
 
     def _read_ack(self) -> None:
-        kind, result = pickle.loads(self._connection().recv_bytes())
+        conn = self._connection()
+        # Bounded: a server that hangs (not dies) must not freeze the SessionManager's loop.
+        if not conn.poll(_ACK_TIMEOUT):
+            raise TimeoutError(f"the session registry did not acknowledge a write within {_ACK_TIMEOUT} s")
+        kind, result = pickle.loads(conn.recv_bytes())
         self._unacknowledged -= 1
         if kind != "#RETURN":
             raise convert_to_error(kind, result)
