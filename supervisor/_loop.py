@@ -1,10 +1,10 @@
 """
 The supervisor process: its state, its single wait loop, and the jobs that start and stop children.
 
-One thread, one loop. Each turn makes one ``multiprocess.connection.wait()`` over the listening
-socket, the client connections, the signal wake-up pipe, the parent-death pidfd (the root's), every
-child's pidfd and report pipe, and whatever the current job waits on; the timeout is the current
-job's deadline, never a polling interval.
+One thread, one loop. Each turn makes one ``epoll_wait`` on a persistent epoll set holding the
+listening socket, the client connections, the signal wake-up pipe, the parent-death pidfd (the
+root's), and every child's pidfd and report pipe (jobs wait on those too); the timeout is the nearest
+job deadline, never a polling interval.
 
 Work that waits on children (starting one until it is ready, stopping one by its shutdown spec, a
 group restart) is a *job*: a generator that yields what it waits for and is resumed with what became

@@ -16,7 +16,6 @@ import hmac
 import os
 import socket
 import tempfile
-from typing import Any
 
 import attrs
 from multiprocess.connection import Connection
@@ -189,11 +188,3 @@ def connect(address: str, authkey: bytes, timeout: float = AUTH_TIMEOUT) -> Conn
         raise ConnectionError(f"the peer at {address} does not hold this tree's authkey")
     sock.settimeout(None)
     return Connection(sock.detach())
-
-
-def reply_ok(value: Any) -> tuple[str, Any]:
-    return ("ok", value)
-
-
-def reply_error(error: BaseException) -> tuple[str, Any]:
-    return ("error", error)

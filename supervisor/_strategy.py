@@ -1,7 +1,7 @@
 """
 Pure restart decisions: whether an exit leads to a restart, and which children that restart touches.
 
-These follow OTP's ``do_restart`` and ``restart/3`` exactly (``otp-semantics.md`` sections 1 and 3).
+These follow OTP's ``do_restart`` and ``restart/3`` exactly (see ``docs/semantics.md``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
 Exit reasons: why a child process ended, as a value.
 
-OTP's reasons map onto OS processes like this (``otp-semantics.md`` section 10):
+OTP's reasons map onto OS processes like this (``docs/process-model.md`` has the full table):
 
 =============  ===================================================================  =======
 kind           observed as                                                          normal?
