@@ -31,6 +31,7 @@ __all__ = ["ChildLaunch", "child_main", "ignore_start", "notify_ready"]
 _report: Any = None
 _ready_sent = False
 _forking_pid = 0
+_fork_hook_registered = False
 
 _READY = _wire.dumps(("ready", None))  # encoded once, in the supervisor, before any fork
 
@@ -100,6 +101,15 @@ def _arm_in_grandchild() -> None:
         arm_parent_death_signal(_forking_pid)
 
 
+def _register_fork_hook() -> None:
+    # At-fork hooks are inherited by forked children; nested supervisors' children would otherwise
+    # register one more at each level.
+    global _fork_hook_registered
+    if not _fork_hook_registered:
+        _fork_hook_registered = True
+        os.register_at_fork(before=_remember_forking_pid, after_in_child=_arm_in_grandchild)
+
+
 def _exit_status(reason: ExitReason) -> int:
     if reason.is_normal:
         return 0
@@ -135,7 +145,7 @@ def child_main(launch: ChildLaunch) -> None:
         if fd != keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
-    os.register_at_fork(before=_remember_forking_pid, after_in_child=_arm_in_grandchild)
+    _register_fork_hook()
 
     try:
         # A SIGTERM that came during the set-up is delivered here, as ShutdownExit.

@@ -474,11 +474,7 @@ class SupervisorLoop:
         supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
         return ChildCounts(
             specs=len(self.children),
-            active=sum(
-                1
-                for c in self.children
-                if c.process is not None and c.exit_pending is None and not c.restarting
-            ),
+            active=sum(1 for c in self.children if c.process is not None and not c.restarting),
             supervisors=supervisors,
             workers=len(self.children) - supervisors,
         )
@@ -779,7 +775,7 @@ class SupervisorLoop:
         Returns ``_STARTED``, ``_IGNORED`` or the failed start's exit reason. *automatic* marks a
         restart by the supervisor itself, which a failure does not end (a retry follows).
         """
-        child.exit_pending = None
+        child.exit_pending, child.declined, child.ready_info = None, False, None
         try:
             process, pidfd, reader = self._fork(child)
         except OSError as error:

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .specs import ChildSpec, Restart, Strategy, SupervisorSpec
+from .specs import ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
 
 __all__ = ["ChildSummary", "SessionInfo", "SessionOptions", "SessionStatus"]
 
@@ -66,14 +66,6 @@ def _positive_int_or_none(_: Any, attribute: attrs.Attribute[Any], value: object
         )
     if value <= 0:
         raise ValueError(f"'{attribute.name}' must be an int > 0 or None (got {value!r})")
-
-
-def _to_children(value: object) -> tuple[ChildSpec, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise TypeError(
-            f"'children' must be a list of ChildSpec (got {value!r} that is a {type(value).__name__})"
-        )
-    return tuple(value)
 
 
 def _check_restart(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
