@@ -5,6 +5,7 @@ Start a tree with :meth:`Supervisor.start`; describe children with :class:`Child
 """
 
 from ._child import ignore_start, notify_ready
+from ._root import Supervisor
 from .errors import (
     ChildNotFoundError,
     ChildNotRunningError,
@@ -18,11 +19,12 @@ from .errors import (
     SupervisorError,
     SupervisorGoneError,
 )
-from .handle import Supervisor, SupervisorHandle
+from .handle import SupervisorHandle
 from .info import ChildCounts, ChildInfo
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
-from .session_values import ChildSummary, SessionInfo, SessionOptions, SessionStatus
-from .sessions import Application, SessionManagerHandle
+from .sessions.application import Application
+from .sessions.client import SessionManagerHandle
+from .sessions.values import ChildSummary, SessionInfo, SessionOptions, SessionStatus
 from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = [

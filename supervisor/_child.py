@@ -6,6 +6,10 @@ fork), lead a process group of its own, close the supervisor's descriptors it in
 into :class:`~supervisor.ShutdownExit` and ignore SIGINT, then run the start function and report how
 it ended on the report pipe before exiting. The report is the exit reason the supervisor uses; the
 exit status is only the fallback for a child that could not report (SIGKILL, a crash in C).
+
+A start function that is an :class:`~supervisor._entrypoint.EntryPoint` (the package's own processes)
+is called with the child's place in the tree first. This module runs in the child only; it never
+imports the engine that forked it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 import attrs
 
 from . import _wire
+from ._addresses import TreeContext
+from ._entrypoint import EntryPoint
 from ._linux import arm_parent_death_signal
 from .reasons import ExitReason, ShutdownExit
 from .specs import ChildSpec, StartMode
@@ -38,9 +44,6 @@ _READY = _wire.dumps(("ready", None))  # encoded once, in the supervisor, before
 SUPERVISED_SIGNALS = {signal.SIGTERM, signal.SIGCHLD}
 """Blocked in a supervisor across each fork, and unblocked by the child once its handlers are set."""
 
-current_launch: ChildLaunch | None = None
-"""The launch of the child running in this process (None in a process no supervisor started)."""
-
 
 @attrs.frozen
 class ChildLaunch:
@@ -50,6 +53,7 @@ class ChildLaunch:
     report: Any  # the write end of the report pipe (a multiprocess Connection)
     supervisor_pid: int
     inherited_fds: tuple[int, ...]  # the supervisor's own descriptors, closed in the child
+    context: TreeContext  # the child's own place in the tree, for entry points
 
 
 def notify_ready(info: Any = None) -> None:
@@ -120,14 +124,13 @@ def _exit_status(reason: ExitReason) -> int:
 
 def child_main(launch: ChildLaunch) -> None:
     """The target of every child process: set up, run the start function, report, exit."""
-    global _report, _ready_sent, current_launch
+    global _report, _ready_sent
     # Everything inherited from the supervisor leaves the collector's view: a collection here would
     # otherwise touch every inherited object and copy the supervisor's whole heap page by page.
     gc.freeze()
     # The supervisor forks with SIGTERM and SIGCHLD blocked (see SUPERVISED_SIGNALS): its handlers,
     # inherited here, would write into its wake-up pipe. They stay blocked until ours are set.
     signal.set_wakeup_fd(-1)
-    current_launch = launch
     spec = launch.spec
     _report, _ready_sent = launch.report, False
     if spec.start_mode is StartMode.IMMEDIATE:
@@ -150,7 +153,10 @@ def child_main(launch: ChildLaunch) -> None:
     try:
         # A SIGTERM that came during the set-up is delivered here, as ShutdownExit.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISED_SIGNALS)
-        spec.start(*spec.args, **spec.kwargs)
+        if isinstance(spec.start, EntryPoint):
+            spec.start(launch.context, *spec.args, **spec.kwargs)
+        else:
+            spec.start(*spec.args, **spec.kwargs)
         reason = ExitReason.normal()
     except ShutdownExit as exc:
         reason = ExitReason.shutdown(exc.term)

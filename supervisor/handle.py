@@ -1,40 +1,24 @@
 """
-Starting a tree, and the handle that talks to a supervisor process over its control socket.
-
-The root supervisor is started with the *spawn* start method: a fresh interpreter, so it inherits no
-threads, locks or descriptors from the caller, which may have threads. It is spawned without
-multiprocessing's resource tracker, so no helper process outlives the tree. Everything below the root
-is forked from single-threaded supervisor processes.
+The client of a supervisor process: one request per call over its control socket.
 
 Handles have no public constructor: :meth:`Supervisor.start` returns the root's, and
 :meth:`SupervisorHandle.child_supervisor` a nested supervisor's. A handle pickles (as the address, the
 authkey and the tree path) and reconnects lazily in the process that unpickles it; each thread uses a
-connection of its own, so one handle is safe to share between threads.
+connection of its own, so one handle is safe to share between threads. This module imports values,
+the wire encoding and the transport only, never the engine: unpickling a handle in a worker loads no
+supervisor machinery.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import logging.config
 import os
-import resource
-import shutil
 import threading
 import time
-from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
-
-import multiprocess
-from multiprocess import popen_spawn_posix, spawn, util
-from multiprocess.context import SpawnProcess, reduction, set_spawning_popen
+from typing import Any, Protocol
 
 from . import _wire
-from ._loop import SupervisorLoop, TreeContext
 from ._protocol import (
-    AUTH_TIMEOUT,
     ChildAddress,
     CountChildren,
     DeleteChild,
@@ -43,192 +27,32 @@ from ._protocol import (
     Stop,
     TerminateChild,
     WhichChildren,
-    connect,
-    make_private_dir,
 )
-from .errors import HandleClosedError, StartError, SupervisorGoneError
+from ._transport import AUTH_TIMEOUT, connect
+from .errors import HandleClosedError, SupervisorGoneError
 from .info import ChildCounts, ChildInfo
 from .reasons import ExitReason
-from .specs import ChildSpec, Strategy, SupervisorSpec
+from .specs import ChildSpec
 
-__all__ = ["Supervisor", "SupervisorHandle"]
-
-_spawn = multiprocess.get_context("spawn")
-_DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+__all__ = ["RootProcess", "SupervisorHandle"]
 
 
-class _RootPopen(popen_spawn_posix.Popen):  # type: ignore[misc]
-    """Spawn without starting multiprocessing's resource tracker, which would outlive the tree."""
+class RootProcess(Protocol):
+    """The root supervisor's process, as the handle of the process that started it sees it."""
 
-    def _launch(self, process_obj: Any) -> None:
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        buffer = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buffer)
-            reduction.dump(process_obj, buffer)
-        finally:
-            set_spawning_popen(None)
-        parent_r, child_w = os.pipe()
-        child_r, parent_w = os.pipe()
-        try:
-            cmd = spawn.get_command_line(tracker_fd=None, pipe_handle=child_r)
-            self._fds.extend([child_r, child_w])
-            self.pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
-            self.sentinel = parent_r
-            with open(parent_w, "wb", closefd=False) as pipe:
-                pipe.write(buffer.getbuffer())
-        finally:
-            self.finalizer = util.Finalize(self, util.close_fds, (parent_r, parent_w))
-            os.close(child_r)
-            os.close(child_w)
+    exit_reason: ExitReason | None
 
-
-class _RootProcess(SpawnProcess):  # type: ignore[misc]
-    @staticmethod
-    def _Popen(process_obj: Any) -> Any:
-        return _RootPopen(process_obj)
-
-
-def _root_main(
-    spec: SupervisorSpec,
-    tree: TreeContext,
-    starter_pid: int,
-    result: Any,
-    logging_config: dict[str, Any] | None,
-) -> None:
-    """The root supervisor process: watch the starter, serve, and report how it ended."""
-    if logging_config is not None:
-        logging.config.dictConfig(logging_config)
-    else:
-        logging.basicConfig(level=logging.WARNING, format=_DEFAULT_LOG_FORMAT)
-    # A pidfd of the starter fires when it exits, whatever it forked; getppid() after opening it
-    # tells whether it had already died (then the pidfd would name a reused pid).
-    watch = os.pidfd_open(starter_pid)
-    if os.getppid() != starter_pid:
-        return
-    _raise_open_files_limit()
-    loop = SupervisorLoop(spec, tree, watch_fd=watch)
-    loop.private_fds.append(result.fileno())
-    loop.serve(lambda: result.send(("ready", os.getpid())))
-    try:
-        if loop.start_error is not None:
-            result.send(("start_error", loop.start_error))
-        else:
-            result.send(("exit", loop.exit_reason))
-    except OSError:
-        pass  # the starter is gone or dropped its handle: nobody is left to tell
-    # Nothing of the tree listens any more; a starter that died cannot remove the directory itself.
-    shutil.rmtree(tree.private_dir, ignore_errors=True)
-
-
-def _raise_open_files_limit() -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit: a supervisor holds ~4 descriptors per child."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-class _Root:
-    """What only the process that started a tree holds: the root's process, its result pipe, the directory."""
-
-    def __init__(self, process: Any, result: Any, private_dir: str) -> None:
-        self.process = process
-        self.result = result
-        self.private_dir = private_dir
-        self.exit_reason: ExitReason | None = None
+    @property
+    def pid(self) -> int: ...
 
     def collect(self, timeout: float | None) -> bool:
         """Reap the root if it exits within *timeout*; read its exit reason. True once reaped."""
-        self.process.join(timeout)
-        if self.process.exitcode is None:
-            return False
-        while self.exit_reason is None:
-            try:
-                if not self.result.poll(0):
-                    break
-                kind, value = self.result.recv()
-            except (EOFError, OSError):
-                break
-            if kind == "exit":
-                self.exit_reason = value
-        if self.exit_reason is None:
-            self.exit_reason = ExitReason.from_exitcode(self.process.exitcode)
-        return True
+
+    def kill(self) -> None:
+        """SIGKILL the root."""
 
     def remove(self) -> None:
-        self.result.close()
-        shutil.rmtree(self.private_dir, ignore_errors=True)
-
-
-class Supervisor:
-    """Starts supervision trees. Linux only."""
-
-    @staticmethod
-    def start(
-        children: Sequence[ChildSpec],
-        strategy: Strategy = Strategy.ONE_FOR_ONE,
-        max_restarts: int = 3,
-        max_seconds: float = 5.0,
-        *,
-        logging_config: dict[str, Any] | None = None,
-    ) -> SupervisorHandle:
-        """
-        Start a root supervisor process with *children*, each started and ready before the next.
-
-        Blocks until every child is ready. The tree lives until :meth:`SupervisorHandle.stop`, until it
-        gives up after more than *max_restarts* restarts within *max_seconds*, or until the calling
-        process dies, whichever comes first; it never outlives the caller.
-
-        Args:
-            logging_config: a :func:`logging.config.dictConfig` dict applied in the root supervisor
-                (and inherited below it). By default, warnings and errors go to stderr.
-
-        Raises:
-            TypeError, ValueError: an invalid argument; nothing is started.
-            StartError: a child failed to start; the children already started were stopped in
-                reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
-        """
-        spec = SupervisorSpec(
-            children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
-        )
-        if logging_config is not None and not isinstance(logging_config, dict):
-            raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
-        private_dir = make_private_dir()
-        tree = TreeContext(private_dir, os.urandom(32), "root")
-        reader, writer = _spawn.Pipe(duplex=False)
-        process = _RootProcess(
-            target=_root_main, args=(spec, tree, os.getpid(), writer, logging_config), name="supervisor:root"
-        )
-        try:
-            process.start()
-        except BaseException:
-            shutil.rmtree(private_dir, ignore_errors=True)
-            raise
-        finally:
-            writer.close()
-        # multiprocessing joins its non-daemon children when the interpreter exits, but the root
-        # exits only when its starter does: a caller that never called stop() would hang at exit.
-        # Out of that list, the root sees the starter's pidfd fire and stops the tree by itself.
-        multiprocess.process._children.discard(process)
-        root = _Root(process, reader, private_dir)
-        try:
-            kind, value = reader.recv()
-        except (EOFError, OSError):
-            kind, value = "died", None
-        if kind == "ready":
-            return SupervisorHandle(tree.address, tree.authkey, tree.path, root)
-        root.collect(None)
-        root.remove()
-        if kind == "start_error":
-            assert isinstance(value, StartError)
-            raise value
-        raise SupervisorGoneError(
-            f"the root supervisor died while starting (exit reason: "
-            f"{root.exit_reason.describe() if root.exit_reason else 'unknown'})",
-            root.exit_reason,
-        )
+        """Close the result pipe and remove the tree's private directory."""
 
 
 class SupervisorHandle:
@@ -238,7 +62,7 @@ class SupervisorHandle:
     Every call is synchronous and has no timeout, as OTP's calls: it returns once its effect is done.
     """
 
-    def __init__(self, address: str, authkey: bytes, path: str, root: _Root | None = None) -> None:
+    def __init__(self, address: str, authkey: bytes, path: str, root: RootProcess | None = None) -> None:
         self._address = address
         self._authkey = authkey
         self._path = path
@@ -252,7 +76,7 @@ class SupervisorHandle:
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else "running"
-        pid = f" pid {self._root.process.pid}" if self._root is not None else ""
+        pid = f" pid {self._root.pid}" if self._root is not None else ""
         return f"<SupervisorHandle {self._path}{pid}: {state}>"
 
     def __enter__(self) -> SupervisorHandle:
@@ -271,7 +95,7 @@ class SupervisorHandle:
     @property
     def pid(self) -> int | None:
         """The root supervisor's pid, for the handle that started it; None for other handles."""
-        return None if self._root is None else int(self._root.process.pid)
+        return None if self._root is None else self._root.pid
 
     @property
     def stopped(self) -> bool:
@@ -393,7 +217,7 @@ class SupervisorHandle:
         if self._root is not None:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._root.collect(remaining):
-                self._root.process.kill()
+                self._root.kill()
                 self._root.collect(None)
             self._root.remove()
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from ._entrypoint import EntryPoint
+
 __all__ = [
     "ChildSpec",
     "ChildType",
@@ -70,6 +72,9 @@ class StartMode(enum.Enum):
 
 
 DEFAULT_WORKER_SHUTDOWN = 5.0
+
+NESTED_SUPERVISOR = EntryPoint("supervisor._engine.entry", "run_nested_supervisor")
+"""The start of a child built with :meth:`ChildSpec.supervisor`: the engine's nested supervisor."""
 
 
 def _fail_type(name: str, expected: str, value: object) -> TypeError:
@@ -201,16 +206,15 @@ class ChildSpec:
         """
         The spec of a nested supervisor with its own children, strategy and restart intensity.
 
-        It is restarted like any child; it is ready once all its children are.
+        It is restarted like any child; it is ready once all its children are. The spec carries the
+        nested :class:`SupervisorSpec` as its only argument; the engine runs it.
         """
-        from ._loop import run_nested_supervisor
-
         nested = SupervisorSpec(
             children=tuple(children), strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
         return cls(
             id=id,
-            start=run_nested_supervisor,
+            start=NESTED_SUPERVISOR,
             args=(nested,),
             restart=restart,
             shutdown=shutdown,

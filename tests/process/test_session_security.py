@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from supervisor import Application, ChildSpec, SessionManagerHandle, StartMode
-from supervisor._protocol import connect, socket_path
-from supervisor.registry import RegistryClient
+from supervisor._addresses import socket_path
+from supervisor._transport import connect
+from supervisor.sessions.registry import RegistryClient
 from supervisor.testing import descendants, wait_gone
 from tests.children import HANG_TIMEOUT, notify_then_sleep
 

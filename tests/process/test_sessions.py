@@ -41,7 +41,7 @@ from supervisor import (
     StartMode,
     Strategy,
 )
-from supervisor.registry import RegistryClient
+from supervisor.sessions.registry_writer import RegistryWriter
 from supervisor.testing import descendants, process_table, wait_gone
 from tests.children import (
     HANG_TIMEOUT,
@@ -557,7 +557,7 @@ class TestConcurrency:
     def test_pipelined_registry_writes_never_deadlock(self, app: Application) -> None:
         """Thousands of pipelined writes with no read in between (as in a mass stop) all land."""
         registry = app.session_manager._registry  # the SessionManager's writer API, used directly
-        writer = RegistryClient(registry.address, registry.authkey)
+        writer = RegistryWriter(registry.address, registry.authkey)
         big = "x" * 2000  # large replies fill the socket buffers sooner, as a real deadlock would
         for n in range(3000):
             writer.put_later(f"key-{n}", big)

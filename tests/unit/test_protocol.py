@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from supervisor import ChildSpec
+from supervisor._addresses import make_private_dir, socket_path
 from supervisor._protocol import (
     ChildAddress,
     CountChildren,
@@ -23,12 +24,8 @@ from supervisor._protocol import (
     Stop,
     TerminateChild,
     WhichChildren,
-    accept_authenticated,
-    connect,
-    listen,
-    make_private_dir,
-    socket_path,
 )
+from supervisor._transport import accept_authenticated, connect, listen
 
 from .. import children
 

@@ -1,13 +1,11 @@
 """
-The session layer: ``Application`` → ``SessionManager`` → ``SessionSupervisor`` → the session's workers.
+The session layer's client: :class:`SessionManagerHandle`.
 
-The Application's supervisor (one_for_one) has two children: the registry server (a Manager dict
-holding ``session_id → SessionInfo``) and the SessionManager (a dynamic supervisor of sessions, the
-registry's only writer). Each session is a SessionSupervisor process with the session's children.
-
-:class:`SessionManagerHandle` is the client: writes go to the SessionManager over its control socket,
-reads go straight to the registry. It pickles, so any process, a session's own workers included, can
-use it; each thread uses its own connections.
+Writes (create, terminate) go to the SessionManager over its control socket, as supervisor requests;
+reads (list, look up) go straight to the registry. It pickles, so any process, a session's own workers
+included, can use it; each thread uses its own connections. A session is started from a child spec
+whose start is the SessionSupervisor's entry point, *named* (see ``supervisor._entrypoint``): this
+module imports no engine module.
 """
 
 from __future__ import annotations
@@ -16,20 +14,19 @@ import contextlib
 import os
 import signal
 import uuid
-from types import TracebackType
 from typing import Any
 
-from ._protocol import socket_path
-from ._session_manager import run_session_manager, run_session_supervisor
-from .errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFoundError
-from .handle import Supervisor, SupervisorHandle
-from .registry import REGISTRY_ID, RegistryClient, run_registry_server
-from .session_values import SessionInfo, SessionOptions, SessionStatus
-from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+from .._addresses import TreeContext
+from .._entrypoint import EntryPoint
+from ..errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFoundError
+from ..handle import SupervisorHandle
+from ..specs import ChildSpec, ChildType, Shutdown, StartMode
+from .registry import RegistryClient
+from .values import SessionInfo, SessionOptions, SessionStatus
 
-__all__ = ["Application", "SessionManagerHandle"]
+__all__ = ["SessionManagerHandle"]
 
-SESSION_MANAGER_ID = "session_manager"
+_RUN_SESSION = EntryPoint("supervisor.sessions.session", "run_session_supervisor")
 
 
 class SessionManagerHandle:
@@ -42,13 +39,11 @@ class SessionManagerHandle:
     def __init__(
         self, app_address: str, app_path: str, authkey: bytes, registry_timeout: float = 5.0
     ) -> None:
-        private_dir = os.path.dirname(app_address)
+        app = TreeContext.at(app_address, authkey, app_path)
         self._app = (app_address, app_path, authkey, registry_timeout)
-        manager_path = f"{app_path}/{SESSION_MANAGER_ID}"
-        self._manager = SupervisorHandle(socket_path(private_dir, manager_path), authkey, manager_path)
-        self._registry = RegistryClient(
-            socket_path(private_dir, f"{app_path}/{REGISTRY_ID}"), authkey, registry_timeout
-        )
+        manager = app.session_manager
+        self._manager = SupervisorHandle(manager.address, authkey, manager.path)
+        self._registry = RegistryClient(app.registry.address, authkey, registry_timeout)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (SessionManagerHandle, self._app)
@@ -76,7 +71,7 @@ class SessionManagerHandle:
         session_id = str(uuid.uuid4())
         spec = ChildSpec(
             id=session_id,
-            start=run_session_supervisor,
+            start=_RUN_SESSION,
             args=(parsed.supervisor_spec(), parsed),
             restart=parsed.restart,
             shutdown=Shutdown.INFINITY,
@@ -199,98 +194,3 @@ def _check_session_id(session_id: object) -> None:
         raise TypeError(
             f"'session_id' must be a str (got {session_id!r} that is a {type(session_id).__name__})"
         )
-
-
-class Application:
-    """
-    The session tree: a supervisor with the registry server and the SessionManager.
-
-    ``with Application() as app:`` starts the tree and stops it on exit. It never outlives the process
-    that started it. :meth:`child_spec` puts the same tree inside a tree of your own.
-
-    Args:
-        max_restarts, max_seconds: the SessionManager's restart intensity (for sessions created with
-            restart TRANSIENT or PERMANENT).
-        registry_timeout: how long registry readers wait for a restarting registry server.
-        logging_config: as for :meth:`Supervisor.start`.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_restarts: int = 3,
-        max_seconds: float = 5.0,
-        registry_timeout: float = 5.0,
-        logging_config: dict[str, Any] | None = None,
-    ) -> None:
-        self._manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
-        self._registry_timeout = registry_timeout
-        self._logging_config = logging_config
-        self._handle: SupervisorHandle | None = None
-
-    @staticmethod
-    def children(manager_spec: SupervisorSpec | None = None) -> list[ChildSpec]:
-        """The Application supervisor's children: the registry server, then the SessionManager."""
-        return [
-            ChildSpec(REGISTRY_ID, run_registry_server, start_mode=StartMode.NOTIFY),
-            ChildSpec(
-                SESSION_MANAGER_ID,
-                run_session_manager,
-                args=(manager_spec or SupervisorSpec(children=()),),
-                type=ChildType.SUPERVISOR,
-                start_mode=StartMode.NOTIFY,
-            ),
-        ]
-
-    @classmethod
-    def child_spec(
-        cls, id: str = "application", *, max_restarts: int = 3, max_seconds: float = 5.0
-    ) -> ChildSpec:
-        """The Application as a nested supervisor child of your own tree; see :meth:`session_manager_in`."""
-        manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
-        return ChildSpec.supervisor(
-            id, cls.children(manager_spec), Strategy.ONE_FOR_ONE, restart=Restart.PERMANENT
-        )
-
-    @staticmethod
-    def session_manager_in(
-        handle: SupervisorHandle, child_id: str = "application", registry_timeout: float = 5.0
-    ) -> SessionManagerHandle:
-        """The SessionManager of the Application child *child_id* of the supervisor *handle*."""
-        nested = handle.child_supervisor(child_id)
-        return SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout)
-
-    def start(self) -> Application:
-        """Start the tree; blocks until the registry and the SessionManager are ready."""
-        if self._handle is not None:
-            raise RuntimeError("this Application was already started")
-        self._handle = Supervisor.start(
-            self.children(self._manager_spec), Strategy.ONE_FOR_ONE, logging_config=self._logging_config
-        )
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop every session and the tree; idempotent."""
-        if self._handle is not None:
-            self._handle.stop(timeout)
-
-    @property
-    def supervisor(self) -> SupervisorHandle:
-        """The Application's root supervisor handle."""
-        if self._handle is None:
-            raise RuntimeError("the Application is not started")
-        return self._handle
-
-    @property
-    def session_manager(self) -> SessionManagerHandle:
-        """A client handle for the SessionManager (picklable; usable from any process)."""
-        handle = self.supervisor
-        return SessionManagerHandle(handle._address, handle.path, handle._authkey, self._registry_timeout)
-
-    def __enter__(self) -> Application:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

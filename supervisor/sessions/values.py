@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .specs import ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
+from ..specs import ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
 
 __all__ = ["ChildSummary", "SessionInfo", "SessionOptions", "SessionStatus"]
 

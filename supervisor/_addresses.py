@@ -1,0 +1,89 @@
+"""
+Where a tree's processes listen: every rule that turns a place in the tree into a path.
+
+A tree has one private directory (mode 0700, made by the starter) and one 32-byte authkey. Each
+supervisor listens on a Unix socket in that directory named after a hash of its id path (``root``,
+then child ids joined by ``/``), so a restarted supervisor listens where its predecessor did and
+handles stay usable. The session layer's two fixed children, the registry server and the
+SessionManager, sit under the Application's supervisor at the ids defined here. This module holds
+values and path arithmetic only: no sockets, no processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+import attrs
+
+__all__ = [
+    "REGISTRY_ID",
+    "SESSION_MANAGER_ID",
+    "TreeContext",
+    "make_private_dir",
+    "socket_path",
+]
+
+REGISTRY_ID = "registry"
+"""The id of the registry server under an Application's supervisor."""
+SESSION_MANAGER_ID = "session_manager"
+"""The id of the SessionManager under an Application's supervisor."""
+
+
+def make_private_dir() -> str:
+    """A new directory only this user can enter (0700), for the tree's sockets."""
+    path = tempfile.mkdtemp(prefix="supervisor-")
+    os.chmod(path, 0o700)
+    return path
+
+
+def socket_path(private_dir: str, tree_path: str) -> str:
+    """The control socket of the supervisor at *tree_path* (ids joined by '/'): stable across restarts."""
+    digest = hashlib.sha256(tree_path.encode()).hexdigest()[:16]
+    return os.path.join(private_dir, f"s-{digest}.sock")
+
+
+@attrs.frozen
+class TreeContext:
+    """
+    A place in a tree: its private directory, its authkey and an id path.
+
+    The engine passes one to every entry point it starts (the child's own place), so no process
+    reads its place from a global.
+    """
+
+    private_dir: str
+    authkey: bytes = attrs.field(repr=False)
+    path: str
+
+    @property
+    def address(self) -> str:
+        """The control socket of a supervisor at this place (or the socket of a server child)."""
+        return socket_path(self.private_dir, self.path)
+
+    def child(self, child_id: str) -> TreeContext:
+        """The place of the child *child_id* below this one."""
+        return attrs.evolve(self, path=f"{self.path}/{child_id}")
+
+    def parent(self) -> TreeContext:
+        """The place of this one's supervisor; the root has none (ValueError)."""
+        head, sep, _ = self.path.rpartition("/")
+        if not sep:
+            raise ValueError(f"the tree path {self.path!r} has no parent")
+        return attrs.evolve(self, path=head)
+
+    @classmethod
+    def at(cls, address: str, authkey: bytes, path: str) -> TreeContext:
+        """The place whose supervisor listens at *address* (a socket in the tree's private directory)."""
+        return cls(os.path.dirname(address), authkey, path)
+
+    @property
+    def registry(self) -> TreeContext:
+        """For an Application's supervisor: the place of its registry server."""
+        return self.child(REGISTRY_ID)
+
+    @property
+    def session_manager(self) -> TreeContext:
+        """For an Application's supervisor: the place of its SessionManager."""
+        return self.child(SESSION_MANAGER_ID)

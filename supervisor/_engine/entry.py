@@ -1,0 +1,83 @@
+"""
+Entry points of supervisor processes: the root (spawned by ``Supervisor.start``) and a nested one.
+
+Each gets its context as arguments (its place in the tree, its spec, and for the root the starter's
+pid and the result pipe) and reads no global. Both are named by
+:class:`~supervisor._entrypoint.EntryPoint` values in the code that starts them, so that code never
+imports the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from .. import _child
+from .._addresses import TreeContext
+from ..reasons import ShutdownExit
+from ..specs import SupervisorSpec
+from .processes import raise_open_files_limit
+from .supervisor import SupervisorProcess
+
+__all__ = ["run_nested_supervisor", "run_root"]
+
+_DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+
+
+def run_root(
+    spec: SupervisorSpec,
+    tree: TreeContext,
+    starter_pid: int,
+    result: Any,
+    logging_config: dict[str, Any] | None,
+) -> None:
+    """
+    The root supervisor process: watch the starter, serve, and report how it ended on *result*.
+
+    Sends ``("ready", pid)`` once every child is ready, then ``("exit", reason)`` or
+    ``("start_error", error)``; removes the tree's private directory when it is done.
+    """
+    if logging_config is not None:
+        logging.config.dictConfig(logging_config)
+    else:
+        logging.basicConfig(level=logging.WARNING, format=_DEFAULT_LOG_FORMAT)
+    # A pidfd of the starter fires when it exits, whatever it forked; getppid() after opening it
+    # tells whether it had already died (then the pidfd would name a reused pid).
+    watch = os.pidfd_open(starter_pid)
+    if os.getppid() != starter_pid:
+        return
+    raise_open_files_limit()
+    supervisor = SupervisorProcess(spec, tree, watch_fd=watch, private_fds=(result.fileno(),))
+    supervisor.serve(lambda: result.send(("ready", os.getpid())))
+    try:
+        if supervisor.start_error is not None:
+            result.send(("start_error", supervisor.start_error))
+        else:
+            result.send(("exit", supervisor.exit_reason))
+    except OSError:
+        pass  # the starter is gone or dropped its handle: nobody is left to tell
+    # Nothing of the tree listens any more; a starter that died cannot remove the directory itself.
+    shutil.rmtree(tree.private_dir, ignore_errors=True)
+
+
+def run_supervisor(supervisor: SupervisorProcess, ready_info: Callable[[], Any]) -> None:
+    """
+    Serve *supervisor* in a child process until it stops; never returns.
+
+    The child is ready, with ``ready_info()`` for its supervisor, once all its children are; a
+    child's start failure is this child's start failure; otherwise it exits with reason *shutdown*,
+    whether stopped or given up.
+    """
+    supervisor.serve(lambda: _child.notify_ready(ready_info()))
+    if supervisor.start_error is not None:
+        raise supervisor.start_error
+    raise ShutdownExit()
+
+
+def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec) -> None:
+    """The start of a child built with ``ChildSpec.supervisor``, at *tree*; see :func:`run_supervisor`."""
+    run_supervisor(SupervisorProcess(spec, tree), lambda: {"address": tree.address})

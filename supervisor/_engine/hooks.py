@@ -1,0 +1,77 @@
+"""
+What a process built on the engine (the SessionManager) is told, and the fds it asks the loop to watch.
+
+Hooks receive frozen :class:`ChildEvent` values, never the supervisor's own records, and reach the
+epoll set only through the narrow :class:`FdWatch`. Every method is called on the supervisor's only
+thread, between its waits; a hook must not block on a peer for long (the registry publisher bounds
+its waits). The default hooks do nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+
+from ..reasons import ExitReason
+from ..specs import ChildSpec
+
+__all__ = ["ChildEvent", "FdWatch", "LoopHooks"]
+
+
+@attrs.frozen
+class ChildEvent:
+    """A child at the moment of an event: its id, its pid (None when not running) and its spec."""
+
+    child_id: str
+    pid: int | None
+    spec: ChildSpec
+
+
+class FdWatch(Protocol):
+    """The loop's epoll set, as hooks may use it."""
+
+    def watch(self, fd: int) -> None:
+        """Wake the loop and call :meth:`LoopHooks.on_readable` when *fd* is readable."""
+
+    def unwatch(self, fd: int) -> None:
+        """Stop watching *fd*. Call it *before* closing *fd*: the number may be reused at once."""
+
+
+class LoopHooks:
+    """Told about children's life cycles; may watch fds of its own and ask for a wake-up time."""
+
+    def child_starting(self, child: ChildEvent) -> None:
+        """*child* was forked and is starting."""
+
+    def child_ready(self, child: ChildEvent, info: Any) -> None:
+        """*child* reported ready, with the *info* it passed to ``notify_ready``."""
+
+    def child_stopping(self, child: ChildEvent) -> None:
+        """*child* is being stopped by its shutdown spec."""
+
+    def child_down(self, child: ChildEvent, reason: ExitReason, restarting: bool) -> None:
+        """*child*'s process was reaped; *restarting* if an automatic restart follows."""
+
+    def child_removed(self, child: ChildEvent) -> None:
+        """*child*'s spec was forgotten."""
+
+    def attach(self, fds: FdWatch) -> None:
+        """Called once, when the loop starts: *fds* is how the hooks watch fds of their own."""
+
+    def on_readable(self) -> None:
+        """An fd the hooks watch became readable."""
+
+    def deadline(self) -> float | None:
+        """The monotonic time the loop must wake at for :meth:`on_deadline`, if any."""
+        return None
+
+    def on_deadline(self) -> None:
+        """The time given by :meth:`deadline` has come."""
+
+    def before_reply(self) -> None:
+        """Called before the loop replies to a caller: make the caller's effects visible."""
+
+    def fds(self) -> tuple[int, ...]:
+        """The fds the hooks hold now, which a forked child must close."""
+        return ()

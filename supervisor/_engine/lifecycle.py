@@ -1,0 +1,158 @@
+"""
+One child's start and shutdown, as jobs: fork it and wait until it is ready, stop it by its spec.
+
+The start job forks the child and waits on its pidfd and report pipe until it reports ready, declines
+(OTP's ``ignore``), dies, or passes its start timeout (then it is SIGKILLed and the start fails). The
+shutdown job sends SIGTERM (or SIGKILL for ``brutal_kill``), waits up to the shutdown time, then
+SIGKILLs, and reaps; an exit reason other than the one the shutdown asked for is a ``shutdown_error``
+report. Both tell the hooks. Which child to start or stop, and what follows, is the supervisor's
+decision (``supervisor.py``), not this module's.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from .._addresses import TreeContext
+from ..reasons import ExitKind, ExitReason
+from ..specs import Restart, Shutdown, StartMode
+from . import processes
+from .hooks import LoopHooks
+from .jobs import Wait
+from .reactor import Reactor
+from .reports import log, log_report
+from .state import ChildRecord
+
+__all__ = ["IGNORED", "STARTED", "Lifecycle"]
+
+STARTED = "started"
+IGNORED = "ignored"
+
+
+class Lifecycle:
+    """
+    Starts, stops, drains and reaps the children of one supervisor.
+
+    Args:
+        supervisor_fds: the supervisor's own descriptors now, which each forked child closes.
+    """
+
+    def __init__(
+        self,
+        tree: TreeContext,
+        reactor: Reactor,
+        hooks: LoopHooks,
+        supervisor_fds: Callable[[], tuple[int, ...]],
+    ) -> None:
+        self.tree = tree
+        self.reactor = reactor
+        self.hooks = hooks
+        self.supervisor_fds = supervisor_fds
+        self.reaped_any = False  # a child was reaped: adopted orphans may be waiting too
+
+    def start(
+        self, child: ChildRecord, progress: int, automatic: bool = False
+    ) -> Generator[Wait, list[Any], str | ExitReason]:
+        """
+        Fork *child* and wait until it is ready, declines (``ignore``), dies or times out.
+
+        Returns ``STARTED``, ``IGNORED`` or the failed start's exit reason. *automatic* marks a
+        restart by the supervisor itself, which a failure does not end (a retry follows).
+        """
+        child.exit_pending = None
+        try:
+            proc = processes.fork(child.spec, self.tree.child(child.id), self.supervisor_fds())
+        except OSError as error:
+            # Out of descriptors or processes: this start fails; the supervisor does not.
+            log.error("supervisor %s: could not fork child %r: %s", self.tree.path, child.id, error)
+            return ExitReason.from_exception(error)
+        child.proc = proc
+        self.reactor.watch(proc.pidfd, child)
+        self.reactor.watch(proc.report, child)
+        child.busy = True
+        self.hooks.child_starting(child.event())
+        deadline = None
+        if child.spec.start_mode is StartMode.NOTIFY and child.spec.start_timeout is not None:
+            deadline = time.monotonic() + child.spec.start_timeout
+        timed_out = False
+        while True:
+            fired = yield Wait(proc.fds(), deadline)
+            if proc.report is not None and proc.report in fired and "ready" in self.drain(child):
+                child.busy = False
+                log.log(
+                    progress, "supervisor %s: started child %r (pid %s)", self.tree.path, child.id, proc.pid
+                )
+                self.hooks.child_ready(child.event(), proc.ready_info)
+                return STARTED
+            if proc.pidfd in fired:
+                reason = self.reap(child)
+                self.hooks.child_down(child.event(), reason, automatic)
+                if proc.declined:
+                    return IGNORED
+                if timed_out:
+                    return ExitReason(ExitKind.KILLED, signal=signal.SIGKILL, message="start timeout")
+                return reason
+            if not fired and deadline is not None and time.monotonic() >= deadline:
+                timed_out, deadline = True, None
+                processes.kill(proc.pid, signal.SIGKILL)
+
+    def shutdown(self, child: ChildRecord) -> Generator[Wait, list[Any], ExitReason]:
+        """Stop *child* by its shutdown spec and reap it; log a ``shutdown_error`` for an odd reason."""
+        proc = child.proc
+        assert proc is not None
+        child.busy = True
+        self.hooks.child_stopping(child.event())
+        shutdown = child.spec.shutdown
+        deadline = None
+        if shutdown is Shutdown.BRUTAL_KILL:
+            processes.kill(proc.pid, signal.SIGKILL)
+        else:
+            processes.kill(proc.pid, signal.SIGTERM)
+            if not isinstance(shutdown, Shutdown):
+                deadline = time.monotonic() + shutdown
+        while True:
+            fired = yield Wait(proc.fds(), deadline)
+            if proc.report is not None and proc.report in fired:
+                self.drain(child)
+            if proc.pidfd in fired:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                deadline = None
+                processes.kill(proc.pid, signal.SIGKILL)
+        reason = self.reap(child)
+        self.hooks.child_down(child.event(), reason, False)
+        expected = (
+            reason.kind is ExitKind.KILLED
+            if shutdown is Shutdown.BRUTAL_KILL
+            else reason.kind is ExitKind.SHUTDOWN
+        )
+        if not expected and child.spec.restart is not Restart.PERMANENT:
+            expected = reason.is_normal
+        if not expected:
+            log_report(self.tree.path, "shutdown_error", child.spec, reason, logging.ERROR)
+        return reason
+
+    def drain(self, child: ChildRecord) -> set[str]:
+        """Read *child*'s pending report messages; return their kinds."""
+        assert child.proc is not None
+        return child.proc.drain(self.reactor.unwatch)
+
+    def reap(self, child: ChildRecord) -> ExitReason:
+        """Collect *child*'s dead process (see :meth:`ChildProcess.reap`); it is not running after."""
+        proc = child.proc
+        assert proc is not None
+        reason = proc.reap(self.reactor.unwatch)
+        child.proc = None
+        child.busy = False
+        self.reaped_any = True
+        return reason
+
+    def kill_and_reap(self, child: ChildRecord) -> None:
+        """SIGKILL *child* and reap it at once (only when a supervisor must exit without a stop)."""
+        if child.proc is not None:
+            processes.kill(child.proc.pid, signal.SIGKILL)
+            self.reap(child)

@@ -1,0 +1,181 @@
+"""
+Child processes from fork to reap: forking, the report pipe, process groups, adopted orphans.
+
+A child is forked (``multiprocess``'s fork context) from the single-threaded supervisor with SIGTERM
+and SIGCHLD blocked across the fork, given a pidfd (its death sentinel: it fires at once, even if the
+child forked grandchildren holding inherited pipes) and the read end of a report pipe on which it
+says ``ready``, ``ignore`` and, last, ``exit`` with its reason. Reaping kills what is left of the
+child's process group, joins it and reads its reason. The supervisor is a child subreaper, so orphans
+of its workers are reparented to it; :func:`reap_adopted` collects them and kills their groups.
+
+Which descriptors a child keeps: only its report pipe's write end and what it inherits from the
+supervisor's own parent; the supervisor passes its own endpoints (listener, connections, epoll set,
+wake-up pipe, hooks' fds) to be closed in the child. Siblings' pidfds and report pipes are left open
+in the child: holding them changes nothing (death is read from pidfds, and report write ends are
+never inherited), and closing a few thousand of them at each fork would make starts slow in a
+supervisor with many children. This module decides nothing about restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import multiprocess
+
+from .. import _child, _wire
+from .._addresses import TreeContext
+from .._entrypoint import EntryPoint
+from ..reasons import ExitReason
+from ..specs import ChildSpec
+
+__all__ = ["ChildProcess", "fork", "kill", "raise_open_files_limit", "reap_adopted"]
+
+_fork = multiprocess.get_context("fork")
+
+
+def kill(pid: int | None, sig: int) -> None:
+    """Send *sig* to *pid*, if there is one and it still exists."""
+    if pid is None:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class ChildProcess:
+    """
+    One forked child, from its fork until it is reaped.
+
+    ``report`` is None once the pipe was closed (EOF, or after the reap). ``reported`` is the exit
+    reason the child sent, ``declined`` is set if it declined to start (``ignore``), ``ready_info`` is
+    what it passed to ``notify_ready``.
+    """
+
+    __slots__ = ("declined", "pidfd", "process", "ready_info", "report", "reported")
+
+    def __init__(self, process: Any, pidfd: int, report: Any) -> None:
+        self.process = process
+        self.pidfd = pidfd
+        self.report = report
+        self.reported: ExitReason | None = None
+        self.declined = False
+        self.ready_info: Any = None
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    def fds(self) -> tuple[Any, ...]:
+        """What a job waits on for this child: its pidfd, and its report pipe while open."""
+        return (self.pidfd,) if self.report is None else (self.pidfd, self.report)
+
+    def drain(self, unwatch: Callable[[Any], None]) -> set[str]:
+        """Read the child's pending report messages; return the kinds read ('ready', 'exit', 'ignore')."""
+        kinds: set[str] = set()
+        report = self.report
+        while report is not None:
+            try:
+                if not report.poll(0):
+                    break
+                kind, payload = _wire.recv(report)
+            except (EOFError, OSError):
+                self.close_report(unwatch)
+                break
+            if kind == "exit":
+                self.reported = payload
+            elif kind == "ready":
+                self.ready_info = payload
+            elif kind == "ignore":
+                self.declined = True
+            kinds.add(kind)
+        return kinds
+
+    def close_report(self, unwatch: Callable[[Any], None]) -> None:
+        report = self.report
+        unwatch(report)
+        report.close()
+        self.report = None
+
+    def reap(self, unwatch: Callable[[Any], None]) -> ExitReason:
+        """Collect the dead child: kill what is left of its process group, join it, read its reason."""
+        pid = self.pid
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.join()
+        exitcode = self.process.exitcode
+        self.drain(unwatch)
+        if self.report is not None:
+            self.close_report(unwatch)
+        unwatch(self.pidfd)
+        os.close(self.pidfd)
+        return self.reported if self.reported is not None else ExitReason.from_exitcode(exitcode)
+
+
+def fork(spec: ChildSpec, context: TreeContext, supervisor_fds: tuple[int, ...]) -> ChildProcess:
+    """
+    Fork the child of *spec* at *context*; it closes *supervisor_fds* first thing.
+
+    Raises:
+        OSError: out of descriptors or processes; nothing is left behind.
+    """
+    if isinstance(spec.start, EntryPoint):
+        spec.start.resolve()  # imported here, once, rather than in every child
+    reader, writer = _fork.Pipe(duplex=False)
+    process = None
+    try:
+        launch = _child.ChildLaunch(spec, writer, os.getpid(), supervisor_fds, context)
+        process = _fork.Process(target=_child.child_main, args=(launch,), name=f"supervisor:{spec.id}")
+        signal.pthread_sigmask(signal.SIG_BLOCK, _child.SUPERVISED_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _child.SUPERVISED_SIGNALS)
+        # The loop reaps its children itself; out of multiprocessing's list, they are not polled
+        # with waitpid at every later start, nor joined at exit.
+        multiprocess.process._children.discard(process)
+        with contextlib.suppress(OSError):
+            os.setpgid(process.pid, process.pid)  # the child does it too; whoever is first wins
+        return ChildProcess(process, os.pidfd_open(process.pid), reader)
+    except OSError:
+        reader.close()
+        if process is not None and process.pid is not None:
+            kill(process.pid, signal.SIGKILL)
+            process.join()
+        raise
+    finally:
+        writer.close()
+
+
+def reap_adopted(own: set[int]) -> None:
+    """Reap orphans reparented to this subreaper, leaving the pids in *own* (the supervisor's children)."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid in own:
+            return
+        # An adopted worker that led a process group (its own supervisor was killed): kill what
+        # is left of its group before reaping it, while its pid cannot be reused yet.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(info.si_pid, signal.SIGKILL)
+        try:
+            os.waitpid(info.si_pid, 0)
+        except ChildProcessError:
+            return
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: a supervisor holds ~4 descriptors per child."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -1,0 +1,128 @@
+"""
+A supervisor's state, as OTP's ``#state`` and ``#child`` records: the child records in start order,
+the restart times, and the queries answered from them (``which_children``, ``count_children``).
+
+Only the supervisor's one thread mutates it. This module holds data and the errors that describe it;
+it forks nothing and waits on nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+from ..errors import ChildNotFoundError, ChildRestartingError, ChildRunningError, DuplicateChildError
+from ..info import ChildCounts, ChildInfo
+from ..reasons import ExitReason
+from ..specs import ChildSpec, ChildType, SupervisorSpec
+from .hooks import ChildEvent
+from .processes import ChildProcess
+
+__all__ = ["ChildRecord", "SupervisorState"]
+
+
+@attrs.define(eq=False)
+class ChildRecord:
+    """
+    One child spec and, while it has one, its process.
+
+    ``proc`` is None while the child is not running. ``exit_pending`` holds the reason of a child
+    reaped by the loop whose exit the restart logic has not handled yet; clearing it (terminate,
+    restart) cancels that handling. ``restarting`` is set between a failed automatic restart and its
+    retry. ``busy`` is set while a job waits on the process itself, so the loop leaves its pidfd and
+    report pipe to the job.
+    """
+
+    spec: ChildSpec
+    proc: ChildProcess | None = None
+    exit_pending: ExitReason | None = None
+    restarting: bool = False
+    busy: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def info(self) -> ChildInfo:
+        # A retry in progress has a process, but the child is not up until the retry succeeds.
+        pid = None if self.restarting else self.pid
+        return ChildInfo(self.id, pid, self.spec.type, self.spec.restart, self.restarting)
+
+    def event(self) -> ChildEvent:
+        """This child as the hooks see it: a frozen value, not this record."""
+        return ChildEvent(self.id, self.pid, self.spec)
+
+
+class SupervisorState:
+    """The children of one supervisor, in start order and by id, and its restart times."""
+
+    def __init__(self, spec: SupervisorSpec, path: str) -> None:
+        self.spec = spec
+        self.path = path  # for error messages
+        self.children: list[ChildRecord] = []
+        self.by_id: dict[str, ChildRecord] = {}
+        self.restart_times: tuple[float, ...] = ()
+
+    def add(self, child: ChildRecord) -> None:
+        self.children.append(child)
+        self.by_id[child.id] = child
+
+    def remove(self, child: ChildRecord) -> None:
+        self.children.remove(child)
+        del self.by_id[child.id]
+
+    def find(self, child_id: str) -> ChildRecord | None:
+        return self.by_id.get(child_id)
+
+    def running_pids(self) -> set[int]:
+        return {c.proc.pid for c in self.children if c.proc is not None}
+
+    def which_children(self) -> list[ChildInfo]:
+        return [c.info() for c in self.children]
+
+    def count_children(self) -> ChildCounts:
+        supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
+        return ChildCounts(
+            specs=len(self.children),
+            active=sum(1 for c in self.children if c.proc is not None and not c.restarting),
+            supervisors=supervisors,
+            workers=len(self.children) - supervisors,
+        )
+
+    # ------------------------------------------------------------------ lookups that raise
+
+    def not_found(self, call: str, child_id: str) -> ChildNotFoundError:
+        known = ", ".join(repr(c.id) for c in self.children) or "none"
+        return ChildNotFoundError(
+            f"{call}: no child with id {child_id!r} under supervisor {self.path} (pid {os.getpid()}) "
+            f"(children: {known})",
+            child_id,
+        )
+
+    def existing(self, call: str, child_id: str) -> ChildRecord:
+        """The child *child_id*, which must be present, not running and not restarting."""
+        child = self.find(child_id)
+        if child is None:
+            raise self.not_found(call, child_id)
+        if child.restarting:
+            raise ChildRestartingError(
+                f"{call}: child {child_id!r} is restarting (a failed restart is being retried)", child_id
+            )
+        if child.proc is not None:
+            raise ChildRunningError(f"{call}: child {child_id!r} is running (pid {child.pid})", child_id)
+        return child
+
+    def check_new(self, child_id: str) -> None:
+        """Raise DuplicateChildError if a child *child_id* exists."""
+        existing = self.find(child_id)
+        if existing is not None:
+            pid = existing.info().pid
+            state = f"running (pid {pid})" if pid is not None else "present, not running"
+            raise DuplicateChildError(
+                f"start_child: a child with id {child_id!r} is already {state}", child_id, pid
+            )

@@ -1,0 +1,175 @@
+"""
+Starting a tree: spawn the root supervisor process and wait until its children are ready.
+
+The root is started with the *spawn* start method: a fresh interpreter, so it inherits no threads,
+locks or descriptors from the caller, which may have threads. It is spawned without multiprocessing's
+resource tracker, so no helper process outlives the tree. Its entry point is named, not imported
+(:class:`~supervisor._entrypoint.EntryPoint`): the starter never loads the engine. Everything below
+the root is forked from single-threaded supervisor processes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections.abc import Sequence
+from typing import Any
+
+import multiprocess
+from multiprocess import popen_spawn_posix, spawn, util
+from multiprocess.context import SpawnProcess, reduction, set_spawning_popen
+
+from ._addresses import TreeContext, make_private_dir
+from ._entrypoint import EntryPoint
+from .errors import StartError, SupervisorGoneError
+from .handle import SupervisorHandle
+from .reasons import ExitReason
+from .specs import ChildSpec, Strategy, SupervisorSpec
+
+__all__ = ["Supervisor"]
+
+_spawn = multiprocess.get_context("spawn")
+_RUN_ROOT = EntryPoint("supervisor._engine.entry", "run_root")
+
+
+class _RootPopen(popen_spawn_posix.Popen):  # type: ignore[misc]
+    """Spawn without starting multiprocessing's resource tracker, which would outlive the tree."""
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        buffer = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buffer)
+            reduction.dump(process_obj, buffer)
+        finally:
+            set_spawning_popen(None)
+        parent_r, child_w = os.pipe()
+        child_r, parent_w = os.pipe()
+        try:
+            cmd = spawn.get_command_line(tracker_fd=None, pipe_handle=child_r)
+            self._fds.extend([child_r, child_w])
+            self.pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
+            self.sentinel = parent_r
+            with open(parent_w, "wb", closefd=False) as pipe:
+                pipe.write(buffer.getbuffer())
+        finally:
+            self.finalizer = util.Finalize(self, util.close_fds, (parent_r, parent_w))
+            os.close(child_r)
+            os.close(child_w)
+
+
+class _RootProcess(SpawnProcess):  # type: ignore[misc]
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _RootPopen(process_obj)
+
+
+class StartedRoot:
+    """What only the process that started a tree holds: the root's process, its result pipe, the directory."""
+
+    def __init__(self, process: Any, result: Any, private_dir: str) -> None:
+        self.process = process
+        self.result = result
+        self.private_dir = private_dir
+        self.exit_reason: ExitReason | None = None
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    def collect(self, timeout: float | None) -> bool:
+        """Reap the root if it exits within *timeout*; read its exit reason. True once reaped."""
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            return False
+        while self.exit_reason is None:
+            try:
+                if not self.result.poll(0):
+                    break
+                kind, value = self.result.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "exit":
+                self.exit_reason = value
+        if self.exit_reason is None:
+            self.exit_reason = ExitReason.from_exitcode(self.process.exitcode)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the root; every process below it dies with it (parent-death signals)."""
+        self.process.kill()
+
+    def remove(self) -> None:
+        self.result.close()
+        shutil.rmtree(self.private_dir, ignore_errors=True)
+
+
+class Supervisor:
+    """Starts supervision trees. Linux only."""
+
+    @staticmethod
+    def start(
+        children: Sequence[ChildSpec],
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        *,
+        logging_config: dict[str, Any] | None = None,
+    ) -> SupervisorHandle:
+        """
+        Start a root supervisor process with *children*, each started and ready before the next.
+
+        Blocks until every child is ready. The tree lives until :meth:`SupervisorHandle.stop`, until it
+        gives up after more than *max_restarts* restarts within *max_seconds*, or until the calling
+        process dies, whichever comes first; it never outlives the caller.
+
+        Args:
+            logging_config: a :func:`logging.config.dictConfig` dict applied in the root supervisor
+                (and inherited below it). By default, warnings and errors go to stderr.
+
+        Raises:
+            TypeError, ValueError: an invalid argument; nothing is started.
+            StartError: a child failed to start; the children already started were stopped in
+                reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
+        """
+        spec = SupervisorSpec(
+            children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
+        )
+        if logging_config is not None and not isinstance(logging_config, dict):
+            raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
+        private_dir = make_private_dir()
+        tree = TreeContext(private_dir, os.urandom(32), "root")
+        reader, writer = _spawn.Pipe(duplex=False)
+        process = _RootProcess(
+            target=_RUN_ROOT, args=(spec, tree, os.getpid(), writer, logging_config), name="supervisor:root"
+        )
+        try:
+            process.start()
+        except BaseException:
+            shutil.rmtree(private_dir, ignore_errors=True)
+            raise
+        finally:
+            writer.close()
+        # multiprocessing joins its non-daemon children when the interpreter exits, but the root
+        # exits only when its starter does: a caller that never called stop() would hang at exit.
+        # Out of that list, the root sees the starter's pidfd fire and stops the tree by itself.
+        multiprocess.process._children.discard(process)
+        root = StartedRoot(process, reader, private_dir)
+        try:
+            kind, value = reader.recv()
+        except (EOFError, OSError):
+            kind, value = "died", None
+        if kind == "ready":
+            return SupervisorHandle(tree.address, tree.authkey, tree.path, root)
+        root.collect(None)
+        root.remove()
+        if kind == "start_error":
+            assert isinstance(value, StartError)
+            raise value
+        raise SupervisorGoneError(
+            f"the root supervisor died while starting (exit reason: "
+            f"{root.exit_reason.describe() if root.exit_reason else 'unknown'})",
+            root.exit_reason,
+        )

@@ -1,0 +1,101 @@
+"""
+The control sockets' transport: listen, accept, connect, and the mutual handshake.
+
+A connection is authenticated both ways by HMAC-SHA256 over random nonces with the tree's 32-byte
+authkey, in fixed-size messages under a deadline, so a client that stalls or has the wrong key cannot
+hang a supervisor for longer than the deadline. After that, messages are pickled (``multiprocess``
+connections, encoded by :mod:`supervisor._wire`): anyone holding the authkey can run code in the tree.
+This module knows sockets and keys, not what is said over them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+
+from multiprocess.connection import Connection
+
+__all__ = ["AUTH_TIMEOUT", "accept_authenticated", "connect", "listen"]
+
+AUTH_TIMEOUT = 2.0
+_NONCE = 32
+
+
+def listen(address: str) -> socket.socket:
+    """A listening socket at *address*, replacing a stale socket file left by a dead predecessor."""
+    try:
+        os.unlink(address)
+    except FileNotFoundError:
+        pass
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(address)
+    os.chmod(address, 0o600)
+    server.listen(64)
+    return server
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("peer closed the connection during authentication")
+        data += chunk
+    return data
+
+
+def _digest(authkey: bytes, role: bytes, nonce: bytes) -> bytes:
+    return hmac.new(authkey, role + nonce, hashlib.sha256).digest()
+
+
+def accept_authenticated(server: socket.socket, authkey: bytes) -> Connection | None:
+    """
+    Accept one connection and authenticate it; None if it was refused (wrong key, stall, hang-up).
+
+    Blocks for at most ``AUTH_TIMEOUT`` seconds.
+    """
+    sock, _ = server.accept()
+    sock.settimeout(AUTH_TIMEOUT)
+    try:
+        nonce = os.urandom(_NONCE)
+        sock.sendall(nonce)
+        answer = _recv_exact(sock, 32)
+        if not hmac.compare_digest(answer, _digest(authkey, b"client", nonce)):
+            sock.close()
+            return None
+        client_nonce = _recv_exact(sock, _NONCE)
+        sock.sendall(_digest(authkey, b"server", client_nonce))
+    except OSError:
+        sock.close()
+        return None
+    sock.settimeout(None)
+    return Connection(sock.detach())
+
+
+def connect(address: str, authkey: bytes, timeout: float = AUTH_TIMEOUT) -> Connection:
+    """
+    Connect to the supervisor at *address* and authenticate both ways.
+
+    Raises:
+        ConnectionError: refused, or the peer does not hold the authkey.
+        FileNotFoundError: no supervisor listens there.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+        nonce = _recv_exact(sock, _NONCE)
+        sock.sendall(_digest(authkey, b"client", nonce))
+        client_nonce = os.urandom(_NONCE)
+        sock.sendall(client_nonce)
+        answer = _recv_exact(sock, 32)
+    except BaseException:
+        sock.close()
+        raise
+    if not hmac.compare_digest(answer, _digest(authkey, b"server", client_nonce)):
+        sock.close()
+        raise ConnectionError(f"the peer at {address} does not hold this tree's authkey")
+    sock.settimeout(None)
+    return Connection(sock.detach())

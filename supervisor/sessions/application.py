@@ -1,0 +1,121 @@
+"""
+The session tree, ``Application``: a supervisor whose children are the registry server and the
+SessionManager.
+
+The Application's supervisor (one_for_one) has two children: the registry server (a Manager dict
+holding ``session_id → SessionInfo``) and the SessionManager (a dynamic supervisor of sessions, the
+registry's only writer). Each session is a SessionSupervisor process with the session's children.
+Their start functions are named entry points, so starting an Application loads no engine module here.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from .._addresses import REGISTRY_ID, SESSION_MANAGER_ID
+from .._entrypoint import EntryPoint
+from .._root import Supervisor
+from ..handle import SupervisorHandle
+from ..specs import ChildSpec, ChildType, Restart, StartMode, Strategy, SupervisorSpec
+from .client import SessionManagerHandle
+
+__all__ = ["Application"]
+
+_RUN_REGISTRY = EntryPoint("supervisor.sessions.registry_server", "run_registry_server")
+_RUN_MANAGER = EntryPoint("supervisor.sessions.manager", "run_session_manager")
+
+
+class Application:
+    """
+    The session tree: a supervisor with the registry server and the SessionManager.
+
+    ``with Application() as app:`` starts the tree and stops it on exit. It never outlives the process
+    that started it. :meth:`child_spec` puts the same tree inside a tree of your own.
+
+    Args:
+        max_restarts, max_seconds: the SessionManager's restart intensity (for sessions created with
+            restart TRANSIENT or PERMANENT).
+        registry_timeout: how long registry readers wait for a restarting registry server.
+        logging_config: as for :meth:`Supervisor.start`.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        registry_timeout: float = 5.0,
+        logging_config: dict[str, Any] | None = None,
+    ) -> None:
+        self._manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
+        self._registry_timeout = registry_timeout
+        self._logging_config = logging_config
+        self._handle: SupervisorHandle | None = None
+
+    @staticmethod
+    def children(manager_spec: SupervisorSpec | None = None) -> list[ChildSpec]:
+        """The Application supervisor's children: the registry server, then the SessionManager."""
+        return [
+            ChildSpec(REGISTRY_ID, _RUN_REGISTRY, start_mode=StartMode.NOTIFY),
+            ChildSpec(
+                SESSION_MANAGER_ID,
+                _RUN_MANAGER,
+                args=(manager_spec or SupervisorSpec(children=()),),
+                type=ChildType.SUPERVISOR,
+                start_mode=StartMode.NOTIFY,
+            ),
+        ]
+
+    @classmethod
+    def child_spec(
+        cls, id: str = "application", *, max_restarts: int = 3, max_seconds: float = 5.0
+    ) -> ChildSpec:
+        """The Application as a nested supervisor child of your own tree; see :meth:`session_manager_in`."""
+        manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
+        return ChildSpec.supervisor(
+            id, cls.children(manager_spec), Strategy.ONE_FOR_ONE, restart=Restart.PERMANENT
+        )
+
+    @staticmethod
+    def session_manager_in(
+        handle: SupervisorHandle, child_id: str = "application", registry_timeout: float = 5.0
+    ) -> SessionManagerHandle:
+        """The SessionManager of the Application child *child_id* of the supervisor *handle*."""
+        nested = handle.child_supervisor(child_id)
+        return SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout)
+
+    def start(self) -> Application:
+        """Start the tree; blocks until the registry and the SessionManager are ready."""
+        if self._handle is not None:
+            raise RuntimeError("this Application was already started")
+        self._handle = Supervisor.start(
+            self.children(self._manager_spec), Strategy.ONE_FOR_ONE, logging_config=self._logging_config
+        )
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop every session and the tree; idempotent."""
+        if self._handle is not None:
+            self._handle.stop(timeout)
+
+    @property
+    def supervisor(self) -> SupervisorHandle:
+        """The Application's root supervisor handle."""
+        if self._handle is None:
+            raise RuntimeError("the Application is not started")
+        return self._handle
+
+    @property
+    def session_manager(self) -> SessionManagerHandle:
+        """A client handle for the SessionManager (picklable; usable from any process)."""
+        handle = self.supervisor
+        return SessionManagerHandle(handle._address, handle.path, handle._authkey, self._registry_timeout)
+
+    def __enter__(self) -> Application:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,187 @@
+"""
+The SessionManager's hooks: keep the registry equal to its live sessions, across registry restarts.
+
+The publisher is told of each session's life cycle by the engine (frozen ``ChildEvent`` values) and
+writes the session's entry as it starts, becomes ready, stops, dies or is forgotten, pipelined
+(``registry_writer.py``). It keeps a mirror of every entry, so when the registry server dies (EOF on
+its connection, which it watches through the loop) it republishes them all once the server is back,
+retrying on a growing timer of its own. It never blocks the SessionManager's loop for long: every wait
+on the server is bounded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from multiprocess.managers import RemoteError
+
+from .._engine.hooks import ChildEvent, FdWatch, LoopHooks
+from ..reasons import ExitReason
+from .registry_writer import RegistryWriter
+from .values import ChildSummary, SessionInfo, SessionOptions, SessionStatus
+
+__all__ = ["RegistryPublisher"]
+
+log = logging.getLogger("supervisor.sessions")
+
+
+class _NoFds:
+    def watch(self, fd: int) -> None:
+        pass
+
+    def unwatch(self, fd: int) -> None:
+        pass
+
+
+class RegistryPublisher(LoopHooks):
+    """Keeps the registry equal to the SessionManager's live sessions; survives registry restarts."""
+
+    def __init__(self, registry: RegistryWriter) -> None:
+        self.registry = registry
+        self.entries: dict[str, SessionInfo] = {}
+        self.up = True
+        self.retry_at: float | None = None
+        self.pause = 0.01
+        self.loop_fds: FdWatch = _NoFds()
+        self.watched: int | None = None
+
+    # ------------------------------------------------------------------ life-cycle hooks
+
+    def child_starting(self, child: ChildEvent) -> None:
+        previous = self.entries.get(child.child_id)
+        options = _options_of(child)
+        if previous is None:
+            info = SessionInfo(
+                session_id=child.child_id,
+                pid=child.pid,
+                status=SessionStatus.INITIALIZING,
+                created_at=datetime.datetime.now(datetime.timezone.utc),
+                restarts=0,
+                metadata=options.metadata if options is not None else None,
+                children=(),
+            )
+        else:
+            info = attrs.evolve(previous, pid=child.pid, status=SessionStatus.INITIALIZING)
+        self._write(child.child_id, info)
+
+    def child_ready(self, child: ChildEvent, info: Any) -> None:
+        previous = self.entries.get(child.child_id)
+        if previous is None:
+            return
+        summary = tuple(ChildSummary(cid, pid) for cid, pid in (info or {}).get("children", ()))
+        self._write(child.child_id, attrs.evolve(previous, status=SessionStatus.ACTIVE, children=summary))
+
+    def child_stopping(self, child: ChildEvent) -> None:
+        previous = self.entries.get(child.child_id)
+        if previous is not None:
+            self._write(child.child_id, attrs.evolve(previous, status=SessionStatus.TERMINATING))
+
+    def child_down(self, child: ChildEvent, reason: ExitReason, restarting: bool) -> None:
+        previous = self.entries.get(child.child_id)
+        if previous is None:
+            return
+        if restarting:
+            # Counted here, not from the loop's own count: the loop increments that only after the
+            # restarted session is ready, which is after the hook that publishes it as ACTIVE. A
+            # failed retry (the entry still INITIALIZING) is part of the same restart.
+            restarts = previous.restarts + (previous.status is not SessionStatus.INITIALIZING)
+            self._write(
+                child.child_id,
+                attrs.evolve(previous, status=SessionStatus.INITIALIZING, children=(), restarts=restarts),
+            )
+        else:
+            self._remove(child.child_id)
+
+    def child_removed(self, child: ChildEvent) -> None:
+        if child.child_id in self.entries:
+            self._remove(child.child_id)
+
+    # ------------------------------------------------------------------ the registry connection
+
+    def attach(self, fds: FdWatch) -> None:
+        self.loop_fds = fds
+        self._watch_connection()
+
+    def fds(self) -> tuple[int, ...]:
+        return () if self.watched is None else (self.watched,)
+
+    def deadline(self) -> float | None:
+        return self.retry_at
+
+    def on_readable(self) -> None:
+        if not self.up:
+            self.on_deadline()
+            return
+        try:
+            self.registry.acknowledge()
+        except (OSError, EOFError, RemoteError):
+            log.warning("session registry: the server went away; republishing when it is back")
+            self._lost()
+
+    def on_deadline(self) -> None:
+        if self.retry_at is not None and time.monotonic() >= self.retry_at:
+            self._reconnect()
+
+    def before_reply(self) -> None:
+        if self.up:
+            self._guard(self.registry.flush)
+
+    def publish_all(self) -> None:
+        """Make the registry hold exactly this manager's sessions (none, at start)."""
+        self._guard(lambda: self.registry.replace_all_now(dict(self.entries)))
+
+    def _write(self, session_id: str, info: SessionInfo) -> None:
+        self.entries[session_id] = info
+        if self.up:
+            self._guard(lambda: self.registry.put_later(session_id, info))
+
+    def _remove(self, session_id: str) -> None:
+        self.entries.pop(session_id, None)
+        if self.up:
+            self._guard(lambda: self.registry.delete_later(session_id))
+
+    def _guard(self, write: Callable[[], Any]) -> None:
+        try:
+            write()
+        except (OSError, EOFError, RemoteError):
+            self._lost()
+
+    def _watch_connection(self) -> None:
+        fileno = self.registry.connection_fileno() if self.up else None
+        if fileno is not None and fileno != self.watched:
+            self.loop_fds.watch(fileno)
+            self.watched = fileno
+
+    def _lost(self) -> None:
+        if self.watched is not None:
+            self.loop_fds.unwatch(self.watched)  # before the close: the fd number may be reused at once
+            self.watched = None
+        self.registry.reset()
+        self.up = False
+        self.pause = 0.01
+        self.retry_at = time.monotonic()
+
+    def _reconnect(self) -> None:
+        if self.registry.try_connect():
+            try:
+                self.registry.replace_all_now(dict(self.entries))
+            except (OSError, EOFError, RemoteError):
+                self.registry.reset()
+            else:
+                self.up, self.retry_at = True, None
+                self._watch_connection()
+                log.info("session registry: republished %d sessions", len(self.entries))
+                return
+        # The server is being restarted by the Application's supervisor; try again shortly.
+        self.retry_at = time.monotonic() + self.pause
+        self.pause = min(self.pause * 2, 0.5)
+
+
+def _options_of(child: ChildEvent) -> SessionOptions | None:
+    args = child.spec.args
+    return args[1] if len(args) > 1 and isinstance(args[1], SessionOptions) else None

@@ -1,0 +1,43 @@
+"""
+A session's process, the SessionSupervisor: the session's isolation, then an ordinary supervisor.
+
+It applies the session's working directory, environment and resource limits (its own process group
+comes with every child), then supervises the session's children, ready once they all are, with their
+ids and pids as its ready report (the SessionManager publishes them).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from .._addresses import TreeContext
+from .._engine.entry import run_supervisor
+from .._engine.supervisor import SupervisorProcess
+from ..specs import SupervisorSpec
+from .values import SessionOptions
+
+__all__ = ["run_session_supervisor"]
+
+
+def run_session_supervisor(tree: TreeContext, spec: SupervisorSpec, options: SessionOptions) -> None:
+    """The start of a session's SessionSupervisor at *tree*: isolate, then supervise; never returns."""
+    _isolate(options)
+    supervisor = SupervisorProcess(spec, tree)
+    run_supervisor(supervisor, lambda: {"children": [(c.id, c.pid) for c in supervisor.state.children]})
+
+
+def _isolate(options: SessionOptions) -> None:
+    if options.cwd is not None:
+        os.chdir(options.cwd)
+    if options.env is not None:
+        os.environ.clear()
+        os.environ.update(options.env)
+    limits = {
+        resource.RLIMIT_AS: options.max_memory_bytes,
+        resource.RLIMIT_CPU: options.max_cpu_seconds,
+        resource.RLIMIT_NOFILE: options.max_open_files,
+    }
+    for kind, value in limits.items():
+        if value is not None:
+            resource.setrlimit(kind, (value, value))
