@@ -20,8 +20,8 @@ from .. import _child
 from .._addresses import TreeContext
 from ..reasons import ShutdownExit
 from ..specs import SupervisorSpec
+from .loop import SupervisorProcess
 from .processes import raise_open_files_limit
-from .supervisor import SupervisorProcess
 
 __all__ = ["run_nested_supervisor", "run_root"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .._addresses import TreeContext
 from .._engine.entry import run_supervisor
-from .._engine.supervisor import SupervisorProcess
+from .._engine.loop import SupervisorProcess
 from ..specs import SupervisorSpec
 from .publisher import RegistryPublisher
 from .registry_writer import RegistryWriter

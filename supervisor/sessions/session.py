@@ -13,7 +13,7 @@ import resource
 
 from .._addresses import TreeContext
 from .._engine.entry import run_supervisor
-from .._engine.supervisor import SupervisorProcess
+from .._engine.loop import SupervisorProcess
 from ..specs import SupervisorSpec
 from .values import SessionOptions
 
