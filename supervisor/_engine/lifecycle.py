@@ -66,8 +66,9 @@ class Lifecycle:
         child.exit_pending = None
         try:
             proc = processes.fork(child.spec, self.tree.child(child.id), self.supervisor_fds())
-        except OSError as error:
-            # Out of descriptors or processes: this start fails; the supervisor does not.
+        except Exception as error:
+            # Out of descriptors or processes, or an entry point that does not resolve: this start
+            # fails; the supervisor does not.
             log.error("supervisor %s: could not fork child %r: %s", self.tree.path, child.id, error)
             return ExitReason.from_exception(error)
         child.proc = proc

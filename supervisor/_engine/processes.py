@@ -8,9 +8,9 @@ says ``ready``, ``ignore`` and, last, ``exit`` with its reason. Reaping kills wh
 child's process group, joins it and reads its reason. The supervisor is a child subreaper, so orphans
 of its workers are reparented to it; :func:`reap_adopted` collects them and kills their groups.
 
-Which descriptors a child keeps: only its report pipe's write end and what it inherits from the
-supervisor's own parent; the supervisor passes its own endpoints (listener, connections, epoll set,
-wake-up pipe, hooks' fds) to be closed in the child. Siblings' pidfds and report pipes are left open
+Which descriptors a child closes: the supervisor passes its own (listener, connections, epoll set,
+wake-up pipe, the starter's pidfd and result pipe in the root, the hooks' fds) to be closed first
+thing in the child, which keeps its report pipe's write end. Siblings' pidfds and report pipes are left open
 in the child: holding them changes nothing (death is read from pidfds, and report write ends are
 never inherited), and closing a few thousand of them at each fork would make starts slow in a
 supervisor with many children. This module decides nothing about restarts.
@@ -125,6 +125,7 @@ def fork(spec: ChildSpec, context: TreeContext, supervisor_fds: tuple[int, ...])
 
     Raises:
         OSError: out of descriptors or processes; nothing is left behind.
+        Exception: an :class:`EntryPoint` start that does not resolve (ImportError, AttributeError).
     """
     if isinstance(spec.start, EntryPoint):
         spec.start.resolve()  # imported here, once, rather than in every child

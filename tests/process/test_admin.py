@@ -21,6 +21,7 @@ from supervisor import (
     Supervisor,
     SupervisorGoneError,
 )
+from supervisor._entrypoint import EntryPoint
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, crash, decline, fail_if_marker, query_handle
 
@@ -77,6 +78,18 @@ class TestStartChild:
 
         assert info.value.child_id == "bad"
         assert isinstance(info.value.__cause__, ValueError)
+        assert pids(handle) == old
+        assert handle.start_child(worker(events, "d")) == events.expect("started", "d")
+
+    def test_start_of_an_unresolvable_entry_point_fails_only_that_start(self, abc, events: EventSink) -> None:
+        """A named start function that does not import is a StartError; the supervisor goes on."""
+        handle, old = abc
+        missing = EntryPoint("tests.no_such_module", "run")
+
+        with pytest.raises(StartError) as info:
+            handle.start_child(ChildSpec("unresolved", missing))
+
+        assert isinstance(info.value.__cause__, ImportError)
         assert pids(handle) == old
         assert handle.start_child(worker(events, "d")) == events.expect("started", "d")
 

@@ -556,8 +556,8 @@ class TestCleanup:
 class TestConcurrency:
     def test_pipelined_registry_writes_never_deadlock(self, app: Application) -> None:
         """Thousands of pipelined writes with no read in between (as in a mass stop) all land."""
-        registry = app.session_manager._registry  # the SessionManager's writer API, used directly
-        writer = RegistryWriter(registry.address, registry.authkey)
+        registry = app.session_manager._registry  # for its address and key
+        writer = RegistryWriter(registry.address, registry.authkey)  # the SessionManager's writer API
         big = "x" * 2000  # large replies fill the socket buffers sooner, as a real deadlock would
         for n in range(3000):
             writer.put_later(f"key-{n}", big)
