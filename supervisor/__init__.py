@@ -7,6 +7,8 @@ Start a tree with :meth:`Supervisor.start`; describe children with :class:`Child
 from ._child import ignore_start, notify_ready
 from ._root import Supervisor
 from .errors import (
+    AuthenticationError,
+    CallTimeout,
     ChildNotFoundError,
     ChildNotRunningError,
     ChildRestartingError,
@@ -29,6 +31,8 @@ from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy,
 
 __all__ = [
     "Application",
+    "AuthenticationError",
+    "CallTimeout",
     "ChildCounts",
     "ChildInfo",
     "ChildNotFoundError",

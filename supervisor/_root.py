@@ -97,6 +97,10 @@ class StartedRoot:
             self.exit_reason = ExitReason.from_exitcode(self.process.exitcode)
         return True
 
+    def terminate(self) -> None:
+        """SIGTERM the root: its loop stops the tree in order, as ``stop()`` asks it to."""
+        self.process.terminate()
+
     def kill(self) -> None:
         """SIGKILL the root; every process below it dies with it (parent-death signals)."""
         self.process.kill()

@@ -17,10 +17,18 @@ import socket
 
 from multiprocess.connection import Connection
 
-__all__ = ["AUTH_TIMEOUT", "accept_authenticated", "connect", "listen"]
+__all__ = ["AUTH_TIMEOUT", "HandshakeError", "KeyMismatch", "accept_authenticated", "connect", "listen"]
 
 AUTH_TIMEOUT = 2.0
 _NONCE = 32
+
+
+class HandshakeError(ConnectionError):
+    """The peer closed the connection during the handshake (it refused our key, or it is exiting)."""
+
+
+class KeyMismatch(ConnectionError):
+    """The peer answered the handshake without holding this tree's authkey."""
 
 
 def listen(address: str) -> socket.socket:
@@ -41,7 +49,7 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     while len(data) < size:
         chunk = sock.recv(size - len(data))
         if not chunk:
-            raise ConnectionError("peer closed the connection during authentication")
+            raise HandshakeError("peer closed the connection during authentication")
         data += chunk
     return data
 
@@ -79,8 +87,10 @@ def connect(address: str, authkey: bytes, timeout: float = AUTH_TIMEOUT) -> Conn
     Connect to the supervisor at *address* and authenticate both ways.
 
     Raises:
-        ConnectionError: refused, or the peer does not hold the authkey.
-        FileNotFoundError: no supervisor listens there.
+        HandshakeError: the peer closed the connection during the handshake.
+        KeyMismatch: the peer does not hold the authkey.
+        FileNotFoundError, ConnectionRefusedError: no supervisor listens there.
+        TimeoutError: the handshake did not complete within *timeout* seconds.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -96,6 +106,6 @@ def connect(address: str, authkey: bytes, timeout: float = AUTH_TIMEOUT) -> Conn
         raise
     if not hmac.compare_digest(answer, _digest(authkey, b"server", client_nonce)):
         sock.close()
-        raise ConnectionError(f"the peer at {address} does not hold this tree's authkey")
+        raise KeyMismatch(f"the peer at {address} does not hold this tree's authkey")
     sock.settimeout(None)
     return Connection(sock.detach())

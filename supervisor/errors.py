@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .reasons import ExitReason
 
 __all__ = [
+    "AuthenticationError",
+    "CallTimeout",
     "ChildNotFoundError",
     "ChildNotRunningError",
     "ChildRestartingError",
@@ -118,6 +120,18 @@ class SupervisorGoneError(SupervisorError):
     def __init__(self, message: str, reason: ExitReason | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class CallTimeout(SupervisorError, TimeoutError):
+    """
+    A call did not get its reply within its ``timeout``. The request may still run: its effect may
+    happen after this was raised. The handle dropped the connection, so a late reply is never read
+    by a later call.
+    """
+
+
+class AuthenticationError(SupervisorError, ConnectionError):
+    """The peer refused this handle's authkey, or does not hold the tree's: nothing was sent."""
 
 
 class RegistryUnavailableError(SupervisorError):

@@ -11,6 +11,7 @@ supervisor machinery.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -28,13 +29,13 @@ from ._protocol import (
     TerminateChild,
     WhichChildren,
 )
-from ._transport import AUTH_TIMEOUT, connect
-from .errors import HandleClosedError, SupervisorGoneError
+from ._transport import AUTH_TIMEOUT, KeyMismatch, connect
+from .errors import AuthenticationError, CallTimeout, HandleClosedError, SupervisorError, SupervisorGoneError
 from .info import ChildCounts, ChildInfo
 from .reasons import ExitReason
 from .specs import ChildSpec
 
-__all__ = ["RootProcess", "SupervisorHandle"]
+__all__ = ["RootProcess", "SupervisorHandle", "deadline_from", "remaining"]
 
 
 class RootProcess(Protocol):
@@ -48,6 +49,9 @@ class RootProcess(Protocol):
     def collect(self, timeout: float | None) -> bool:
         """Reap the root if it exits within *timeout*; read its exit reason. True once reaped."""
 
+    def terminate(self) -> None:
+        """SIGTERM the root (an orderly stop)."""
+
     def kill(self) -> None:
         """SIGKILL the root."""
 
@@ -59,7 +63,9 @@ class SupervisorHandle:
     """
     A client of one supervisor process. Returned by :meth:`Supervisor.start`; no public constructor.
 
-    Every call is synchronous and has no timeout, as OTP's calls: it returns once its effect is done.
+    Every call is synchronous: it returns once its effect is done. By default it waits as long as
+    that takes (OTP's ``infinity``); ``timeout=`` bounds the wait and raises :class:`CallTimeout`.
+    Every failure is a :class:`SupervisorError`: no OS error reaches the caller.
     """
 
     def __init__(self, address: str, authkey: bytes, path: str, root: RootProcess | None = None) -> None:
@@ -113,7 +119,7 @@ class SupervisorHandle:
 
     # ------------------------------------------------------------------ the admin API
 
-    def start_child(self, spec: ChildSpec) -> int | None:
+    def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> int | None:
         """
         Add *spec* as the last child and start it; return its pid (None if it declined to start).
 
@@ -123,13 +129,14 @@ class SupervisorHandle:
             TypeError: *spec* is not a ChildSpec.
             DuplicateChildError: a child with this id exists (its ``pid`` says whether it runs).
             StartError: the child failed to start; ``__cause__`` is its exception, if it raised.
+            CallTimeout: no reply within *timeout* seconds; the child may still be started.
         """
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"'spec' must be a ChildSpec (got {spec!r} that is a {type(spec).__name__})")
-        result: int | None = self._call(StartChild(spec))
+        result: int | None = self._call("start_child", StartChild(spec), timeout)
         return result
 
-    def terminate_child(self, child_id: str) -> None:
+    def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
         """
         Stop the child *child_id* as its shutdown spec says; keep its spec unless it is temporary.
 
@@ -138,40 +145,43 @@ class SupervisorHandle:
 
         Raises:
             ChildNotFoundError: no child has this id.
+            CallTimeout: no reply within *timeout* seconds; the child is still being stopped.
         """
-        self._call(TerminateChild(_check_id(child_id)))
+        self._call("terminate_child", TerminateChild(_check_id(child_id)), timeout)
 
-    def restart_child(self, child_id: str) -> int | None:
+    def restart_child(self, child_id: str, *, timeout: float | None = None) -> int | None:
         """
         Start the stopped child *child_id* again; return its pid. Does not count toward intensity.
 
         Raises:
             ChildNotFoundError, ChildRunningError, ChildRestartingError: as the names say.
             StartError: it failed to start; the spec stays, not running.
+            CallTimeout: no reply within *timeout* seconds; the child may still be started.
         """
-        result: int | None = self._call(RestartChild(_check_id(child_id)))
+        result: int | None = self._call("restart_child", RestartChild(_check_id(child_id)), timeout)
         return result
 
-    def delete_child(self, child_id: str) -> None:
+    def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
         """
         Forget the stopped child *child_id*.
 
         Raises:
             ChildNotFoundError, ChildRunningError, ChildRestartingError: as the names say.
+            CallTimeout: no reply within *timeout* seconds.
         """
-        self._call(DeleteChild(_check_id(child_id)))
+        self._call("delete_child", DeleteChild(_check_id(child_id)), timeout)
 
-    def which_children(self) -> list[ChildInfo]:
+    def which_children(self, *, timeout: float | None = None) -> list[ChildInfo]:
         """Every child in start order: id, pid (None if not running), type, restart, restarting."""
-        result: list[ChildInfo] = self._call(WhichChildren())
+        result: list[ChildInfo] = self._call("which_children", WhichChildren(), timeout)
         return result
 
-    def count_children(self) -> ChildCounts:
+    def count_children(self, *, timeout: float | None = None) -> ChildCounts:
         """Counts of specs, active (running) children, supervisors and workers."""
-        result: ChildCounts = self._call(CountChildren())
+        result: ChildCounts = self._call("count_children", CountChildren(), timeout)
         return result
 
-    def child_supervisor(self, child_id: str) -> SupervisorHandle:
+    def child_supervisor(self, child_id: str, *, timeout: float | None = None) -> SupervisorHandle:
         """
         A handle for the nested supervisor *child_id* (built with ``ChildSpec.supervisor``).
 
@@ -181,7 +191,7 @@ class SupervisorHandle:
             ChildNotFoundError: no such child, or it is not a nested supervisor.
             ChildNotRunningError: it is not running now.
         """
-        address: str = self._call(ChildAddress(_check_id(child_id)))
+        address: str = self._call("child_supervisor", ChildAddress(_check_id(child_id)), timeout)
         return SupervisorHandle(address, self._authkey, f"{self._path}/{child_id}")
 
     def stop(self, timeout: float | None = None) -> None:
@@ -190,23 +200,28 @@ class SupervisorHandle:
 
         Blocks until the supervisor has exited (the starter's handle also reaps it and removes the
         tree's private directory). With *timeout*, after that many seconds the root is SIGKILLed,
-        and every process below it dies with it. Idempotent; a dead supervisor is fine.
+        and every process below it dies with it. If the supervisor cannot be asked (its handshake
+        does not complete), the starter's handle sends the root SIGTERM instead, which stops it the
+        same way. Idempotent; a dead supervisor is fine.
+
+        Raises:
+            TypeError, ValueError: *timeout* is not a number of seconds >= 0 or None.
         """
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise ValueError(f"'timeout' must be seconds >= 0 or None (got {timeout!r})")
+        deadline = deadline_from("timeout", timeout)
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        deadline = None if timeout is None else time.monotonic() + timeout
         self._drop_connection()
         try:
             conn = connect(self._address, self._authkey, _bounded(AUTH_TIMEOUT, deadline))
         except OSError:
-            conn = None  # already gone: nothing to ask, only to reap
+            conn = None  # gone, or it does not answer: nothing to ask
+        asked = False
         if conn is not None:
             try:
                 _wire.send(conn, Stop())
+                asked = True
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if remaining is None or conn.poll(remaining):
                     _wire.recv(conn)
@@ -215,6 +230,10 @@ class SupervisorHandle:
             finally:
                 conn.close()
         if self._root is not None:
+            if not asked and not self._root.collect(0):
+                # Alive but not answering (its loop is held, or it is stopped): SIGTERM is the same
+                # orderly stop, taken the next time its loop turns.
+                self._root.terminate()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._root.collect(remaining):
                 self._root.kill()
@@ -223,18 +242,42 @@ class SupervisorHandle:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _connection(self) -> Any:
+    def _connection(self, call: str, timeout: float | None, deadline: float | None) -> Any:
+        """This thread's connection, made (and authenticated) if there is none; raises SupervisorError."""
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             # Between calls the supervisor sends nothing: a readable connection was closed by a
             # supervisor that has since died (perhaps restarted at the same address), so reconnect.
-            if not conn.poll(0):
-                return conn
+            try:
+                if not conn.poll(0):
+                    return conn
+            except OSError:
+                pass
             self._drop_connection()
-        try:
-            conn = connect(self._address, self._authkey)
-        except (FileNotFoundError, ConnectionRefusedError) as error:
-            raise self._gone() from error
+        for attempt in (1, 2):
+            try:
+                conn = connect(self._address, self._authkey, _bounded(AUTH_TIMEOUT, deadline))
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as error:
+                raise self._gone() from error
+            except KeyMismatch as error:
+                raise AuthenticationError(
+                    f"{call}: the peer at supervisor {self._path}'s address does not hold this tree's authkey"
+                ) from error
+            except TimeoutError as error:
+                waited = AUTH_TIMEOUT if deadline is None else timeout
+                raise CallTimeout(
+                    f"{call}: supervisor {self._path} did not complete the connection handshake within "
+                    f"{waited} s (it is stopped or not serving); nothing was sent"
+                ) from error
+            except OSError as error:
+                # Closed during the handshake: it refused our key, or it is exiting. A second try
+                # tells them apart: an exiting supervisor no longer listens.
+                if attempt == 2:
+                    raise AuthenticationError(
+                        f"{call}: supervisor {self._path} closed the connection during the handshake: "
+                        "it refused this handle's authkey"
+                    ) from error
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -244,16 +287,29 @@ class SupervisorHandle:
             conn.close()
         self._local.conn = None
 
-    def _call(self, request: Any) -> Any:
+    def _call(self, call: str, request: Any, timeout: float | None) -> Any:
+        """
+        Send *request* and return its reply's value, or raise its error. Blocks until the reply, or
+        *timeout* seconds. Any exception between the send and the reply (a timeout, a signal
+        handler's, Ctrl-C) drops the connection, so no later call reads this call's reply.
+        """
+        deadline = deadline_from("timeout", timeout)
         if self._closed:
-            raise HandleClosedError(f"supervisor {self._path} was stopped through this handle")
-        conn = self._connection()
+            raise HandleClosedError(f"{call}: supervisor {self._path} was stopped through this handle")
+        conn = self._connection(call, timeout, deadline)
         try:
             _wire.send(conn, request)
+            if deadline is not None and not conn.poll(max(0.0, deadline - time.monotonic())):
+                raise CallTimeout(
+                    f"{call}: supervisor {self._path} did not reply within {timeout} s; "
+                    "the request may still complete"
+                )
             status, value = _wire.recv(conn)
-        except (EOFError, OSError) as error:
+        except BaseException as error:
             self._drop_connection()
-            raise self._gone() from error
+            if isinstance(error, (EOFError, OSError)) and not isinstance(error, SupervisorError):
+                raise self._gone() from error
+            raise
         if status == "error":
             raise value
         return value
@@ -264,6 +320,24 @@ class SupervisorHandle:
             reason = self._root.exit_reason
         detail = "" if reason is None else f" (exit reason: {reason.describe()})"
         return SupervisorGoneError(f"supervisor {self._path} is gone{detail}", reason)
+
+
+def deadline_from(name: str, timeout: object) -> float | None:
+    """The monotonic deadline *timeout* seconds from now (None: no bound); validates *timeout*."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(
+            f"'{name}' must be seconds >= 0 or None (got {timeout!r} that is a {type(timeout).__name__})"
+        )
+    if not math.isfinite(timeout) or timeout < 0:
+        raise ValueError(f"'{name}' must be finite seconds >= 0 or None (got {timeout!r})")
+    return time.monotonic() + timeout
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until *deadline* (monotonic), never negative; None for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _bounded(seconds: float, deadline: float | None) -> float:

@@ -251,3 +251,13 @@ def close_fds_then_sleep(path: str, key: Any) -> None:
     emit(path, "started", key)
     os.closerange(3, 65536)
     sleep_forever()
+
+
+def ready_on_sigusr1(path: str, key: Any) -> None:
+    """Report ``started``, become ready only when SIGUSR1 comes, report ``ready``, then sleep."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    emit(path, "started", key)
+    signal.sigwait({signal.SIGUSR1})
+    notify_ready()
+    emit(path, "ready", key)
+    sleep_forever()

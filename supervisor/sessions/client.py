@@ -19,7 +19,7 @@ from typing import Any
 from .._addresses import TreeContext
 from .._entrypoint import EntryPoint
 from ..errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFoundError
-from ..handle import SupervisorHandle
+from ..handle import SupervisorHandle, deadline_from, remaining
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
 from .registry import RegistryClient
 from .values import SessionInfo, SessionOptions, SessionStatus
@@ -48,7 +48,7 @@ class SessionManagerHandle:
     def __reduce__(self) -> tuple[Any, ...]:
         return (SessionManagerHandle, self._app)
 
-    def create_session(self, **options: Any) -> str:
+    def create_session(self, *, timeout: float | None = None, **options: Any) -> str:
         """
         Start a new session; return its id (a UUID4 string) once all its children are ready.
 
@@ -60,7 +60,9 @@ class SessionManagerHandle:
             TypeError, ValueError: an unknown or bad option, named; nothing is created.
             StartError: a child of the session failed to start; nothing is left behind. Its
                 ``__cause__`` chain ends with the child's own exception and remote traceback.
+            CallTimeout: not created within *timeout* seconds; the session may still be created.
         """
+        deadline_from("timeout", timeout)
         unknown = sorted(set(options) - set(SessionOptions.names()))
         if unknown:
             raise TypeError(
@@ -78,10 +80,10 @@ class SessionManagerHandle:
             type=ChildType.SUPERVISOR,
             start_mode=StartMode.NOTIFY,
         )
-        self._manager.start_child(spec)
+        self._manager.start_child(spec, timeout=timeout)
         return session_id
 
-    def terminate_session(self, session_id: str) -> None:
+    def terminate_session(self, session_id: str, *, timeout: float | None = None) -> None:
         """
         Stop the session by its children's shutdown specs and remove its entry; return when both are done.
 
@@ -91,17 +93,19 @@ class SessionManagerHandle:
 
         Raises:
             SessionNotFoundError: no live session has this id.
+            CallTimeout: not done within *timeout* seconds; the session is still being stopped.
         """
+        deadline = deadline_from("timeout", timeout)
         _check_session_id(session_id)
         interrupted = self._interrupt_start(session_id)
         try:
-            self._manager.terminate_child(session_id)
+            self._manager.terminate_child(session_id, timeout=remaining(deadline))
         except ChildNotFoundError as error:
             if interrupted:
                 return  # its start failed and the SessionManager forgot it: terminated
             raise self._not_found(session_id) from error
         with contextlib.suppress(ChildNotFoundError):  # a temporary session is already forgotten
-            self._manager.delete_child(session_id)
+            self._manager.delete_child(session_id, timeout=remaining(deadline))
 
     def _interrupt_start(self, session_id: str) -> bool:
         """
@@ -140,43 +144,52 @@ class SessionManagerHandle:
         finally:
             os.close(pidfd)
 
-    def list_sessions(self) -> list[SessionInfo]:
-        """Every live session's entry, read from the registry in one round trip, oldest first."""
-        entries = self._registry.snapshot()
+    def list_sessions(self, *, timeout: float | None = None) -> list[SessionInfo]:
+        """
+        Every live session's entry, read from the registry in one round trip, oldest first.
+
+        Raises:
+            RegistryUnavailableError: the registry did not answer within *timeout* seconds (by
+                default, the Application's ``registry_timeout``).
+        """
+        deadline_from("timeout", timeout)
+        entries = self._registry.snapshot(timeout=timeout)
         return sorted(entries.values(), key=lambda info: info.created_at)
 
-    def get_session_info(self, session_id: str) -> SessionInfo:
+    def get_session_info(self, session_id: str, *, timeout: float | None = None) -> SessionInfo:
         """
         The session's registry entry.
 
         Raises:
             SessionNotFoundError: no live session has this id.
-            RegistryUnavailableError: the registry did not answer within its wait bound.
+            RegistryUnavailableError: the registry did not answer within *timeout* seconds (by
+                default, the Application's ``registry_timeout``).
         """
+        deadline_from("timeout", timeout)
         _check_session_id(session_id)
-        info = self._registry.get(session_id)
+        info = self._registry.get(session_id, timeout=timeout)
         if info is None:
             raise self._not_found(session_id)
         assert isinstance(info, SessionInfo)
         return info
 
-    def get_session_pid(self, session_id: str) -> int:
+    def get_session_pid(self, session_id: str, *, timeout: float | None = None) -> int:
         """
         The pid of the session's SessionSupervisor.
 
         Raises:
             SessionNotFoundError: no live session has this id.
         """
-        pid = self.get_session_info(session_id).pid
+        pid = self.get_session_info(session_id, timeout=timeout).pid
         if pid is None:
             raise self._not_found(session_id)
         return pid
 
-    def session_supervisor(self, session_id: str) -> SupervisorHandle:
+    def session_supervisor(self, session_id: str, *, timeout: float | None = None) -> SupervisorHandle:
         """A handle for the session's SessionSupervisor (its children, live pids, start_child...)."""
         _check_session_id(session_id)
         try:
-            return self._manager.child_supervisor(session_id)
+            return self._manager.child_supervisor(session_id, timeout=timeout)
         except ChildNotFoundError as error:
             raise self._not_found(session_id) from error
 

@@ -67,8 +67,11 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, key: str) -> Any:
-        """The value under *key*, or None; waits (bounded) while the registry is being republished."""
+    def get(self, key: str, timeout: float | None = None) -> Any:
+        """
+        The value under *key*, or None; waits while the registry is being republished, up to
+        *timeout* seconds (None: this client's bound).
+        """
 
         def read(table: Any) -> Any:
             value = table.get(key)
@@ -78,10 +81,10 @@ class RegistryClient:
                 return None
             return pickle.loads(value)
 
-        return self._call(read)
+        return self._call(read, timeout)
 
-    def snapshot(self) -> dict[str, Any]:
-        """A copy of the whole dict, in one round trip; waits (bounded) while it is being republished."""
+    def snapshot(self, timeout: float | None = None) -> dict[str, Any]:
+        """A copy of the whole dict, in one round trip; waits as :meth:`get` does."""
 
         def read(table: Any) -> dict[str, Any]:
             copy: dict[str, bytes] = table.copy()
@@ -89,7 +92,7 @@ class RegistryClient:
                 raise _NotPublished
             return {key: pickle.loads(value) for key, value in copy.items()}
 
-        result: dict[str, Any] = self._call(read)
+        result: dict[str, Any] = self._call(read, timeout)
         return result
 
     # ------------------------------------------------------------------ plumbing
@@ -129,8 +132,9 @@ class RegistryClient:
         self._before_call()
         return operation(self._table())
 
-    def _call(self, operation: Any) -> Any:
-        deadline = time.monotonic() + self.timeout
+    def _call(self, operation: Any, timeout: float | None = None) -> Any:
+        bound = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + bound
         pause = 0.005
         while True:
             try:
@@ -140,9 +144,14 @@ class RegistryClient:
             except (OSError, EOFError, _NotPublished) as error:
                 if not isinstance(error, _NotPublished):
                     self.reset()
+                if not os.path.isdir(os.path.dirname(self.address)):
+                    # The tree's private directory goes when its root exits: nothing will come back.
+                    raise RegistryUnavailableError(
+                        f"the session registry at {self.address} is gone: its Application has stopped"
+                    ) from error
                 if time.monotonic() + pause > deadline:
                     raise RegistryUnavailableError(
-                        f"the session registry at {self.address} did not answer within {self.timeout} s"
+                        f"the session registry at {self.address} did not answer within {bound} s"
                     ) from error
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)

@@ -10,6 +10,8 @@ import pytest
 import supervisor
 from supervisor import errors
 from supervisor.errors import (
+    AuthenticationError,
+    CallTimeout,
     ChildNotFoundError,
     ChildNotRunningError,
     ChildRestartingError,
@@ -49,6 +51,8 @@ EXAMPLES: list[tuple[SupervisorError, dict[str, Any]]] = [
     ),
     (StartError("start_child: 'db' failed", "db", crashed()), {"child_id": "db", "reason": crashed()}),
     (HandleClosedError("supervisor root was stopped through this handle"), {}),
+    (CallTimeout("which_children: supervisor root did not reply within 1.0 s"), {}),
+    (AuthenticationError("supervisor root refused this handle's authkey"), {}),
     (SupervisorGoneError("supervisor root is gone"), {"reason": None}),
     (
         SupervisorGoneError("supervisor root is gone (killed)", ExitReason.killed()),
