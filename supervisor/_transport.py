@@ -14,10 +14,19 @@ import hashlib
 import hmac
 import os
 import socket
+import time
 
 from multiprocess.connection import Connection
 
-__all__ = ["AUTH_TIMEOUT", "HandshakeError", "KeyMismatch", "accept_authenticated", "connect", "listen"]
+__all__ = [
+    "AUTH_TIMEOUT",
+    "HandshakeError",
+    "KeyMismatch",
+    "ServerHandshake",
+    "accept_authenticated",
+    "connect",
+    "listen",
+]
 
 AUTH_TIMEOUT = 2.0
 _NONCE = 32
@@ -58,23 +67,63 @@ def _digest(authkey: bytes, role: bytes, nonce: bytes) -> bytes:
     return hmac.new(authkey, role + nonce, hashlib.sha256).digest()
 
 
+class ServerHandshake:
+    """
+    The server's side of the handshake as a state machine, without I/O, so a loop can run many at
+    once without blocking on any: send :attr:`greeting`, then :meth:`feed` what the client sends
+    (:attr:`needed` more bytes) until it returns the final answer to send back.
+    """
+
+    __slots__ = ("_authkey", "_received", "greeting")
+
+    def __init__(self, authkey: bytes) -> None:
+        self._authkey = authkey
+        self.greeting = os.urandom(_NONCE)
+        self._received = b""
+
+    @property
+    def needed(self) -> int:
+        """How many more bytes the client must send."""
+        return 32 + _NONCE - len(self._received)
+
+    def feed(self, data: bytes) -> bytes | None:
+        """
+        Take bytes from the client; return the answer to send once all have come, else None.
+
+        Raises:
+            KeyMismatch: the client does not hold the authkey (known as soon as its digest is in).
+        """
+        self._received += data[: self.needed]
+        if len(self._received) >= 32 and not hmac.compare_digest(
+            self._received[:32], _digest(self._authkey, b"client", self.greeting)
+        ):
+            raise KeyMismatch("the client does not hold this tree's authkey")
+        if self.needed:
+            return None
+        return _digest(self._authkey, b"server", self._received[32:])
+
+
 def accept_authenticated(server: socket.socket, authkey: bytes) -> Connection | None:
     """
     Accept one connection and authenticate it; None if it was refused (wrong key, stall, hang-up).
 
-    Blocks for at most ``AUTH_TIMEOUT`` seconds.
+    Blocks for at most ``AUTH_TIMEOUT`` seconds in all. (A supervisor's loop does not use this: it
+    runs :class:`ServerHandshake` without blocking.)
     """
     sock, _ = server.accept()
-    sock.settimeout(AUTH_TIMEOUT)
+    deadline = time.monotonic() + AUTH_TIMEOUT
+    handshake = ServerHandshake(authkey)
     try:
-        nonce = os.urandom(_NONCE)
-        sock.sendall(nonce)
-        answer = _recv_exact(sock, 32)
-        if not hmac.compare_digest(answer, _digest(authkey, b"client", nonce)):
-            sock.close()
-            return None
-        client_nonce = _recv_exact(sock, _NONCE)
-        sock.sendall(_digest(authkey, b"server", client_nonce))
+        sock.settimeout(AUTH_TIMEOUT)
+        sock.sendall(handshake.greeting)
+        answer = None
+        while answer is None:
+            sock.settimeout(max(0.0, deadline - time.monotonic()))
+            data = sock.recv(handshake.needed)
+            if not data:
+                raise HandshakeError("peer closed the connection during authentication")
+            answer = handshake.feed(data)
+        sock.sendall(answer)
     except OSError:
         sock.close()
         return None

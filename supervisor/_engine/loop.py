@@ -152,8 +152,19 @@ class SupervisorProcess:
         control socket is closed; :attr:`start_error` or :attr:`exit_reason` says how it ended.
         """
         self.scheduler.enqueue("", Pending(self._init_job(on_ready)))
+        crashed = False
         while not self.finished:
-            self._turn()
+            try:
+                self._turn()
+            except Exception:
+                # As in OTP, a crash in the supervisor's own code ends the supervisor, but in order:
+                # its children are stopped by their shutdown specs (a second crash skips to the
+                # close, which SIGKILLs and reaps whatever is left).
+                log.exception("supervisor %s: internal error in the loop; stopping", self.tree.path)
+                if crashed or self.supervision.stopping:
+                    break
+                crashed = True
+                self._begin_stop(None)
         self._close()
 
     def _turn(self) -> None:
@@ -165,6 +176,9 @@ class SupervisorProcess:
         hook_deadline = self.hooks.deadline()
         if hook_deadline is not None:
             deadlines.append(hook_deadline)
+        server_deadline = self.server.deadline()
+        if server_deadline is not None:
+            deadlines.append(server_deadline)
         ready, ready_fds = self.reactor.wait(deadlines)
         owners = self.reactor.owners
         hook_ready = any(owners.get(fd) is self.hooks for fd in ready_fds)
@@ -182,6 +196,9 @@ class SupervisorProcess:
         if self.server.listener in ready:
             self.server.accept()
         for fd in ready_fds:
+            if fd in self.server.pending:
+                self.server.on_handshake_readable(fd)
+        for fd in ready_fds:
             child = owners.get(fd)
             if isinstance(child, ChildRecord) and not child.busy and _is_report(child, fd):
                 self.lifecycle.drain(child)
@@ -196,6 +213,8 @@ class SupervisorProcess:
         for conn in [c for c in ready if c in self.server.conns]:
             self.server.on_readable(conn)
         now = time.monotonic()
+        if server_deadline is not None and now >= server_deadline:
+            self.server.on_deadline(now)
         if hook_ready:
             self.hooks.on_readable()
         elif hook_deadline is not None and now >= hook_deadline:

@@ -1,6 +1,13 @@
 """
 The supervisor's control socket: accept and authenticate clients, read requests, route them, reply.
 
+Nothing a client does holds the loop. The listener is non-blocking; each accepted connection runs the
+authentication handshake as a non-blocking state machine (:class:`~supervisor._transport.ServerHandshake`)
+driven by the loop's epoll set, with one deadline for the whole handshake, however the client
+trickles its bytes; a client that misses it is dropped. A failed ``accept`` (out of descriptors)
+pauses accepting for a moment rather than failing the loop or spinning on a listener that stays
+readable.
+
 One table maps each request type to a :class:`Route`: *read* routes are answered at once from the
 state (``which_children`` while a start is in progress is fine, as in OTP it is not); *queued* routes
 become jobs that the supervisor schedules and whose return value (or ``SupervisorError``) is the
@@ -12,16 +19,20 @@ knows the protocol's shape, not what a supervisor does.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import os
+import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+from multiprocess.connection import Connection
 
 from .. import _wire
 from .._addresses import TreeContext
-from .._transport import accept_authenticated, listen
+from .._transport import AUTH_TIMEOUT, ServerHandshake, listen
 from ..errors import SupervisorError
 from .hooks import LoopHooks
 from .jobs import Job
@@ -30,6 +41,19 @@ from .reactor import Reactor
 __all__ = ["ControlServer", "Route", "RouteKind"]
 
 log = logging.getLogger("supervisor")
+
+ACCEPT_PAUSE = 0.1
+"""Seconds accepting pauses after ``accept`` failed for want of descriptors or memory."""
+_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class _Pending:
+    """A connection still in its handshake: the socket, the state machine, the deadline."""
+
+    __slots__ = ("deadline", "handshake", "sock")
+
+    def __init__(self, sock: socket.socket, handshake: ServerHandshake, deadline: float) -> None:
+        self.sock, self.handshake, self.deadline = sock, handshake, deadline
 
 
 class RouteKind(enum.Enum):
@@ -71,21 +95,97 @@ class ControlServer:
         self.routes = routes
         self.submit = submit
         self.listener = listen(tree.address)
+        self.listener.setblocking(False)
         self.conns: list[Any] = []
+        self.pending: dict[int, _Pending] = {}  # fd -> a connection in its handshake
+        self.accept_paused_until: float | None = None
         reactor.watch(self.listener, self)
 
     def fds(self) -> list[int]:
         """The listener's and every connection's fd, which a forked child must close."""
-        return [self.listener.fileno(), *(conn.fileno() for conn in self.conns)]
+        return [self.listener.fileno(), *(conn.fileno() for conn in self.conns), *self.pending]
+
+    def deadline(self) -> float | None:
+        """When the loop must wake for :meth:`on_deadline`: a handshake's deadline, or accepting's resume."""
+        times = [p.deadline for p in self.pending.values()]
+        if self.accept_paused_until is not None:
+            times.append(self.accept_paused_until)
+        return min(times, default=None)
+
+    def on_deadline(self, now: float) -> None:
+        """Drop the handshakes past their deadline; resume accepting when its pause is over."""
+        for fd, pending in list(self.pending.items()):
+            if now >= pending.deadline:
+                log.warning(
+                    "supervisor %s: dropped a connection that did not authenticate within %s s",
+                    self.tree.path,
+                    AUTH_TIMEOUT,
+                )
+                self._drop_pending(fd)
+        if self.accept_paused_until is not None and now >= self.accept_paused_until:
+            self.accept_paused_until = None
+            self.reactor.watch(self.listener, self)
 
     def accept(self) -> None:
-        """Accept and authenticate one client (bounded by the handshake's deadline)."""
-        conn = accept_authenticated(self.listener, self.tree.authkey)
-        if conn is None:
-            log.warning("supervisor %s: refused a connection that failed authentication", self.tree.path)
+        """Accept one client and start its handshake; never blocks."""
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
             return
+        except OSError as error:
+            if error.errno not in _RESOURCE_ERRORS:
+                log.warning("supervisor %s: accept failed: %s", self.tree.path, error)
+                return
+            # The listener stays readable while clients wait: stop watching it for a moment
+            # instead of spinning, and keep serving everything else.
+            log.warning(
+                "supervisor %s: cannot accept a connection (%s); retrying shortly", self.tree.path, error
+            )
+            self.reactor.unwatch(self.listener)
+            self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+            return
+        handshake = ServerHandshake(self.tree.authkey)
+        try:
+            sock.setblocking(False)
+            sent = sock.send(handshake.greeting)  # fits: a new socket's buffer is empty
+        except OSError:
+            sock.close()
+            return
+        if sent != len(handshake.greeting):
+            sock.close()
+            return
+        fd = self.reactor.watch(sock, self)
+        self.pending[fd] = _Pending(sock, handshake, time.monotonic() + AUTH_TIMEOUT)
+
+    def on_handshake_readable(self, fd: int) -> None:
+        """Feed what a connection in its handshake sent; finish it, or drop it if it failed."""
+        pending = self.pending[fd]
+        try:
+            data = pending.sock.recv(pending.handshake.needed)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            answer = pending.handshake.feed(data)
+            if answer is None:
+                return
+            if pending.sock.send(answer) != len(answer):
+                raise ConnectionError("the handshake's answer did not fit")
+        except BlockingIOError:
+            return
+        except OSError:
+            log.warning("supervisor %s: refused a connection that failed authentication", self.tree.path)
+            self._drop_pending(fd)
+            return
+        del self.pending[fd]
+        self.reactor.unwatch(pending.sock)
+        pending.sock.setblocking(True)
+        conn = Connection(pending.sock.detach())
         self.conns.append(conn)
         self.reactor.watch(conn, self)
+
+    def _drop_pending(self, fd: int) -> None:
+        pending = self.pending.pop(fd)
+        self.reactor.unwatch(pending.sock)  # before the close: the fd number may be reused at once
+        pending.sock.close()
 
     def on_readable(self, conn: Any) -> None:
         """Read one request from *conn* and route it."""
@@ -142,6 +242,8 @@ class ControlServer:
 
     def close(self) -> None:
         """Drop every connection, close the listener and remove its socket file."""
+        for fd in list(self.pending):
+            self._drop_pending(fd)
         for conn in list(self.conns):
             self.drop(conn)
         self.reactor.unwatch(self.listener)
