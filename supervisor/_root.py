@@ -81,7 +81,14 @@ class StartedRoot:
 
     def collect(self, timeout: float | None) -> bool:
         """Reap the root if it exits within *timeout*; read its exit reason. True once reaped."""
-        self.process.join(timeout)
+        left = timeout
+        while True:
+            # A wait's timeout is bounded by the OS (~24.8 days): longer ones wait in steps.
+            step = None if left is None else min(left, 86400.0)
+            self.process.join(step)
+            if self.process.exitcode is not None or left is None or left <= 86400.0:
+                break
+            left -= 86400.0
         if self.process.exitcode is None:
             return False
         while self.exit_reason is None:

@@ -222,8 +222,7 @@ class SupervisorHandle:
             try:
                 _wire.send(conn, Stop())
                 asked = True
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if remaining is None or conn.poll(remaining):
+                if deadline is None or _poll_until(conn, deadline):
                     _wire.recv(conn)
             except (EOFError, OSError):
                 pass
@@ -299,7 +298,7 @@ class SupervisorHandle:
         conn = self._connection(call, timeout, deadline)
         try:
             _wire.send(conn, request)
-            if deadline is not None and not conn.poll(max(0.0, deadline - time.monotonic())):
+            if deadline is not None and not _poll_until(conn, deadline):
                 raise CallTimeout(
                     f"{call}: supervisor {self._path} did not reply within {timeout} s; "
                     "the request may still complete"
@@ -338,6 +337,19 @@ def deadline_from(name: str, timeout: object) -> float | None:
 def remaining(deadline: float | None) -> float | None:
     """Seconds left until *deadline* (monotonic), never negative; None for no deadline."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _poll_until(conn: Any, deadline: float) -> bool:
+    """Wait until *conn* is readable (True) or *deadline* passes (False), in waits the OS accepts."""
+    while True:
+        left = deadline - time.monotonic()
+        if conn.poll(min(max(0.0, left), _MAX_POLL)):
+            return True
+        if left <= _MAX_POLL:
+            return False
+
+
+_MAX_POLL = 86400.0  # poll(2) takes at most ~24.8 days; longer timeouts wait in steps
 
 
 def _bounded(seconds: float, deadline: float | None) -> float:

@@ -23,7 +23,12 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
-__all__ = ["Reactor", "Signals"]
+__all__ = ["MAX_WAIT", "Reactor", "Signals"]
+
+MAX_WAIT = 86400.0
+"""The longest single wait, in seconds. epoll_wait takes at most ~24.8 days (2**31 - 1 ms); a later
+deadline (a shutdown or start timeout of months) is reached by waking once a day: a job resumes only
+when its fds fired or its own deadline passed, so an early wake-up changes nothing."""
 
 
 class Signals:
@@ -85,7 +90,7 @@ class Reactor:
         both empty when a deadline passed first.
         """
         nearest = min(deadlines, default=None)
-        timeout = -1.0 if nearest is None else max(0.0, nearest - time.monotonic())
+        timeout = -1.0 if nearest is None else min(MAX_WAIT, max(0.0, nearest - time.monotonic()))
         events = self.poller.poll(timeout)
         ready = {self.watched[fd] for fd, _ in events if fd in self.watched}
         return ready, [fd for fd, _ in events]
