@@ -3,8 +3,9 @@ Child specs and supervisor flags: frozen values, validated when built.
 
 A bad field raises ``TypeError`` (wrong type) or ``ValueError`` (right type, bad value) naming the
 field, what it must be, and what it got. Differences from OTP: durations are float seconds (OTP: ms),
-ids are non-empty strings, and a child may declare a start mode and a start timeout (OTP has neither:
-its children are ready when ``init/1`` returns, and the supervisor waits for ever).
+ids are non-empty strings without ``/`` (it joins ids into tree paths), and a child may declare a
+start mode and a start timeout (OTP has neither: its children are ready when ``init/1`` returns, and
+the supervisor waits for ever).
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def _validate_id(_: Any, attribute: attrs.Attribute[Any], value: object) -> None
         raise _fail_type(attribute.name, "a str", value)
     if not value:
         raise ValueError(f"'{attribute.name}' must be a non-empty str (got {value!r})")
+    if "/" in value:
+        # '/' joins ids into a tree path, which names each supervisor's socket: 'a/b' would be the
+        # same place as the child 'b' of a nested supervisor 'a'.
+        raise ValueError(
+            f"'{attribute.name}' must not contain '/', which joins ids in tree paths (got {value!r})"
+        )
 
 
 def _validate_start(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -26,7 +26,7 @@ from . import children
 
 # ---------------------------------------------------------------------------- valid field values
 
-child_ids = st.text(min_size=1, max_size=12)
+child_ids = st.text(min_size=1, max_size=12).filter(lambda text: "/" not in text)
 start_functions = st.sampled_from(
     [children.sleep_forever, children.return_at_once, children.exit_with, children.crash]
 )
@@ -124,6 +124,7 @@ INVALID_FIELDS: dict[str, list[tuple[type[Exception], st.SearchStrategy[Any]]]] 
             st.one_of(st.integers(), st.none(), st.binary(max_size=4), st.lists(st.text(), max_size=2)),
         ),
         (ValueError, st.just("")),
+        (ValueError, st.text(max_size=4).map(lambda text: text + "/" + text)),
     ],
     "start": [(TypeError, st.one_of(st.integers(), st.none(), st.text(max_size=4), st.lists(st.integers())))],
     "args": [

@@ -218,6 +218,15 @@ class TestSupervisorSpec:
         assert SupervisorSpec(children=[], max_restarts=0).max_restarts == 0
 
 
+class TestChildIds:
+    def test_an_id_with_a_slash_is_rejected_by_name(self) -> None:
+        """'a/b' would share a tree path (a socket) with child 'b' of a nested 'a': rejected, naming 'id'."""
+        with pytest.raises(ValueError, match="'id' must not contain '/'"):
+            spec(id="a/b")
+        with pytest.raises(ValueError, match="'id' must not contain '/'"):
+            ChildSpec.supervisor("x/", [])
+
+
 class TestNestedSupervisorSpec:
     def test_builds_a_supervisor_child_with_its_nested_spec(self) -> None:
         """ChildSpec.supervisor gives a SUPERVISOR child, ready on notify, carrying its SupervisorSpec."""
