@@ -2,10 +2,12 @@
 What runs first in every child process, right after the supervisor forks it.
 
 In order: arm the parent-death signal (checked against the supervisor's pid captured before the
-fork), lead a process group of its own, close the supervisor's descriptors it inherited, turn SIGTERM
-into :class:`~supervisor.ShutdownExit` and ignore SIGINT, then run the start function and report how
-it ended on the report pipe before exiting. The report is the exit reason the supervisor uses; the
-exit status is only the fallback for a child that could not report (SIGKILL, a crash in C).
+fork), turn SIGTERM into :class:`~supervisor.ShutdownExit` (raised once: later SIGTERMs, which the
+supervisor re-sends while it waits, are ignored) and ignore SIGINT, report ready (an ``IMMEDIATE``
+child), lead a process group of its own, close the supervisor's descriptors it inherited, then run
+the start function and report how it ended on the report pipe before exiting. The report is the exit
+reason the supervisor uses; the exit status is only the fallback for a child that could not report
+(SIGKILL, a crash in C). Only the child itself reports: a process it forks forgets the report pipe.
 
 A start function that is an :class:`~supervisor._entrypoint.EntryPoint` (the package's own processes)
 is called with the child's place in the tree first. This module runs in the child only; it never
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -29,14 +32,16 @@ from . import _wire
 from ._addresses import TreeContext
 from ._entrypoint import EntryPoint
 from ._linux import arm_parent_death_signal
-from .reasons import ExitReason, ShutdownExit
+from .reasons import ExitKind, ExitReason, ShutdownExit
 from .specs import ChildSpec, StartMode
 
 __all__ = ["ChildLaunch", "child_main", "ignore_start", "notify_ready"]
 
 _report: Any = None
 _ready_sent = False
+_child_pid = 0  # this child's pid, set in child_main: a process it forks is not it
 _forking_pid = 0
+_forking_from_main_thread = False
 _fork_hook_registered = False
 
 _READY = _wire.dumps(("ready", None))  # encoded once, in the supervisor, before any fork
@@ -89,19 +94,33 @@ def ignore_start() -> None:
 
 
 def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+    # Once only: the supervisor re-sends SIGTERM while it waits (one that lands just before a
+    # blocking call is handled only when the call returns), and a repeat must not cut short the
+    # cleanup the first one began.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise ShutdownExit()
 
 
-def _remember_forking_pid() -> None:
-    global _forking_pid
+def _before_fork() -> None:
+    # Runs in the forking process, on the forking thread: in the new process, threading's own
+    # after-fork hook makes whichever thread forked the main thread, so the question is asked here.
+    global _forking_pid, _forking_from_main_thread
     _forking_pid = os.getpid()
+    _forking_from_main_thread = threading.current_thread() is threading.main_thread()
 
 
-def _arm_in_grandchild() -> None:
-    # A child forked from a worker's main thread dies with the worker, so user code that forks
+def _after_fork_in_grandchild() -> None:
+    global _report, _ready_sent
+    # Only the child itself may report: a process it forks (which may return or raise out of the
+    # start function, or call notify_ready) must not speak for it on the inherited report pipe.
+    report, _report, _ready_sent = _report, None, True
+    if report is not None:
+        with contextlib.suppress(OSError):
+            report.close()
+    # A process forked from a worker's main thread dies with the worker, so user code that forks
     # cannot leave orphans behind. Forks from other threads are left alone: PR_SET_PDEATHSIG would
     # fire when that thread ends, not when the worker does.
-    if _forking_pid and threading.current_thread() is threading.main_thread():
+    if _forking_pid and _forking_from_main_thread:
         arm_parent_death_signal(_forking_pid)
 
 
@@ -111,7 +130,7 @@ def _register_fork_hook() -> None:
     global _fork_hook_registered
     if not _fork_hook_registered:
         _fork_hook_registered = True
-        os.register_at_fork(before=_remember_forking_pid, after_in_child=_arm_in_grandchild)
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_grandchild)
 
 
 def _exit_status(reason: ExitReason) -> int:
@@ -124,7 +143,7 @@ def _exit_status(reason: ExitReason) -> int:
 
 def child_main(launch: ChildLaunch) -> None:
     """The target of every child process: set up, run the start function, report, exit."""
-    global _report, _ready_sent
+    global _report, _ready_sent, _child_pid
     # Everything inherited from the supervisor leaves the collector's view: a collection here would
     # otherwise touch every inherited object and copy the supervisor's whole heap page by page.
     gc.freeze()
@@ -132,15 +151,16 @@ def child_main(launch: ChildLaunch) -> None:
     # inherited here, would write into its wake-up pipe. They stay blocked until ours are set.
     signal.set_wakeup_fd(-1)
     spec = launch.spec
-    _report, _ready_sent = launch.report, False
-    if spec.start_mode is StartMode.IMMEDIATE:
-        # Ready first: a child is ready once it runs, and every page the set-up below touches is a
-        # copy-on-write fault (tens of microseconds each in a VM) that would delay the supervisor.
-        notify_ready()
+    _report, _ready_sent, _child_pid = launch.report, False, os.getpid()
     arm_parent_death_signal(launch.supervisor_pid)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_shutdown)
+    if spec.start_mode is StartMode.IMMEDIATE:
+        # Ready once SIGTERM is handled (the supervisor may stop it as soon as it reads this), and
+        # before the rest of the set-up: every page it touches is a copy-on-write fault (tens of
+        # microseconds each in a VM) that would delay the supervisor.
+        notify_ready()
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     keep = launch.report.fileno()
@@ -165,16 +185,37 @@ def child_main(launch: ChildLaunch) -> None:
     except BaseException as exc:
         reason = ExitReason.from_exception(exc)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        _wire.send(launch.report, ("exit", reason))
-    except (OSError, ValueError):
-        pass
+    if os.getpid() == _child_pid:
+        # Not in a process the start function forked and that returned or raised out of it.
+        try:
+            launch.report.send_bytes(_encode_exit(reason))
+        except (OSError, ValueError):
+            pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError, AttributeError):
             pass
     os._exit(_exit_status(reason))
+
+
+def _encode_exit(reason: ExitReason) -> bytes:
+    """The ``exit`` report of *reason*; a term that does not survive a pickle round trip becomes its repr."""
+    try:
+        data = _wire.dumps(("exit", reason))
+        pickle.loads(data)
+        return data
+    except Exception:
+        if reason.kind is not ExitKind.SHUTDOWN:
+            raise
+    return _wire.dumps(("exit", ExitReason.shutdown(_safe_repr(reason.term))))
+
+
+def _safe_repr(term: Any) -> str:
+    try:
+        return repr(term)
+    except Exception:
+        return f"<unprintable {type(term).__qualname__}>"
 
 
 def _reason_for_system_exit(exc: SystemExit) -> ExitReason:

@@ -84,7 +84,8 @@ class ExitReason:
         signal: the signal number, for KILLED and SIGNALED.
         code: the exit status, for EXIT_CODE.
         type_name: the exception's qualified class name, for EXCEPTION.
-        message: ``str()`` of the exception, for EXCEPTION.
+        message: ``str()`` of the exception, for EXCEPTION; why the supervisor killed it, for KILLED
+            (a start timeout), if it did.
         traceback_text: the formatted traceback from the child, chain included, for EXCEPTION.
         exc_pickle: the exception pickled with its traceback (tblib), for EXCEPTION; None if it
             could not be pickled.
@@ -108,8 +109,14 @@ class ExitReason:
         return cls(ExitKind.SHUTDOWN, term=term)
 
     @classmethod
-    def killed(cls) -> ExitReason:
-        return cls(ExitKind.KILLED, signal=int(signal.SIGKILL))
+    def killed(cls, message: str | None = None) -> ExitReason:
+        """Death by SIGKILL; *message* says why, when the supervisor itself sent it (a start timeout)."""
+        return cls(ExitKind.KILLED, signal=int(signal.SIGKILL), message=message)
+
+    @classmethod
+    def start_timeout(cls, seconds: float) -> ExitReason:
+        """A ``StartMode.NOTIFY`` child not ready within its *seconds* of start timeout, then SIGKILLed."""
+        return cls.killed(f"start timeout ({float(seconds)} s) passed")
 
     @classmethod
     def from_exitcode(cls, exitcode: int) -> ExitReason:
@@ -183,7 +190,7 @@ class ExitReason:
         if self.kind is ExitKind.SHUTDOWN:
             return "shutdown" if self.term is None else f"shutdown({self.term!r})"
         if self.kind is ExitKind.KILLED:
-            return "killed (SIGKILL)"
+            return "killed (SIGKILL)" if self.message is None else f"{self.message}: killed (SIGKILL)"
         if self.kind is ExitKind.SIGNALED:
             return f"signal {_signal_name(self.signal)}"
         if self.kind is ExitKind.EXIT_CODE:

@@ -8,11 +8,14 @@ sink with a generous timeout; they never sleep.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pickle
 import resource
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +45,21 @@ class EventSink:
         event: tuple[str, Any, int] = pickle.loads(data)
         self.seen.append(event)
         return event
+
+    def pending(self) -> list[tuple[str, Any, int]]:
+        """The events already queued, without waiting (those of processes known to have exited)."""
+        found: list[tuple[str, Any, int]] = []
+        self.sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    data = self.sock.recv(65536)
+                except BlockingIOError:
+                    return found
+                found.append(pickle.loads(data))
+                self.seen.append(found[-1])
+        finally:
+            self.sock.setblocking(True)
 
     def expect(self, kind: str, key: Any = None, timeout: float = HANG_TIMEOUT) -> int:
         """Skip events until one of *kind* (and *key*, if given) arrives; return its pid."""
@@ -115,6 +133,16 @@ def exit_shutdown(term: Any = None) -> None:
     raise ShutdownExit(term)
 
 
+class Unpicklable:
+    """A term no pickler can encode, with a repr that is always the same."""
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Unpicklable does not pickle")
+
+    def __repr__(self) -> str:
+        return "Unpicklable()"
+
+
 def crash(message: str = "boom") -> None:
     try:
         raise KeyError("inner cause")
@@ -184,6 +212,7 @@ EXITS: dict[str, Callable[[], None]] = {
     "sigsegv": lambda: _exit_by_signal(signal.SIGSEGV),
     "sigterm": lambda: _exit_by_signal(signal.SIGTERM),
     "shutdown_exit": lambda: exit_shutdown("bye"),
+    "shutdown_exit_unpicklable": lambda: exit_shutdown(Unpicklable()),
 }
 """The ways a child can end, by name (the crash table of the restart-type tests)."""
 
@@ -260,4 +289,122 @@ def ready_on_sigusr1(path: str, key: Any) -> None:
     signal.sigwait({signal.SIGUSR1})
     notify_ready()
     emit(path, "ready", key)
+    sleep_forever()
+
+
+def cleanup_in_finally(path: str, key: Any, cleanup_seconds: float) -> None:
+    """
+    Report ``started`` and run; when stopped, report ``stopping``, clean up a while in ``finally``
+    (leaving SIGTERM as the package set it), then report ``cleaned``.
+    """
+    emit(path, "started", key)
+    try:
+        notify_ready()
+        sleep_forever()
+    finally:
+        emit(path, "stopping", key)
+        time.sleep(cleanup_seconds)  # the child's own slow cleanup, the behaviour under test
+        emit(path, "cleaned", key)
+
+
+def hold_cleanup_until_sigusr1(path: str, key: Any) -> None:
+    """Report ``started`` and run; when stopped, report ``stopping`` and finish only on SIGUSR1 (bounded)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    emit(path, "started", key)
+    try:
+        notify_ready()
+        sleep_forever()
+    finally:
+        emit(path, "stopping", key)
+        signal.sigtimedwait({signal.SIGUSR1}, HANG_TIMEOUT)
+
+
+def sleep_in_try_finally(path: str, key: Any) -> None:
+    """Report ``entered`` and sleep inside ``try``; report ``cleaned`` from its ``finally``."""
+    try:
+        emit(path, "entered", key)
+        time.sleep(HANG_TIMEOUT * 4)
+    finally:
+        emit(path, "cleaned", key)
+
+
+def miss_first_sigterm(path: str, key: Any) -> None:
+    """
+    Lose the first SIGTERM, as one that lands just before a blocking call is lost until the call
+    returns; then sleep inside ``try`` and report ``cleaned`` from its ``finally``.
+
+    The first SIGTERM is taken with ``sigtimedwait`` while blocked, so no handler runs for it; only a
+    SIGTERM sent after it can end the sleep.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    emit(path, "started", key)
+    signal.sigtimedwait({signal.SIGTERM}, HANG_TIMEOUT)
+    emit(path, "missed", key)
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        time.sleep(HANG_TIMEOUT * 4)
+    finally:
+        emit(path, "cleaned", key)
+
+
+def grandchild_leaves_start(path: str, key: Any, how: str) -> None:
+    """
+    Fork a grandchild that returns (*how* ``"return"``) or raises (``"raise"``) out of this start
+    function; once it has exited, report ``started`` and run.
+    """
+    pid = os.fork()
+    if pid == 0:
+        if how == "raise":
+            raise ValueError("raised by the grandchild")
+        return
+    os.waitpid(pid, 0)
+    emit(path, "started", key)
+    sleep_forever()
+
+
+_PR_GET_PDEATHSIG = 2
+
+
+def _parent_death_signal() -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    value = ctypes.c_int(-1)
+    if libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(value), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_GET_PDEATHSIG)")
+    return value.value
+
+
+def report_grandchildren_death_signals(path: str, key: Any) -> None:
+    """
+    Fork a grandchild from another thread, then one from the main thread; each reports
+    ``pdeathsig`` with ``(where, its parent-death signal)`` and exits. Then run.
+    """
+
+    def fork_and_report(where: str) -> None:
+        pid = os.fork()
+        if pid == 0:
+            emit(path, "pdeathsig", (where, _parent_death_signal()))
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+    thread = threading.Thread(target=fork_and_report, args=("thread",))
+    thread.start()
+    thread.join()
+    fork_and_report("main")
+    sleep_forever()
+
+
+class Tracked:
+    """An argument that reports ``freed`` (with the pid of the process that dropped it) when freed."""
+
+    def __init__(self, path: str, key: Any) -> None:
+        self.path = path
+        self.key = key
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            emit(self.path, "freed", self.key, block=False)
+
+
+def sleep_with(*args: Any, **kwargs: Any) -> None:
+    """Take any arguments and run until stopped."""
     sleep_forever()

@@ -54,7 +54,12 @@ class LoopHooks:
         """*child*'s process was reaped; *restarting* if an automatic restart follows."""
 
     def child_removed(self, child: ChildEvent) -> None:
-        """*child*'s spec was forgotten."""
+        """
+        *child*'s spec was forgotten.
+
+        Also said of every child the supervisor still has when it stops: at once for one without a
+        process (a restart it was waiting for is cancelled), after ``child_down`` for a running one.
+        """
 
     def attach(self, fds: FdWatch) -> None:
         """Called once, when the loop starts: *fds* is how the hooks watch fds of their own."""

@@ -3,15 +3,17 @@ One child's start and shutdown, as jobs: fork it and wait until it is ready, sto
 
 The start job forks the child and waits on its pidfd and report pipe until it reports ready, declines
 (OTP's ``ignore``), dies, or passes its start timeout (then it is SIGKILLed and the start fails). The
-shutdown job sends SIGTERM (or SIGKILL for ``brutal_kill``), waits up to the shutdown time, then
-SIGKILLs, and reaps; an exit reason other than the one the shutdown asked for is a ``shutdown_error``
-report. Both tell the hooks. Which child to start or stop, and what follows, is the supervisor's
-decision (``supervisor.py``), not this module's.
+shutdown job sends SIGTERM (or SIGKILL for ``brutal_kill``), waits up to the shutdown time, sending
+SIGTERM again at growing intervals meanwhile, then SIGKILLs, and reaps; an exit reason other than the
+one the shutdown asked for is a ``shutdown_error`` report. A child already being stopped keeps its
+first deadline and is not signalled anew. Both tell the hooks. Which child to start or stop, and what
+follows, is the supervisor's decision (``supervisor.py``), not this module's.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable, Generator
@@ -31,6 +33,13 @@ __all__ = ["IGNORED", "STARTED", "Lifecycle"]
 
 STARTED = "started"
 IGNORED = "ignored"
+
+RESEND_FIRST = 0.05
+"""Seconds from a shutdown's SIGTERM to its first repeat; each later interval is twice the one before.
+
+CPython runs a signal handler only between bytecodes: a SIGTERM that lands just before a blocking call
+(``time.sleep``, a read) waits for the call to return. A repeat interrupts the call; a child that is
+already stopping ignores it (see ``_child``)."""
 
 
 class Lifecycle:
@@ -94,36 +103,51 @@ class Lifecycle:
                 self.hooks.child_down(child.event(), reason, automatic)
                 if proc.declined:
                     return IGNORED
-                if timed_out:
-                    return ExitReason(ExitKind.KILLED, signal=signal.SIGKILL, message="start timeout")
+                if timed_out and child.spec.start_timeout is not None:
+                    return ExitReason.start_timeout(child.spec.start_timeout)
                 return reason
             if not fired and deadline is not None and time.monotonic() >= deadline:
                 timed_out, deadline = True, None
                 processes.kill(proc.pid, signal.SIGKILL)
 
     def shutdown(self, child: ChildRecord) -> Generator[Wait, list[Any], ExitReason]:
-        """Stop *child* by its shutdown spec and reap it; log a ``shutdown_error`` for an odd reason."""
+        """
+        Stop *child* by its shutdown spec and reap it; log a ``shutdown_error`` for an odd reason.
+
+        SIGTERM is sent again at growing intervals (see ``RESEND_FIRST``) until the child exits or its
+        deadline passes. A child already being stopped (a stop preempted the ``terminate_child`` that
+        began it) is not signalled anew and keeps its first deadline.
+        """
         proc = child.proc
         assert proc is not None
         child.busy = True
-        self.hooks.child_stopping(child.event())
         shutdown = child.spec.shutdown
-        deadline = None
-        if shutdown is Shutdown.BRUTAL_KILL:
-            processes.kill(proc.pid, signal.SIGKILL)
-        else:
-            processes.kill(proc.pid, signal.SIGTERM)
-            if not isinstance(shutdown, Shutdown):
-                deadline = time.monotonic() + shutdown
+        now = time.monotonic()
+        if child.shutdown_deadline is None:
+            self.hooks.child_stopping(child.event())
+            if shutdown is Shutdown.BRUTAL_KILL:
+                child.shutdown_deadline = now
+            else:
+                processes.kill(proc.pid, signal.SIGTERM)
+                child.shutdown_deadline = math.inf if isinstance(shutdown, Shutdown) else now + shutdown
+        killed = False
+        interval = RESEND_FIRST
+        resend_at = now + interval
         while True:
-            fired = yield Wait(proc.fds(), deadline)
+            now = time.monotonic()
+            if not killed and now >= child.shutdown_deadline:
+                killed = True
+                processes.kill(proc.pid, signal.SIGKILL)
+            if not killed and now >= resend_at:
+                processes.kill(proc.pid, signal.SIGTERM)
+                interval *= 2
+                resend_at = now + interval
+            wake = None if killed else min(child.shutdown_deadline, resend_at)
+            fired = yield Wait(proc.fds(), wake)
             if proc.report is not None and proc.report in fired:
                 self.drain(child)
             if proc.pidfd in fired:
                 break
-            if deadline is not None and time.monotonic() >= deadline:
-                deadline = None
-                processes.kill(proc.pid, signal.SIGKILL)
         reason = self.reap(child)
         self.hooks.child_down(child.event(), reason, False)
         expected = (
@@ -149,11 +173,19 @@ class Lifecycle:
         reason = proc.reap(self.reactor.unwatch)
         child.proc = None
         child.busy = False
+        child.shutdown_deadline = None
         self.reaped_any = True
         return reason
 
     def kill_and_reap(self, child: ChildRecord) -> None:
-        """SIGKILL *child* and reap it at once (only when a supervisor must exit without a stop)."""
+        """
+        SIGKILL *child* and reap it at once, and tell the hooks it is down and forgotten.
+
+        Only for a supervisor that must exit without a stop (an internal error in its stop). Does
+        nothing to a child without a process.
+        """
         if child.proc is not None:
             processes.kill(child.proc.pid, signal.SIGKILL)
-            self.reap(child)
+            reason = self.reap(child)
+            self.hooks.child_down(child.event(), reason, False)
+            self.hooks.child_removed(child.event())

@@ -31,7 +31,11 @@ class ChildRecord:
     reaped by the loop whose exit the restart logic has not handled yet; clearing it (terminate,
     restart) cancels that handling. ``restarting`` is set between a failed automatic restart and its
     retry. ``busy`` is set while a job waits on the process itself, so the loop leaves its pidfd and
-    report pipe to the job.
+    report pipe to the job. ``shutdown_deadline`` is set from the start of a shutdown until the reap:
+    the monotonic time of its SIGKILL (already passed for ``brutal_kill``), or ``math.inf`` for
+    ``Shutdown.INFINITY``; a later shutdown of the same process (a stop after a ``terminate_child``)
+    keeps it. ``nested`` says whether the child is a nested supervisor (``ChildSpec.nested``), kept
+    here because a started temporary child's spec loses its arguments (:meth:`forget_start_arguments`).
     """
 
     spec: ChildSpec
@@ -39,6 +43,11 @@ class ChildRecord:
     exit_pending: ExitReason | None = None
     restarting: bool = False
     busy: bool = False
+    shutdown_deadline: float | None = None
+    nested: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.nested = self.spec.nested is not None
 
     @property
     def id(self) -> str:
@@ -47,6 +56,11 @@ class ChildRecord:
     @property
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
+
+    def forget_start_arguments(self) -> None:
+        """Drop the args and kwargs of a started temporary child, which never starts again (as OTP does)."""
+        if self.spec.args or self.spec.kwargs:
+            self.spec = attrs.evolve(self.spec, args=(), kwargs={})
 
     def info(self) -> ChildInfo:
         # A retry in progress has a process, but the child is not up until the retry succeeds.

@@ -74,24 +74,36 @@ class Supervision:
         """
         Stop every child by its shutdown spec: in reverse start order, one at a time, for a static
         supervisor; all at once for a concurrent one, as a DynamicSupervisor does.
+
+        The supervisor is exiting, so the hooks are told each child is forgotten (``child_removed``):
+        a child without a process at once (its pending restart, or the retry of a failed one, is
+        cancelled), a running one once it has been stopped and reaped (``child_down`` first).
         """
         for child in self.state.children:
             child.restarting = False
             child.exit_pending = None
+        for child in self.state.children:
+            if child.proc is None:
+                self.hooks.child_removed(child.event())
         running = [c for c in reversed(self.state.children) if c.proc is not None]
         if not self.scheduler.concurrent:
             for child in running:
                 if child.proc is not None:
                     yield from self.lifecycle.shutdown(child)
+                self.hooks.child_removed(child.event())
             return
-        yield from all_of([self.lifecycle.shutdown(child) for child in running])
+        yield from all_of([self._shutdown_and_forget(child) for child in running])
+
+    def _shutdown_and_forget(self, child: ChildRecord) -> Job:
+        yield from self.lifecycle.shutdown(child)
+        self.hooks.child_removed(child.event())
 
     def child_address(self, child_id: str) -> str:
         """The control address of the running nested supervisor *child_id*."""
         child = self.state.find(child_id)
         if child is None:
             raise self.state.not_found("child_supervisor", child_id)
-        if child.spec.nested is None:
+        if not child.nested:
             message = f"child_supervisor: child {child_id!r} is not a nested supervisor"
             raise ChildNotFoundError(message, child_id)
         if child.proc is None:
@@ -113,8 +125,8 @@ class Supervision:
                 yield from self.terminate_all()
                 self.start_error = self._start_error("start", child, outcome)
                 return False
-            if outcome == IGNORED and spec.restart is Restart.TEMPORARY:
-                self._remove(child)
+            if spec.restart is Restart.TEMPORARY:
+                self._started_temporary(child, outcome)
         return True
 
     def _exit_job(self, child: ChildRecord) -> Job:
@@ -175,6 +187,13 @@ class Supervision:
 
     # ------------------------------------------------------------------ the admin API
 
+    def _started_temporary(self, child: ChildRecord, outcome: str) -> None:
+        """A temporary child that declined is forgotten; one that started keeps no start arguments."""
+        if outcome == IGNORED:
+            self._remove(child)
+        else:
+            child.forget_start_arguments()
+
     def _remove(self, child: ChildRecord) -> None:
         """Forget *child*'s spec and tell the hooks."""
         self.state.remove(child)
@@ -188,8 +207,8 @@ class Supervision:
         if isinstance(outcome, ExitReason):
             self._remove(child)
             raise self._start_error("start_child", child, outcome)
-        if outcome == IGNORED and spec.restart is Restart.TEMPORARY:
-            self._remove(child)
+        if spec.restart is Restart.TEMPORARY:
+            self._started_temporary(child, outcome)
         return child.pid
 
     def terminate_child(self, child_id: str) -> Job:

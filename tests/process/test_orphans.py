@@ -22,7 +22,14 @@ import pytest
 
 from supervisor import ChildSpec, Restart, Supervisor, SupervisorHandle
 from supervisor.testing import ProcessEntry, descendants, process_table, wait_gone
-from tests.children import HANG_TIMEOUT, EventSink, emit, fork_grandchild_then_sleep, report_then_sleep
+from tests.children import (
+    HANG_TIMEOUT,
+    EventSink,
+    emit,
+    fork_grandchild_then_sleep,
+    report_grandchildren_death_signals,
+    report_then_sleep,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -258,6 +265,16 @@ class TestGrandchildren:
         assert new_pid != worker_pid
         assert new_grandchild != grandchild
         assert wait_gone([worker_pid, grandchild], HANG_TIMEOUT) == []
+
+    def test_only_grandchildren_forked_from_the_main_thread_get_the_parent_death_signal(
+        self, start_tree: Any, events: EventSink
+    ) -> None:
+        """A worker's fork from its main thread arms PR_SET_PDEATHSIG; a fork from another thread does not."""
+        start_tree([ChildSpec("w", report_grandchildren_death_signals, args=(events.path, "w"))])
+
+        found = dict(events.next()[1] for _ in range(2))
+
+        assert found == {"thread": 0, "main": int(signal.SIGKILL)}
 
 
 def worker_and_grandchild(events: EventSink) -> tuple[int, int]:

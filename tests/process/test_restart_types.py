@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from supervisor import ChildNotFoundError, ChildSpec, Restart
 from supervisor.testing import wait_gone
-from tests.children import HANG_TIMEOUT, EventSink, exit_once
+from tests.children import HANG_TIMEOUT, EventSink, Tracked, exit_once, grandchild_leaves_start, sleep_with
 
 from .conftest import LogFile
 from .helpers import pids, settle, worker
@@ -23,6 +25,8 @@ CRASHES = [
     ("sigsegv", "signal SIGSEGV", True),
     ("sigterm", "shutdown", False),
     ("shutdown_exit", "shutdown('bye')", False),
+    # A term that does not pickle travels as its repr; the reason is still shutdown.
+    ("shutdown_exit_unpicklable", "shutdown('Unpicklable()')", False),
 ]
 
 
@@ -91,6 +95,28 @@ class TestTemporary:
         assert pid == events.expect("started", "x")
         assert pids(handle) == {"x": pid}
 
+    def test_temporary_childs_start_arguments_are_forgotten_once_it_started(
+        self, start_tree, events: EventSink
+    ) -> None:
+        """The supervisor drops a running temporary child's args and kwargs (OTP never stores them)."""
+        handle = start_tree([])
+        spec = ChildSpec(
+            "t",
+            sleep_with,
+            args=(Tracked(events.path, "args"),),
+            kwargs={"extra": Tracked(events.path, "kwargs")},
+            restart=Restart.TEMPORARY,
+        )
+
+        handle.start_child(spec)
+
+        freed = set()
+        while freed != {"args", "kwargs"}:
+            kind, key, pid = events.next()
+            if kind == "freed" and pid == handle.pid:
+                freed.add(key)
+        assert list(pids(handle)) == ["t"]
+
     def test_terminated_temporary_child_is_forgotten(self, start_tree, events: EventSink) -> None:
         """``terminate_child`` on a temporary child removes its spec."""
         handle = start_tree([worker(events, "a"), worker(events, "t", restart=Restart.TEMPORARY)])
@@ -117,3 +143,23 @@ class TestTransient:
 
         assert pid == events.expect("started", "x")
         assert pids(handle) == {"x": pid}
+
+
+@pytest.mark.parametrize("how", ["return", "raise"])
+def test_a_grandchild_leaving_the_start_function_cannot_report_its_parents_exit(
+    start_tree, events: EventSink, log_file: LogFile, how: str
+) -> None:
+    """A worker's forked grandchild that returns or raises out of the start function sends no report."""
+    spec = ChildSpec("w", grandchild_leaves_start, args=(events.path, "w", how), restart=Restart.TRANSIENT)
+    handle = start_tree([spec], logging_config=log_file.config)
+    first = events.expect("started", "w")
+
+    os.kill(first, signal.SIGKILL)
+    assert wait_gone([first], HANG_TIMEOUT) == []
+    settle(handle)
+
+    assert pids(handle)["w"] not in (None, first)
+    assert events.expect("started", "w") != first
+    text = log_file.read()
+    assert "child_terminated: child 'w' (transient, worker) reason=killed (SIGKILL)" in text
+    assert "ValueError" not in text

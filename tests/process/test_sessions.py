@@ -47,6 +47,7 @@ from tests.children import (
     HANG_TIMEOUT,
     EventSink,
     crash_before_ready,
+    hold_cleanup_until_sigusr1,
     notify_then_sleep,
     report_then_sleep,
     return_at_once,
@@ -548,6 +549,32 @@ class TestCleanup:
         assert second.pid is not None and second.pid != first.pid
         assert (ChildSummary("w", second_worker),) == second.children
         assert [session_id] == [info.session_id for info in sessions.list_sessions()]
+
+    def test_a_session_whose_restart_a_stopping_manager_cancels_leaves_the_registry_at_once(
+        self, events: EventSink
+    ) -> None:
+        """A SessionManager that gives up removes the entry of the session it will not restart."""
+        with Application(max_restarts=0) as app:
+            sessions = app.session_manager
+            holder = ChildSpec(
+                "holder",
+                hold_cleanup_until_sigusr1,
+                args=(events.path, "holder"),
+                start_mode=StartMode.NOTIFY,
+                shutdown=Shutdown.INFINITY,
+            )
+            sessions.create_session(children=[holder])
+            victim = sessions.create_session(children=[quiet_worker()], restart=Restart.PERMANENT)
+            events.expect("started", "holder")
+
+            os.kill(sessions.get_session_pid(victim), signal.SIGKILL)
+            # The manager gave up (intensity 0) and stops the holder, which waits for the test.
+            holder_pid = events.expect("stopping", "holder")
+            handled_deaths(sessions)  # a reply from the manager: its registry writes are applied
+            listed = session_ids(sessions)
+            os.kill(holder_pid, signal.SIGUSR1)
+
+            assert victim not in listed
 
 
 # ---------------------------------------------------------------------- concurrency

@@ -108,6 +108,18 @@ class TestStartFailure:
         assert ExitKind.KILLED is info.value.reason.kind
         assert info.value.__cause__ is None
 
+    def test_start_timeout_failure_says_it_was_the_start_timeout_with_its_seconds(self, start_tree) -> None:
+        """The StartError of a start timeout says so, with the seconds, and that the child was killed."""
+        handle = start_tree([])
+        spec = ChildSpec("slow", sleep_forever, start_mode=StartMode.NOTIFY, start_timeout=0.5)
+
+        with pytest.raises(StartError) as info:
+            handle.start_child(spec)
+
+        assert "start timeout (0.5 s) passed: killed (SIGKILL)" in str(info.value)
+        assert ExitKind.KILLED is info.value.reason.kind
+        assert "slow" not in pids(handle)
+
     def test_empty_tree_starts_and_takes_children_later(self, start_tree, events: EventSink) -> None:
         """A tree may start with no children; ``start_child`` adds them."""
         handle = start_tree([])

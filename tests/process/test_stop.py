@@ -12,6 +12,7 @@ from supervisor import (
     ChildSpec,
     ExitKind,
     HandleClosedError,
+    Restart,
     Shutdown,
     StartMode,
     Supervisor,
@@ -21,10 +22,13 @@ from supervisor.testing import wait_gone
 from tests.children import (
     HANG_TIMEOUT,
     EventSink,
+    cleanup_in_finally,
     close_fds_then_sleep,
     ignore_sigterm,
+    miss_first_sigterm,
     report_never_ready,
     return_at_once,
+    sleep_in_try_finally,
     slow_to_stop,
 )
 
@@ -135,6 +139,70 @@ class TestShutdownSpecs:
 
         assert wait_gone([pid], HANG_TIMEOUT) == []
         assert pids(handle)["cut"] is None
+
+
+class TestSigterm:
+    def test_a_stop_does_not_cut_short_the_cleanup_a_terminate_child_began(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """``stop`` during a child's ``terminate_child`` cleanup lets the cleanup finish (no new SIGTERM)."""
+        spec = ChildSpec(
+            "slow",
+            cleanup_in_finally,
+            args=(events.path, "slow", 2.0),
+            start_mode=StartMode.NOTIFY,
+            shutdown=HANG_TIMEOUT,
+        )
+        handle = start_tree([spec], logging_config=log_file.config)
+        events.expect("started", "slow")
+        outcome: list[BaseException] = []
+
+        def terminate() -> None:
+            try:
+                handle.terminate_child("slow")
+            except BaseException as error:
+                outcome.append(error)
+
+        caller = threading.Thread(target=terminate)
+        caller.start()
+        events.expect("stopping", "slow")
+        handle.stop(timeout=HANG_TIMEOUT)
+        caller.join(HANG_TIMEOUT)
+
+        assert events.next()[:2] == ("cleaned", "slow")
+        assert len(outcome) == 1 and isinstance(outcome[0], SupervisorGoneError)
+        assert "shutdown_error" not in log_file.read()
+
+    def test_a_lost_sigterm_is_sent_again_until_the_child_stops(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """A child whose first SIGTERM was never handled gets another, and its ``finally`` runs."""
+        spec = ChildSpec("deaf", miss_first_sigterm, args=(events.path, "deaf"), shutdown=10.0)
+        handle = start_tree([spec], logging_config=log_file.config)
+        events.expect("started", "deaf")
+
+        handle.terminate_child("deaf")
+
+        assert [events.next()[:2] for _ in range(2)] == [("missed", "deaf"), ("cleaned", "deaf")]
+        assert "shutdown_error" not in log_file.read()
+
+    def test_immediate_children_terminated_at_once_are_never_killed(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """Start then terminate at once, many times: each child stops on SIGTERM, its ``finally`` run."""
+        handle = start_tree([], logging_config=log_file.config)
+
+        for cycle in range(50):
+            spec = ChildSpec(
+                f"c{cycle}", sleep_in_try_finally, args=(events.path, cycle), restart=Restart.TEMPORARY
+            )
+            handle.start_child(spec)
+            handle.terminate_child(spec.id)
+            # The child has exited: what it reported is queued. A SIGTERM may come before its ``try``.
+            kinds = {kind for kind, _, _ in events.pending()}
+            assert kinds in (set(), {"cleaned"}, {"entered", "cleaned"})
+
+        assert "shutdown_error" not in log_file.read()
 
 
 class TestProgressLog:

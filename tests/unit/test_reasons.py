@@ -255,6 +255,7 @@ class TestDescribe:
             (ExitReason.shutdown(), "shutdown"),
             (ExitReason.shutdown("upgrade"), "shutdown('upgrade')"),
             (ExitReason.killed(), "killed (SIGKILL)"),
+            (ExitReason.start_timeout(2), "start timeout (2.0 s) passed: killed (SIGKILL)"),
             (ExitReason.from_exitcode(-11), "signal SIGSEGV"),
             (ExitReason(ExitKind.SIGNALED, signal=99), "signal 99"),
             (ExitReason.from_exitcode(3), "exit code 3"),
