@@ -8,12 +8,13 @@ says ``ready``, ``ignore`` and, last, ``exit`` with its reason. Reaping kills wh
 child's process group, joins it and reads its reason. The supervisor is a child subreaper, so orphans
 of its workers are reparented to it; :func:`reap_adopted` collects them and kills their groups.
 
-Which descriptors a child closes: the supervisor passes its own (listener, connections, epoll set,
-wake-up pipe, the starter's pidfd and result pipe in the root, the hooks' fds) to be closed first
-thing in the child, which keeps its report pipe's write end. Siblings' pidfds and report pipes are left open
-in the child: holding them changes nothing (death is read from pidfds, and report write ends are
-never inherited), and closing a few thousand of them at each fork would make starts slow in a
-supervisor with many children. This module decides nothing about restarts.
+Which descriptors a child keeps: its own only (standard streams, its report pipe's write end,
+``multiprocess``'s parent sentinel, the logging handlers' files; ``_child._own_fds``). Everything
+else it inherited, the supervisor's sockets, epoll set and signal pipe and every sibling's pidfd and
+report pipe, it closes first thing with one close_range(2) per gap, whatever their number: so no
+process holds another's pidfd or reads another's reports, and a child's descriptor count does not
+grow with its siblings'. The supervisor's own descriptors are all close-on-exec as well (Python's
+default). This module decides nothing about restarts.
 """
 
 from __future__ import annotations
@@ -119,9 +120,9 @@ class ChildProcess:
         return self.reported if self.reported is not None else ExitReason.from_exitcode(exitcode)
 
 
-def fork(spec: ChildSpec, context: TreeContext, supervisor_fds: tuple[int, ...]) -> ChildProcess:
+def fork(spec: ChildSpec, context: TreeContext) -> ChildProcess:
     """
-    Fork the child of *spec* at *context*; it closes *supervisor_fds* first thing.
+    Fork the child of *spec* at *context*; it closes every inherited descriptor but its own first thing.
 
     Raises:
         OSError: out of descriptors or processes; nothing is left behind.
@@ -132,7 +133,7 @@ def fork(spec: ChildSpec, context: TreeContext, supervisor_fds: tuple[int, ...])
     reader, writer = _fork.Pipe(duplex=False)
     process = None
     try:
-        launch = _child.ChildLaunch(spec, writer, os.getpid(), supervisor_fds, context)
+        launch = _child.ChildLaunch(spec, writer, os.getpid(), _child.logging_fds(), context)
         process = _fork.Process(target=_child.child_main, args=(launch,), name=f"supervisor:{spec.id}")
         signal.pthread_sigmask(signal.SIG_BLOCK, _child.SUPERVISED_SIGNALS)
         try:
