@@ -139,11 +139,11 @@ def _close_inherited_fds(launch: ChildLaunch) -> None:
     """
     Close every descriptor this child inherited but its own; one close_range(2) per gap.
 
-    It keeps standard input, output and error, its report pipe's write end, the read end of the pipe
-    by which ``multiprocess`` tells a child its parent died (``parent_process().sentinel``), and the
-    logging handlers' descriptors. Everything else is the supervisor's (sockets, epoll set, signal
-    pipe) or a sibling's (pidfds, report pipes): closed, so no child holds another's descriptors and
-    a child's count does not grow with its siblings'.
+    It keeps standard input, output and error, its report pipe's write end, the descriptor by which
+    ``multiprocess`` tells a child its parent died (``parent_process().sentinel``: a pidfd of the
+    supervisor), and the logging handlers' descriptors. Everything else is the supervisor's (sockets,
+    epoll set, signal pipe) or a sibling's (pidfds, report pipes): closed, so no child holds another's
+    descriptors and a child's count does not grow with its siblings'.
     """
     keep = {0, 1, 2, launch.report.fileno(), *launch.logging_fds}
     parent = multiprocess.parent_process()

@@ -31,6 +31,7 @@ from supervisor import (
     StartMode,
     SupervisorHandle,
 )
+from supervisor._addresses import SESSION_MANAGER_ID
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, crash_before_ready, report_then_sleep, sleep_forever
 from tests.descriptor_children import log_then_sleep, report_parent
@@ -167,16 +168,18 @@ class TestSessionIsolation:
                 sessions.create_session(children=[quiet_worker("a"), quiet_worker("b")]) for _ in range(3)
             ]
         }
+        # A SessionSupervisor's parent sentinel is a pidfd of the SessionManager: its own, not a session's.
+        sentinel = f"pidfd:{application_pids(app)[SESSION_MANAGER_ID]}"
         held = {
-            session_id: set().union(*(identities(pid) for pid in pids))
+            session_id: set().union(*(identities(pid) for pid in pids)) - {sentinel}
             for session_id, pids in members.items()
         }
 
         for session_id, own in held.items():
             others = set().union(*(h for other, h in held.items() if other != session_id))
             assert set() == own & others
-            own_pids = {f"pidfd:{pid}" for pid in members[session_id]}
-            assert set() == {i for i in own if i.startswith("pidfd:")} - own_pids
+            own_pidfds = {f"pidfd:{pid}" for pid in members[session_id]}
+            assert set() == {i for i in own if i.startswith("pidfd:")} - own_pidfds
 
     def test_a_worker_holds_only_its_own_descriptors(self, start_tree: Any) -> None:
         """A worker forked beside siblings holds stdio, its report pipe and multiprocess's parent pipe."""
