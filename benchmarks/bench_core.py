@@ -3,7 +3,7 @@ Core costs of a supervision tree, each against a bare ``multiprocess`` baseline 
 
 Run from the repository root::
 
-    python benchmarks/bench_core.py [--repeat N]
+    python benchmarks/bench_core.py [--repeat N] [--rows ROW ...]
 
 Rows:
 
@@ -20,6 +20,11 @@ restart
     its pid and ``time.monotonic()`` on a datagram socket when it runs). Baseline: this process waits
     on the killed child's sentinel (``multiprocess.connection.wait``), joins it and starts a new fork
     ``Process`` running the same child. Target: ratio <= 1.5.
+restart_silent_1, restart_silent_5
+    The restart row's subject with 1 (or 5) silent client connections open: connected to the
+    supervisor's socket, sending nothing (their handshakes pending; opened before each kill and
+    accepted by the loop before it, closed after). Baseline: the same restart with none, alternating
+    with it. Target: no change, ratio <= 1.1.
 
 Subject and baseline repetitions alternate, so drift in the machine's load hits both alike. The
 table gives medians and 90th percentiles; the ratio is median over median.
@@ -52,9 +57,21 @@ from supervisor import ChildSpec, Supervisor, SupervisorHandle  # noqa: E402
 _spawn = multiprocess.get_context("spawn")
 _fork = multiprocess.get_context("fork")
 
-DEFAULT_REPEATS = {"start": 15, "start_child": 60, "restart": 60}
+DEFAULT_REPEATS = {
+    "start": 15,
+    "start_child": 60,
+    "restart": 60,
+    "restart_silent_1": 60,
+    "restart_silent_5": 60,
+}
 WARMUP = 2
-TARGETS: dict[str, float | None] = {"start": None, "start_child": 1.2, "restart": 1.5}
+TARGETS: dict[str, float | None] = {
+    "start": None,
+    "start_child": 1.2,
+    "restart": 1.5,
+    "restart_silent_1": 1.1,
+    "restart_silent_5": 1.1,
+}
 RECV_TIMEOUT = 30.0  # only reached if something hangs
 
 # The supervisors' default logging (warnings and errors, formatted), sent to /dev/null: each restart
@@ -185,6 +202,47 @@ def bench_restart(repeat: int) -> tuple[list[float], list[float]]:
     return subject, baseline
 
 
+def _silent_connections(handle: SupervisorHandle, count: int) -> list[socket.socket]:
+    """*count* connections to *handle*'s supervisor that say nothing, accepted by its loop on return."""
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(handle._address)
+        socks.append(sock)
+    # Connected before this call was sent, so the loop accepted them in the turn that reads it, or before.
+    handle.count_children()
+    return socks
+
+
+def bench_restart_silent(count: int, repeat: int) -> tuple[list[float], list[float]]:
+    subject: list[float] = []
+    baseline: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
+        sink = _ReadySink(directory)
+        try:
+            spec = ChildSpec("w", report_ready, args=(sink.path,))
+            handle = Supervisor.start(
+                [spec], max_restarts=10 * (repeat + WARMUP), max_seconds=1.0, logging_config=LOGGING
+            )
+            with handle:
+                pid = sink.next_pid()
+                for i in range(repeat + WARMUP):
+                    handle.count_children()
+                    base, pid = _restart_subject(handle, sink, pid)
+                    silent = _silent_connections(handle, count)
+                    try:
+                        elapsed, pid = _restart_subject(handle, sink, pid)
+                    finally:
+                        for sock in silent:
+                            sock.close()
+                    if i >= WARMUP:
+                        subject.append(elapsed)
+                        baseline.append(base)
+        finally:
+            sink.close()
+    return subject, baseline
+
+
 def _p90(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=10, method="inclusive")[-1]
 
@@ -197,12 +255,15 @@ ROWS: dict[str, tuple[str, Callable[[int], tuple[list[float], list[float]]]]] = 
     "start": ("Supervisor.start vs bare spawn Process", bench_start),
     "start_child": ("start_child vs bare fork Process", bench_start_child),
     "restart": ("restart after SIGKILL vs sentinel+fork", bench_restart),
+    "restart_silent_1": ("restart, 1 silent conn vs none", lambda n: bench_restart_silent(1, n)),
+    "restart_silent_5": ("restart, 5 silent conns vs none", lambda n: bench_restart_silent(5, n)),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per row (default: per row)")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), help="rows to run")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 2:
         parser.error("--repeat must be at least 2")
@@ -215,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     failed = False
-    for key, (title, bench) in ROWS.items():
+    for key in args.rows:
+        title, bench = ROWS[key]
         repeat = args.repeat if args.repeat is not None else DEFAULT_REPEATS[key]
         subject, baseline = bench(repeat)
         ratio = statistics.median(subject) / statistics.median(baseline)

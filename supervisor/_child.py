@@ -1,23 +1,26 @@
 """
 What runs first in every child process, right after the supervisor forks it.
 
-In order: arm the parent-death signal (checked against the supervisor's pid captured before the
-fork), turn SIGTERM into :class:`~supervisor.ShutdownExit` (raised once: later SIGTERMs, which the
-supervisor re-sends while it waits, are ignored) and ignore SIGINT, report ready (an ``IMMEDIATE``
-child), lead a process group of its own, close the supervisor's descriptors it inherited, then run
-the start function and report how it ended on the report pipe before exiting. The report is the exit
-reason the supervisor uses; the exit status is only the fallback for a child that could not report
-(SIGKILL, a crash in C). Only the child itself reports: a process it forks forgets the report pipe.
+In order: close every descriptor it inherited but its own, arm the parent-death signal (checked
+against the supervisor's pid captured before the fork), turn SIGTERM into
+:class:`~supervisor.ShutdownExit` (raised once: later SIGTERMs, which the supervisor re-sends while it
+waits, are ignored) and ignore SIGINT, report ready (an ``IMMEDIATE`` child), lead a process group of
+its own, then run the start function and report how it ended on the report pipe before exiting. The
+report is the exit reason the supervisor uses; the exit status is only the fallback for a child that
+could not report (SIGKILL, a crash in C). Only the child itself reports: a process it forks forgets
+the report pipe.
 
 A start function that is an :class:`~supervisor._entrypoint.EntryPoint` (the package's own processes)
-is called with the child's place in the tree first. This module runs in the child only; it never
-imports the engine that forked it.
+is called with the child's place in the tree first. This module runs in the child, but for the
+:class:`ChildLaunch` and :func:`logging_fds` its supervisor makes before the fork; it never imports the
+engine that forked it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import pickle
 import signal
@@ -27,11 +30,12 @@ from types import FrameType
 from typing import Any
 
 import attrs
+import multiprocess
 
 from . import _wire
 from ._addresses import TreeContext
 from ._entrypoint import EntryPoint
-from ._linux import arm_parent_death_signal
+from ._linux import arm_parent_death_signal, close_fds_except
 from .reasons import ExitKind, ExitReason, ShutdownExit
 from .specs import ChildSpec, StartMode
 
@@ -57,7 +61,7 @@ class ChildLaunch:
     spec: ChildSpec
     report: Any  # the write end of the report pipe (a multiprocess Connection)
     supervisor_pid: int
-    inherited_fds: tuple[int, ...]  # the supervisor's own descriptors, closed in the child
+    logging_fds: tuple[int, ...]  # the supervisor's logging handlers' descriptors, kept in the child
     context: TreeContext  # the child's own place in the tree, for entry points
 
 
@@ -133,6 +137,41 @@ def _register_fork_hook() -> None:
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_grandchild)
 
 
+def logging_fds() -> tuple[int, ...]:
+    """
+    The descriptors of this process's logging handlers (files, sockets); does not block.
+
+    Called by the supervisor before each fork: the child keeps them, as it logs through the handlers
+    it inherits (``logging_config``), and looking them up there would copy pages in the child.
+    """
+    fds: set[int] = set()
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", ()):  # a PlaceHolder has none
+            for name in ("stream", "socket", "sock"):
+                fileno = getattr(getattr(handler, name, None), "fileno", None)
+                if fileno is not None:
+                    with contextlib.suppress(OSError, ValueError):  # closed, or not a real file
+                        fds.add(int(fileno()))
+    return tuple(sorted(fds))
+
+
+def _close_inherited_fds(launch: ChildLaunch) -> None:
+    """
+    Close every descriptor this child inherited but its own; one close_range(2) per gap.
+
+    It keeps standard input, output and error, its report pipe's write end, the descriptor by which
+    ``multiprocess`` tells a child its parent died (``parent_process().sentinel``: a pidfd of the
+    supervisor), and the logging handlers' descriptors. Everything else is the supervisor's (sockets,
+    epoll set, signal pipe) or a sibling's (pidfds, report pipes): closed, so no child holds another's
+    descriptors and a child's count does not grow with its siblings'.
+    """
+    keep = {0, 1, 2, launch.report.fileno(), *launch.logging_fds}
+    parent = multiprocess.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        keep.add(parent.sentinel)
+    close_fds_except(keep)
+
+
 def _exit_status(reason: ExitReason) -> int:
     if reason.is_normal:
         return 0
@@ -150,6 +189,7 @@ def child_main(launch: ChildLaunch) -> None:
     # The supervisor forks with SIGTERM and SIGCHLD blocked (see SUPERVISED_SIGNALS): its handlers,
     # inherited here, would write into its wake-up pipe. They stay blocked until ours are set.
     signal.set_wakeup_fd(-1)
+    _close_inherited_fds(launch)
     spec = launch.spec
     _report, _ready_sent, _child_pid = launch.report, False, os.getpid()
     arm_parent_death_signal(launch.supervisor_pid)
@@ -163,11 +203,6 @@ def child_main(launch: ChildLaunch) -> None:
         notify_ready()
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    keep = launch.report.fileno()
-    for fd in launch.inherited_fds:
-        if fd != keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
     _register_fork_hook()
 
     try:

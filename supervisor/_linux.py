@@ -1,16 +1,20 @@
 """
-The few Linux calls the tree relies on: the parent-death signal and pidfds.
+The few Linux calls the tree relies on: the parent-death signal, the subreaper flag, close_range.
 
-Linux only (kernel 5.3 or newer for ``pidfd_open``); the package says so and does not fall back.
+Linux only (kernel 5.3 or newer for ``pidfd_open``); the package says so and does not fall back, except
+for ``close_range`` (5.9), which a kernel or a seccomp filter may refuse: then each open descriptor is
+closed by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+from collections.abc import Iterable
 
-__all__ = ["arm_parent_death_signal", "set_child_subreaper"]
+__all__ = ["arm_parent_death_signal", "close_fds_except", "make_fds_close_on_exec", "set_child_subreaper"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -19,6 +23,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl
 _prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 _prctl.restype = ctypes.c_int
+_SYS_CLOSE_RANGE = 436  # one number on every architecture (system calls from 424 on are unified)
+_FD_MAX = 0xFFFFFFFF  # close_range's "to the last descriptor"
+_syscall = _libc.syscall
+_syscall.argtypes = (ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint)
+_syscall.restype = ctypes.c_long
 
 
 def arm_parent_death_signal(expected_parent: int, sig: int = signal.SIGKILL) -> None:
@@ -41,3 +50,38 @@ def set_child_subreaper() -> None:
     if _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def close_fds_except(keep: Iterable[int]) -> None:
+    """
+    Close every descriptor of this process except those in *keep*; does not block.
+
+    One close_range(2) per gap between the kept descriptors, whatever the number of open ones. Where
+    close_range is refused (a kernel before 5.9, or a seccomp filter), each open descriptor listed in
+    ``/proc/self/fd`` is closed by itself. Not :func:`os.closerange`: its fallback would call close(2)
+    on every number up to the end of the range, billions of them.
+    """
+    kept = sorted(set(keep))
+    low = 0
+    for end in [*kept, _FD_MAX + 1]:
+        if end > low and _syscall(_SYS_CLOSE_RANGE, low, end - 1, 0) != 0:
+            _close_listed(set(kept))
+            return
+        low = end + 1
+
+
+def make_fds_close_on_exec() -> None:
+    """Mark every descriptor of this process above stderr close-on-exec (those a spawn passed on are not)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                os.set_inheritable(fd, False)
+
+
+def _close_listed(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):  # its own descriptor is closed again by then: EBADF
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)

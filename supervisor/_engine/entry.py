@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from .. import _child
+from .. import _child, _linux
 from .._addresses import TreeContext
 from ..reasons import ShutdownExit
 from ..specs import SupervisorSpec
@@ -51,7 +51,8 @@ def run_root(
     if os.getppid() != starter_pid:
         return
     raise_open_files_limit()
-    supervisor = SupervisorProcess(spec, tree, watch_fd=watch, private_fds=(result.fileno(),))
+    _linux.make_fds_close_on_exec()  # the result pipe and multiprocess's sentinel came through spawn
+    supervisor = SupervisorProcess(spec, tree, watch_fd=watch)
     supervisor.serve(lambda: result.send(("ready", os.getpid())))
     try:
         if supervisor.start_error is not None:

@@ -76,7 +76,3 @@ class LoopHooks:
 
     def before_reply(self) -> None:
         """Called before the loop replies to a caller: make the caller's effects visible."""
-
-    def fds(self) -> tuple[int, ...]:
-        """The fds the hooks hold now, which a forked child must close."""
-        return ()

@@ -16,7 +16,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 from .._addresses import TreeContext
@@ -43,24 +43,12 @@ already stopping ignores it (see ``_child``)."""
 
 
 class Lifecycle:
-    """
-    Starts, stops, drains and reaps the children of one supervisor.
+    """Starts, stops, drains and reaps the children of one supervisor."""
 
-    Args:
-        supervisor_fds: the supervisor's own descriptors now, which each forked child closes.
-    """
-
-    def __init__(
-        self,
-        tree: TreeContext,
-        reactor: Reactor,
-        hooks: LoopHooks,
-        supervisor_fds: Callable[[], tuple[int, ...]],
-    ) -> None:
+    def __init__(self, tree: TreeContext, reactor: Reactor, hooks: LoopHooks) -> None:
         self.tree = tree
         self.reactor = reactor
         self.hooks = hooks
-        self.supervisor_fds = supervisor_fds
         self.reaped_any = False  # a child was reaped: adopted orphans may be waiting too
 
     def start(
@@ -74,7 +62,7 @@ class Lifecycle:
         """
         child.exit_pending = None
         try:
-            proc = processes.fork(child.spec, self.tree.child(child.id), self.supervisor_fds())
+            proc = processes.fork(child.spec, self.tree.child(child.id))
         except Exception as error:
             # Out of descriptors or processes, or an entry point that does not resolve: this start
             # fails; the supervisor does not.

@@ -72,7 +72,6 @@ class SupervisorProcess:
         *,
         concurrent: bool = False,
         hooks: LoopHooks | None = None,
-        private_fds: tuple[int, ...] = (),
     ) -> None:
         """
         Listen at *tree*'s address and get ready to serve; starts no child (see :meth:`serve`).
@@ -82,14 +81,12 @@ class SupervisorProcess:
             concurrent: run each child's jobs in a lane of its own, so one child's start or stop never
                 delays another's (a dynamic supervisor; one_for_one only).
             hooks: told about children's life cycles; see :class:`LoopHooks`.
-            private_fds: more descriptors of this process that its children must close.
         """
         if concurrent and spec.strategy is not Strategy.ONE_FOR_ONE:
             raise ValueError(f"a concurrent supervisor must be one_for_one (got {spec.strategy})")
         self.tree = tree
         self.hooks = hooks if hooks is not None else LoopHooks()
         self.watch_fd = watch_fd
-        self.private_fds = private_fds
         self.state = SupervisorState(spec, tree.path)
         self.finished = False
         self.stop_waiters: list[Any] = []
@@ -98,7 +95,7 @@ class SupervisorProcess:
         _linux.set_child_subreaper()
         self.reactor = Reactor()
         self.scheduler = Scheduler(concurrent, self._job_done, self._job_crashed)
-        self.lifecycle = Lifecycle(tree, self.reactor, self.hooks, self._own_fds)
+        self.lifecycle = Lifecycle(tree, self.reactor, self.hooks)
         self.supervision = Supervision(tree, self.state, self.scheduler, self.lifecycle, self.hooks)
         self.server = ControlServer(tree, self.reactor, self.hooks, self._routes(), self._submit)
         if watch_fd is not None:
@@ -134,13 +131,6 @@ class SupervisorProcess:
                 RouteKind.QUEUED, lambda request: otp.delete_child(request.child_id), child_id
             ),
         }
-
-    def _own_fds(self) -> tuple[int, ...]:
-        """The descriptors a child must close: this supervisor's endpoints, epoll set and signal pipe."""
-        fds = [*self.server.fds(), *self.reactor.fds(), *self.private_fds, *self.hooks.fds()]
-        if self.watch_fd is not None:
-            fds.append(self.watch_fd)
-        return tuple(fds)
 
     # ------------------------------------------------------------------ the loop
 

@@ -8,12 +8,15 @@ says ``ready``, ``ignore`` and, last, ``exit`` with its reason. Reaping kills wh
 child's process group, joins it and reads its reason. The supervisor is a child subreaper, so orphans
 of its workers are reparented to it; :func:`reap_adopted` collects them and kills their groups.
 
-Which descriptors a child closes: the supervisor passes its own (listener, connections, epoll set,
-wake-up pipe, the starter's pidfd and result pipe in the root, the hooks' fds) to be closed first
-thing in the child, which keeps its report pipe's write end. Siblings' pidfds and report pipes are left open
-in the child: holding them changes nothing (death is read from pidfds, and report write ends are
-never inherited), and closing a few thousand of them at each fork would make starts slow in a
-supervisor with many children. This module decides nothing about restarts.
+Which descriptors a child keeps: its own only (standard streams, its report pipe's write end, its
+``multiprocess`` parent sentinel, the logging handlers' files; see ``_child._close_inherited_fds``).
+The rest it inherited (the supervisor's sockets, epoll set and signal pipe, every sibling's pidfd and
+report pipe) it closes first thing, one close_range(2) per gap whatever their number: no process
+holds another's pidfd or reads another's reports, and a child's count does not grow with its
+siblings'. The supervisor's own descriptors are close-on-exec too. The fork Popen opens no pipes of
+its own (``multiprocess``'s opens two per child and keeps two ends in the parent): a supervisor holds
+two descriptors per child, its pidfd and its report pipe's read end. This module decides nothing
+about restarts.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 import multiprocess
+from multiprocess.context import ForkProcess
+from multiprocess.popen_fork import Popen
 
 from .. import _child, _wire
 from .._addresses import TreeContext
@@ -36,6 +41,49 @@ from ..specs import ChildSpec
 __all__ = ["ChildProcess", "fork", "kill", "raise_open_files_limit", "reap_adopted"]
 
 _fork = multiprocess.get_context("fork")
+
+
+class _PidfdPopen(Popen):  # type: ignore[misc]
+    """
+    ``multiprocess``'s fork Popen with pidfds for sentinels instead of its two pipes per child.
+
+    The stock one opens two pipes per child and keeps both ends' parent halves (and a finalizer for
+    them) until the Process object goes: four descriptors per child in all with the pidfd and report
+    pipe, which every later fork copies, and a finalizer each child then frees, page by page. Here
+    the supervisor's sentinel is the child's pidfd (readable once it exits, whatever it forked; the
+    supervisor closes it at the reap), and the child's ``parent_process().sentinel`` is a pidfd of
+    its supervisor, readable once the supervisor exits.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        code = 1
+        parent = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                code = process_obj._bootstrap(parent_sentinel=_pidfd_or_none(parent))
+            finally:
+                os._exit(code)
+        try:
+            self.sentinel = os.pidfd_open(self.pid)
+        except OSError:
+            kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            raise
+
+
+def _pidfd_or_none(pid: int) -> int | None:
+    # None if the supervisor is gone already: the child then exits at its parent-death check.
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+class _Process(ForkProcess):  # type: ignore[misc]
+    @staticmethod
+    def _Popen(process_obj: Any) -> _PidfdPopen:
+        return _PidfdPopen(process_obj)
 
 
 def kill(pid: int | None, sig: int) -> None:
@@ -119,9 +167,9 @@ class ChildProcess:
         return self.reported if self.reported is not None else ExitReason.from_exitcode(exitcode)
 
 
-def fork(spec: ChildSpec, context: TreeContext, supervisor_fds: tuple[int, ...]) -> ChildProcess:
+def fork(spec: ChildSpec, context: TreeContext) -> ChildProcess:
     """
-    Fork the child of *spec* at *context*; it closes *supervisor_fds* first thing.
+    Fork the child of *spec* at *context*; it closes every inherited descriptor but its own first thing.
 
     Raises:
         OSError: out of descriptors or processes; nothing is left behind.
@@ -132,8 +180,8 @@ def fork(spec: ChildSpec, context: TreeContext, supervisor_fds: tuple[int, ...])
     reader, writer = _fork.Pipe(duplex=False)
     process = None
     try:
-        launch = _child.ChildLaunch(spec, writer, os.getpid(), supervisor_fds, context)
-        process = _fork.Process(target=_child.child_main, args=(launch,), name=f"supervisor:{spec.id}")
+        launch = _child.ChildLaunch(spec, writer, os.getpid(), _child.logging_fds(), context)
+        process = _Process(target=_child.child_main, args=(launch,), name=f"supervisor:{spec.id}")
         signal.pthread_sigmask(signal.SIG_BLOCK, _child.SUPERVISED_SIGNALS)
         try:
             process.start()
@@ -144,7 +192,7 @@ def fork(spec: ChildSpec, context: TreeContext, supervisor_fds: tuple[int, ...])
         multiprocess.process._children.discard(process)
         with contextlib.suppress(OSError):
             os.setpgid(process.pid, process.pid)  # the child does it too; whoever is first wins
-        return ChildProcess(process, os.pidfd_open(process.pid), reader)
+        return ChildProcess(process, process.sentinel, reader)
     except OSError:
         reader.close()
         if process is not None and process.pid is not None:
@@ -175,7 +223,7 @@ def reap_adopted(own: set[int]) -> None:
 
 
 def raise_open_files_limit() -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit: a supervisor holds ~4 descriptors per child."""
+    """Raise the soft RLIMIT_NOFILE to the hard limit: a supervisor holds 2 descriptors per child."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):

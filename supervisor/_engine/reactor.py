@@ -103,10 +103,6 @@ class Reactor:
             data = b""
         return Signals(data)
 
-    def fds(self) -> tuple[int, ...]:
-        """The reactor's own descriptors, which a forked child must close."""
-        return (self.wakeup_r, self.wakeup_w, self.poller.fileno())
-
     def close(self) -> None:
         """Close the epoll set (the wake-up pipe stays: a signal may still come before exit)."""
         self.poller.close()

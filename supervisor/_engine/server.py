@@ -101,10 +101,6 @@ class ControlServer:
         self.accept_paused_until: float | None = None
         reactor.watch(self.listener, self)
 
-    def fds(self) -> list[int]:
-        """The listener's and every connection's fd, which a forked child must close."""
-        return [self.listener.fileno(), *(conn.fileno() for conn in self.conns), *self.pending]
-
     def deadline(self) -> float | None:
         """When the loop must wake for :meth:`on_deadline`: a handshake's deadline, or accepting's resume."""
         times = [p.deadline for p in self.pending.values()]

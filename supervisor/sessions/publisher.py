@@ -107,9 +107,6 @@ class RegistryPublisher(LoopHooks):
         self.loop_fds = fds
         self._watch_connection()
 
-    def fds(self) -> tuple[int, ...]:
-        return () if self.watched is None else (self.watched,)
-
     def deadline(self) -> float | None:
         return self.retry_at
 
