@@ -20,10 +20,12 @@ from multiprocess.connection import Connection
 
 __all__ = [
     "AUTH_TIMEOUT",
+    "ClientHandshake",
     "HandshakeError",
     "KeyMismatch",
     "ServerHandshake",
     "accept_authenticated",
+    "authenticate",
     "connect",
     "listen",
 ]
@@ -103,6 +105,48 @@ class ServerHandshake:
         return _digest(self._authkey, b"server", self._received[32:])
 
 
+class ClientHandshake:
+    """
+    The client's side of the handshake as a state machine, without I/O, for a caller that must not
+    block on the server: :meth:`feed` it what the server sends (:attr:`needed` more bytes) and send
+    what it returns, until :attr:`done`.
+    """
+
+    __slots__ = ("_authkey", "_nonce", "_received")
+
+    def __init__(self, authkey: bytes) -> None:
+        self._authkey = authkey
+        self._nonce = os.urandom(_NONCE)
+        self._received = b""
+
+    @property
+    def needed(self) -> int:
+        """How many more bytes the server must send."""
+        return _NONCE + 32 - len(self._received)
+
+    @property
+    def done(self) -> bool:
+        """True once the server has proved it holds the authkey."""
+        return not self.needed
+
+    def feed(self, data: bytes) -> bytes:
+        """
+        Take bytes from the server; return what to send it now (maybe nothing).
+
+        Raises:
+            KeyMismatch: the server does not hold the authkey.
+        """
+        before = len(self._received)
+        self._received += data[: self.needed]
+        if before < _NONCE <= len(self._received):
+            return _digest(self._authkey, b"client", self._received[:_NONCE]) + self._nonce
+        if self.done and not hmac.compare_digest(
+            self._received[_NONCE:], _digest(self._authkey, b"server", self._nonce)
+        ):
+            raise KeyMismatch("the server does not hold this tree's authkey")
+        return b""
+
+
 def accept_authenticated(server: socket.socket, authkey: bytes) -> Connection | None:
     """
     Accept one connection and authenticate it; None if it was refused (wrong key, stall, hang-up).
@@ -111,6 +155,15 @@ def accept_authenticated(server: socket.socket, authkey: bytes) -> Connection | 
     runs :class:`ServerHandshake` without blocking.)
     """
     sock, _ = server.accept()
+    return authenticate(sock, authkey)
+
+
+def authenticate(sock: socket.socket, authkey: bytes) -> Connection | None:
+    """
+    Run the server's side of the handshake on the accepted *sock*; its connection, or None if refused.
+
+    Blocks for at most ``AUTH_TIMEOUT`` seconds in all; a refused socket is closed.
+    """
     deadline = time.monotonic() + AUTH_TIMEOUT
     handshake = ServerHandshake(authkey)
     try:
@@ -118,7 +171,10 @@ def accept_authenticated(server: socket.socket, authkey: bytes) -> Connection | 
         sock.sendall(handshake.greeting)
         answer = None
         while answer is None:
-            sock.settimeout(max(0.0, deadline - time.monotonic()))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the client did not complete the handshake in time")
+            sock.settimeout(left)
             data = sock.recv(handshake.needed)
             if not data:
                 raise HandshakeError("peer closed the connection during authentication")

@@ -2,14 +2,16 @@
 The session tree, ``Application``: a supervisor whose children are the registry server and the
 SessionManager.
 
-The Application's supervisor (one_for_one) has two children: the registry server (a Manager dict
-holding ``session_id → SessionInfo``) and the SessionManager (a dynamic supervisor of sessions, the
-registry's only writer). Each session is a SessionSupervisor process with the session's children.
+The Application's supervisor (one_for_one; its intensity is an option, 3 restarts in 5 s by
+default) has two children: the registry server (a table holding ``session_id → SessionInfo``) and the
+SessionManager (a dynamic supervisor of sessions, the registry's only writer). Each session is a
+SessionSupervisor process with the session's children.
 Their start functions are named entry points, so starting an Application loads no engine module here.
 """
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Any
 
@@ -36,8 +38,15 @@ class Application:
     Args:
         max_restarts, max_seconds: the SessionManager's restart intensity (for sessions created with
             restart TRANSIENT or PERMANENT).
+        root_max_restarts, root_max_seconds: the restart intensity of the Application's own
+            supervisor, which restarts the registry server and the SessionManager: more than
+            *root_max_restarts* of their restarts within *root_max_seconds* stop the whole
+            Application (its sessions included), as :meth:`Supervisor.start`'s intensity does.
         registry_timeout: how long registry readers wait for a restarting registry server.
         logging_config: as for :meth:`Supervisor.start`.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named; nothing is started.
     """
 
     def __init__(
@@ -45,10 +54,13 @@ class Application:
         *,
         max_restarts: int = 3,
         max_seconds: float = 5.0,
+        root_max_restarts: int = 3,
+        root_max_seconds: float = 5.0,
         registry_timeout: float = 5.0,
         logging_config: dict[str, Any] | None = None,
     ) -> None:
         self._manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
+        self._root_intensity = _intensity(root_max_restarts, root_max_seconds)
         self._registry_timeout = registry_timeout
         self._logging_config = logging_config
         self._handle: SupervisorHandle | None = None
@@ -69,12 +81,24 @@ class Application:
 
     @classmethod
     def child_spec(
-        cls, id: str = "application", *, max_restarts: int = 3, max_seconds: float = 5.0
+        cls,
+        id: str = "application",
+        *,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        root_max_restarts: int = 3,
+        root_max_seconds: float = 5.0,
     ) -> ChildSpec:
-        """The Application as a nested supervisor child of your own tree; see :meth:`session_manager_in`."""
+        """
+        The Application as a nested supervisor child of your own tree; see :meth:`session_manager_in`.
+
+        The intensities are as for :class:`Application`; *root_max_restarts* and *root_max_seconds*
+        are the nested Application supervisor's.
+        """
         manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
+        restarts, seconds = _intensity(root_max_restarts, root_max_seconds)
         return ChildSpec.supervisor(
-            id, cls.children(manager_spec), Strategy.ONE_FOR_ONE, restart=Restart.PERMANENT
+            id, cls.children(manager_spec), Strategy.ONE_FOR_ONE, restarts, seconds, restart=Restart.PERMANENT
         )
 
     @staticmethod
@@ -89,8 +113,13 @@ class Application:
         """Start the tree; blocks until the registry and the SessionManager are ready."""
         if self._handle is not None:
             raise RuntimeError("this Application was already started")
+        restarts, seconds = self._root_intensity
         self._handle = Supervisor.start(
-            self.children(self._manager_spec), Strategy.ONE_FOR_ONE, logging_config=self._logging_config
+            self.children(self._manager_spec),
+            Strategy.ONE_FOR_ONE,
+            restarts,
+            seconds,
+            logging_config=self._logging_config,
         )
         return self
 
@@ -119,3 +148,22 @@ class Application:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _intensity(root_max_restarts: object, root_max_seconds: object) -> tuple[int, float]:
+    """The Application supervisor's intensity, checked here so that errors name these arguments."""
+    if not isinstance(root_max_restarts, int) or isinstance(root_max_restarts, bool):
+        raise TypeError(
+            f"'root_max_restarts' must be an int >= 0 (got {root_max_restarts!r} "
+            f"that is a {type(root_max_restarts).__name__})"
+        )
+    if root_max_restarts < 0:
+        raise ValueError(f"'root_max_restarts' must be an int >= 0 (got {root_max_restarts!r})")
+    if not isinstance(root_max_seconds, (int, float)) or isinstance(root_max_seconds, bool):
+        raise TypeError(
+            f"'root_max_seconds' must be seconds > 0 (got {root_max_seconds!r} "
+            f"that is a {type(root_max_seconds).__name__})"
+        )
+    if not math.isfinite(root_max_seconds) or root_max_seconds <= 0:
+        raise ValueError(f"'root_max_seconds' must be finite seconds > 0 (got {root_max_seconds!r})")
+    return root_max_restarts, float(root_max_seconds)

@@ -27,6 +27,8 @@ from .values import SessionInfo, SessionOptions, SessionStatus
 __all__ = ["SessionManagerHandle"]
 
 _RUN_SESSION = EntryPoint("supervisor.sessions.session", "run_session_supervisor")
+_PEEK_TIMEOUT = 0.5
+"""Seconds ``terminate_session`` gives a registry read at most (to find a session still starting)."""
 
 
 class SessionManagerHandle:
@@ -89,7 +91,9 @@ class SessionManagerHandle:
 
         A session still starting is stopped too, without waiting for its start: its SessionSupervisor
         is told to stop (SIGTERM), which stops the children it has started by their shutdown specs,
-        and the ``create_session`` call that is starting it raises :class:`StartError`.
+        and the ``create_session`` call that is starting it raises :class:`StartError`. (A start is
+        found in the session's registry entry, read for half a second at most: with the registry
+        away or stopped, the terminate does not wait on it, and waits for the start to end instead.)
 
         Raises:
             SessionNotFoundError: no live session has this id.
@@ -114,9 +118,13 @@ class SessionManagerHandle:
         The SessionManager runs a session's jobs one at a time, so a terminate request would wait
         behind the session's start, for ever if the start never ends. A start ends at once when the
         SessionSupervisor dies or stops, and then the terminate request finds it gone.
+
+        The registry is only peeked at (``_PEEK_TIMEOUT`` seconds at most for each read, no waiting
+        for a registry that is away or stopped): the terminate must not wait on the registry.
         """
+        peek = min(self._registry.timeout, _PEEK_TIMEOUT)
         try:
-            info = self._registry.get(session_id)
+            info = self._registry.get(session_id, timeout=peek)
         except RegistryUnavailableError:
             return False  # the terminate request still stops it, once its start is over
         if not isinstance(info, SessionInfo) or info.status is not SessionStatus.INITIALIZING:
@@ -129,7 +137,10 @@ class SessionManagerHandle:
         try:
             # The pidfd pins the process: checked again, the entry is still this process's start,
             # and the signal cannot reach another process that reused the pid.
-            again = self._registry.get(session_id)
+            try:
+                again = self._registry.get(session_id, timeout=peek)
+            except RegistryUnavailableError:
+                return False
             if not (
                 isinstance(again, SessionInfo)
                 and again.pid == info.pid

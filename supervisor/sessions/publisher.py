@@ -4,9 +4,11 @@ The SessionManager's hooks: keep the registry equal to its live sessions, across
 The publisher is told of each session's life cycle by the engine (frozen ``ChildEvent`` values) and
 writes the session's entry as it starts, becomes ready, stops, dies or is forgotten, pipelined
 (``registry_writer.py``). It keeps a mirror of every entry, so when the registry server dies (EOF on
-its connection, which it watches through the loop) it republishes them all once the server is back,
-retrying on a growing timer of its own. It never blocks the SessionManager's loop for long: every wait
-on the server is bounded.
+its link, which it watches through the loop) or stops answering (a write or a flush not acknowledged
+within ``ACK_TIMEOUT``), it republishes them all once the server is back. Reconnecting never blocks
+the loop: the connect does not block on a Unix socket, the handshake is driven by the link's
+readiness under a deadline, and a failed try is retried on a growing timer. While the registry is
+away nothing waits on it at all; the entries are kept in the mirror only.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from multiprocess.managers import RemoteError
 
 from .._engine.hooks import ChildEvent, FdWatch, LoopHooks
 from ..reasons import ExitReason
-from .registry_writer import RegistryWriter
+from .registry_writer import ACK_TIMEOUT, RegistryWriter
 from .values import ChildSummary, SessionInfo, SessionOptions, SessionStatus
 
 __all__ = ["RegistryPublisher"]
@@ -44,7 +45,8 @@ class RegistryPublisher(LoopHooks):
     def __init__(self, registry: RegistryWriter) -> None:
         self.registry = registry
         self.entries: dict[str, SessionInfo] = {}
-        self.up = True
+        self.up = False
+        self.connecting = False
         self.retry_at: float | None = None
         self.pause = 0.01
         self.loop_fds: FdWatch = _NoFds()
@@ -105,32 +107,50 @@ class RegistryPublisher(LoopHooks):
 
     def attach(self, fds: FdWatch) -> None:
         self.loop_fds = fds
-        self._watch_connection()
+        self._watch_link()
 
     def deadline(self) -> float | None:
         return self.retry_at
 
     def on_readable(self) -> None:
-        if not self.up:
-            self.on_deadline()
-            return
-        try:
-            self.registry.acknowledge()
-        except (OSError, EOFError, RemoteError):
-            log.warning("session registry: the server went away; republishing when it is back")
-            self._lost()
+        if self.connecting:
+            self._advance()
+        elif self.up:
+            try:
+                self.registry.acknowledge()
+            except _LINK_ERRORS:
+                log.warning("session registry: the server went away; republishing when it is back")
+                self._lost()
 
     def on_deadline(self) -> None:
-        if self.retry_at is not None and time.monotonic() >= self.retry_at:
-            self._reconnect()
+        if self.retry_at is None or time.monotonic() < self.retry_at:
+            return
+        if self.connecting:
+            # Connected, but the server did not complete the handshake (it is stopped or hung).
+            self._drop_link()
+            self._retry_later()
+        else:
+            self._begin_reconnect()
 
     def before_reply(self) -> None:
         if self.up:
             self._guard(self.registry.flush)
 
     def publish_all(self) -> None:
-        """Make the registry hold exactly this manager's sessions (none, at start)."""
-        self._guard(lambda: self.registry.replace_all_now(dict(self.entries)))
+        """
+        Make the registry hold exactly this manager's sessions (none, at start); blocks ``ACK_TIMEOUT``
+        seconds at most for each of the connect and the write. If the server does not answer, the
+        loop republishes once it does.
+        """
+        try:
+            self.registry.connect_now()
+            self.registry.replace_all_later(dict(self.entries))
+            self.registry.flush()
+        except _LINK_ERRORS:
+            log.warning("session registry: the server does not answer; publishing when it does")
+            self._lost()
+            return
+        self.up = True  # the loop watches the link once it starts (attach)
 
     def _write(self, session_id: str, info: SessionInfo) -> None:
         self.entries[session_id] = info
@@ -145,38 +165,72 @@ class RegistryPublisher(LoopHooks):
     def _guard(self, write: Callable[[], Any]) -> None:
         try:
             write()
-        except (OSError, EOFError, RemoteError):
+        except _LINK_ERRORS as error:
+            log.warning("session registry: %s; republishing when it answers", _describe(error))
             self._lost()
 
-    def _watch_connection(self) -> None:
-        fileno = self.registry.connection_fileno() if self.up else None
+    def _watch_link(self) -> None:
+        fileno = self.registry.fileno()
         if fileno is not None and fileno != self.watched:
             self.loop_fds.watch(fileno)
             self.watched = fileno
 
-    def _lost(self) -> None:
+    def _drop_link(self) -> None:
         if self.watched is not None:
             self.loop_fds.unwatch(self.watched)  # before the close: the fd number may be reused at once
             self.watched = None
-        self.registry.reset()
+        self.registry.close()
+        self.connecting = False
+
+    def _lost(self) -> None:
+        """The link failed or the server stopped answering: keep the mirror, reconnect on a timer."""
+        self._drop_link()
         self.up = False
         self.pause = 0.01
         self.retry_at = time.monotonic()
 
-    def _reconnect(self) -> None:
-        if self.registry.try_connect():
-            try:
-                self.registry.replace_all_now(dict(self.entries))
-            except (OSError, EOFError, RemoteError):
-                self.registry.reset()
-            else:
-                self.up, self.retry_at = True, None
-                self._watch_connection()
-                log.info("session registry: republished %d sessions", len(self.entries))
-                return
-        # The server is being restarted by the Application's supervisor; try again shortly.
+    def _retry_later(self) -> None:
+        # The server is being restarted by the Application's supervisor, or is stopped; try again
+        # shortly. Each try costs the loop no wait: a connect to a Unix socket does not block.
         self.retry_at = time.monotonic() + self.pause
         self.pause = min(self.pause * 2, 0.5)
+
+    def _begin_reconnect(self) -> None:
+        try:
+            self.registry.begin_connect()
+        except OSError:
+            self.registry.close()
+            self._retry_later()
+            return
+        self.connecting = True
+        self.retry_at = time.monotonic() + ACK_TIMEOUT  # the handshake's deadline
+        self._watch_link()
+        self._advance()
+
+    def _advance(self) -> None:
+        try:
+            if not self.registry.advance():
+                return
+            self.registry.replace_all_later(dict(self.entries))
+        except _LINK_ERRORS:
+            self._drop_link()
+            self._retry_later()
+            return
+        self.connecting = False
+        self.up, self.retry_at = True, None
+        log.info("session registry: republished %d sessions", len(self.entries))
+
+
+_LINK_ERRORS = (OSError, EOFError)
+"""How the writer says the link failed: TimeoutError, EOF, a refused key or an error reply included."""
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return f"the server did not answer within {ACK_TIMEOUT} s"
+    if isinstance(error, EOFError):
+        return "the server went away"
+    return f"the link to the server failed ({error})"
 
 
 def _options_of(child: ChildEvent) -> SessionOptions | None:

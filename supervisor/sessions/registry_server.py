@@ -1,68 +1,112 @@
 """
-The registry server: the process that holds the session registry's dict and serves it.
+The registry server: the process that holds the session registry's table and serves it.
 
 A worker child of the Application's supervisor (``StartMode.NOTIFY``), ready once it listens. Its
 accepter and connection threads live only in this leaf process, which never forks; it serves until
-SIGTERM (``ShutdownExit``). It serves bytes, tuples and tokens only: its connections use the C pickler
-instead of dill's pure-Python one, several times faster per request; clients load either.
+SIGTERM (``ShutdownExit``). Each connection is authenticated with the tree's key (the control sockets'
+handshake, bounded by its deadline, in the connection's own thread), then carries requests
+``(method, args)``, each answered ``("ok", value)`` or ``("error", text)``, in order. The methods are
+those of :class:`_Table`, nothing else: there are no proxies and no reference counts, so nothing a
+client does, or fails to do when it exits, can make the server drop its table. Values are bytes
+(encoded by the clients), so requests and replies are pickled with the C pickler.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import signal
+import socket
 import threading
+import time
 from typing import Any
 
-import multiprocess.connection
-from multiprocess.managers import BaseManager, DictProxy
+from multiprocess.connection import Connection
 
 from .. import _child
 from .._addresses import TreeContext
-from .registry import TABLE
+from .._transport import authenticate, listen
+from .registry import PUBLISHED
 
 __all__ = ["run_registry_server"]
 
-_table: dict[str, Any] = {}
+
+class _Table:
+    """The registry: ``session_id → encoded SessionInfo``, plus the ``PUBLISHED`` marker. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> tuple[bytes | None, bool]:
+        """The value under *key* (or None) and whether the registry is published, at one instant."""
+        with self._lock:
+            return self._entries.get(key), PUBLISHED in self._entries
+
+    def snapshot(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._entries)
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._entries[key] = value
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def replace_all(self, entries: dict[str, bytes]) -> None:
+        """Make the table exactly *entries* (the SessionManager includes the marker)."""
+        with self._lock:
+            self._entries = dict(entries)
 
 
-def _get_table() -> dict[str, Any]:
-    return _table
+_METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all"})
 
 
-class _ServingManager(BaseManager):  # type: ignore[misc]
-    pass
+def _serve(table: _Table, sock: socket.socket, authkey: bytes) -> None:
+    """Authenticate one client, then answer its requests in order until it hangs up."""
+    conn: Connection | None = authenticate(sock, authkey)
+    if conn is None:
+        return
+    with conn:
+        while True:
+            try:
+                method, args = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            except Exception:  # not a request: this connection is of no use
+                return
+            try:
+                if method not in _METHODS:
+                    raise AttributeError(f"the registry has no method {method!r}")
+                reply: tuple[str, Any] = ("ok", getattr(table, method)(*args))
+            except Exception as error:
+                reply = ("error", f"{type(error).__name__}: {error}")
+            try:
+                conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                return
 
 
-_ServingManager.register(TABLE, callable=_get_table, proxytype=DictProxy)
-
-
-class _CPickler:
-    """The standard pickler, in the shape ``multiprocess.connection`` expects of its pickler."""
-
-    @staticmethod
-    def dumps(obj: Any, protocol: int | None = None) -> bytes:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @staticmethod
-    def loads(data: Any) -> Any:
-        return pickle.loads(data)
+def _accept(table: _Table, listener: socket.socket, authkey: bytes) -> None:
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            # Out of descriptors, or the client gave up: this thread may wait, nothing else does.
+            time.sleep(0.05)
+            continue
+        threading.Thread(target=_serve, args=(table, sock, authkey), daemon=True).start()
 
 
 def run_registry_server(tree: TreeContext) -> None:
-    """The start of the registry server child at *tree*: serve the dict until stopped; never returns."""
-    address = tree.address
-    multiprocess.connection._ForkingPickler = _CPickler
-    try:
-        os.unlink(address)  # a stale socket left by a predecessor that was killed
-    except FileNotFoundError:
-        pass
-    manager = _ServingManager(address=address, authkey=tree.authkey)
-    server = manager.get_server()
-    server.stop_event = threading.Event()  # serve_forever would set it; we serve without it
-    os.chmod(address, 0o600)
-    accepter = threading.Thread(target=server.accepter, name="registry-accepter", daemon=True)
+    """The start of the registry server child at *tree*: serve the table until stopped; never returns."""
+    listener = listen(tree.address)  # replaces a stale socket left by a predecessor that was killed
+    listener.setblocking(True)
+    table = _Table()
+    accepter = threading.Thread(
+        target=_accept, args=(table, listener, tree.authkey), name="registry-accepter", daemon=True
+    )
     accepter.start()
     _child.notify_ready()
     while True:

@@ -1,111 +1,131 @@
 """
-The registry's writer: the SessionManager's pipelined writes, on top of the registry client.
+The registry's writer: the SessionManager's one link to the registry server, and its pipelined writes.
 
-These try once and raise OSError or EOFError if the server is gone: the SessionManager's loop must not
-block on a missing server; it reconnects on a timer of its own instead (``publisher.py``).
+Nothing here waits on the server beyond ``ACK_TIMEOUT``: the SessionManager's loop must not block on a
+server that is gone, stopped or hung. Connecting has two forms: :meth:`RegistryWriter.connect_now`,
+bounded, for the SessionManager's start, and :meth:`RegistryWriter.begin_connect` with
+:meth:`RegistryWriter.advance`, which never block, for the loop to drive from the link's readiness
+(``publisher.py``).
 
-``put_later`` and ``delete_later`` are pipelined: the request is sent at once (the server applies
-requests in order, so a reader sees it within the server's turnaround), and its reply is read later,
-by :meth:`RegistryWriter.acknowledge` when the connection is readable or by
-:meth:`RegistryWriter.flush`. The SessionManager flushes before it replies to any caller, so a caller
-reads its own writes. One thread only.
+``put_later``, ``delete_later`` and ``replace_all_later`` are pipelined: the request is sent at once
+(the server applies one connection's requests in order, so a reader sees it within the server's
+turnaround), and its reply is read later, by :meth:`RegistryWriter.acknowledge` when the link is
+readable or by :meth:`RegistryWriter.flush`. The SessionManager flushes before it replies to any
+caller, so a caller reads its own writes. One thread only.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
+import time
 from typing import Any
 
-from multiprocess.managers import convert_to_error
-
 from .. import _wire
-from .registry import PUBLISHED, RegistryClient
+from .registry import PUBLISHED, RegistryLink
 
-__all__ = ["RegistryWriter"]
+__all__ = ["ACK_TIMEOUT", "RegistryWriter"]
 
+ACK_TIMEOUT = 2.0
+"""Seconds the SessionManager waits on the registry server at most, for any one thing."""
 _PIPELINE_DEPTH = 32
-_ACK_TIMEOUT = 2.0
 
 
-class RegistryWriter(RegistryClient):
-    """A registry client that also writes, pipelined; used by one thread of one process."""
+class RegistryWriter:
+    """
+    The SessionManager's link to the registry: a bounded or non-blocking connect, pipelined writes.
 
-    def __init__(self, address: str, authkey: bytes, timeout: float = 5.0) -> None:
-        super().__init__(address, authkey, timeout)
+    Every method that talks to the server raises OSError (TimeoutError included) or EOFError when the
+    link failed; the link is then spoilt and the caller must :meth:`close` it and connect again.
+    """
+
+    def __init__(self, address: str, authkey: bytes) -> None:
+        self.address = address
+        self.authkey = authkey
+        self.link: RegistryLink | None = None
         self._unacknowledged = 0
+
+    @property
+    def connected(self) -> bool:
+        """True once the link is authenticated and usable for writes."""
+        return self.link is not None and self.link.handshake is None
+
+    def fileno(self) -> int | None:
+        """The link's fd (readable when the server answers, or at EOF), if there is a link."""
+        return None if self.link is None else self.link.fileno()
+
+    def close(self) -> None:
+        """Drop the link (the fd is closed: unwatch it first), and forget unread replies."""
+        link, self.link = self.link, None
+        self._unacknowledged = 0
+        if link is not None:
+            link.close()
+
+    # ------------------------------------------------------------------ connecting
+
+    def connect_now(self, timeout: float = ACK_TIMEOUT) -> None:
+        """Connect and authenticate; blocks *timeout* seconds at most."""
+        self.close()
+        self.link = RegistryLink.open(self.address, self.authkey, time.monotonic() + timeout)
+
+    def begin_connect(self) -> None:
+        """Start connecting without blocking; :meth:`advance` when the fd is readable."""
+        self.close()
+        self.link = RegistryLink.begin(self.address, self.authkey)
+
+    def advance(self) -> bool:
+        """Run the handshake on what has arrived, without blocking; True once connected."""
+        assert self.link is not None
+        return self.link.advance()
+
+    # ------------------------------------------------------------------ writes
 
     def put_later(self, key: str, value: Any) -> None:
-        self._send_later("__setitem__", (key, _wire.dumps(value)))
+        self._send_later("put", key, _wire.dumps(value))
 
     def delete_later(self, key: str) -> None:
-        self._send_later("pop", (key, None))
+        self._send_later("remove", key)
 
-    def flush(self) -> None:
-        """Wait for the reply of every pipelined write."""
-        while self._unacknowledged:
-            self._read_ack()
-
-    def acknowledge(self) -> None:
-        """Read the replies that have arrived; EOFError if the server closed the connection."""
-        conn = self._connection()
-        if self._unacknowledged == 0 and conn.poll(0):
-            raise EOFError("the registry server closed the connection")
-        while self._unacknowledged and conn.poll(0):
-            self._read_ack()
-
-    def replace_all_now(self, entries: dict[str, Any]) -> None:
-        """Make the dict equal to *entries* and mark it published (two round trips: clear, update)."""
+    def replace_all_later(self, entries: dict[str, Any]) -> None:
+        """Make the registry exactly *entries*, marked published, in one request."""
         encoded = {key: _wire.dumps(value) for key, value in entries.items()}
         encoded[PUBLISHED] = b"1"
-        self._call_once(lambda table: (table.clear(), table.update(encoded)))
+        self._send_later("replace_all", encoded)
 
-    def connection_fileno(self) -> int | None:
-        """The fd of this thread's connection to the server, if open: readable at EOF, when it dies."""
-        proxy = self._proxy
-        if proxy is None or self._pid != os.getpid():
-            return None
-        conn = getattr(proxy._tls, "connection", None)
-        return None if conn is None else int(conn.fileno())
+    def acknowledge(self) -> None:
+        """Read the replies that have arrived, without blocking; EOFError if the server closed the link."""
+        link = self._link()
+        link.fill()
+        while (frame := link.take_frame()) is not None:
+            self._acknowledged(frame)
 
-    def try_connect(self) -> bool:
-        """One attempt to make the proxy and its connection; True if the server answered."""
-        try:
-            self._call_once(lambda table: table.get(""))
-            return True
-        except (OSError, EOFError):
-            self.reset()
-            return False
+    def flush(self, timeout: float = ACK_TIMEOUT) -> None:
+        """Wait for the reply of every pipelined write; blocks *timeout* seconds at most (TimeoutError)."""
+        if not self._unacknowledged:
+            return
+        link = self._link()
+        deadline = time.monotonic() + timeout
+        while self._unacknowledged:
+            self._acknowledged(link.recv_frame(deadline))
 
-    def reset(self) -> None:
-        self._unacknowledged = 0
-        super().reset()
-
-    def _before_call(self) -> None:
-        self.flush()  # a synchronous call would otherwise read a pipelined write's reply
-
-    def _send_later(self, method: str, args: tuple[Any, ...]) -> None:
-        proxy = self._table()
-        conn = self._connection()
+    def _send_later(self, method: str, *args: Any) -> None:
+        link = self._link()
+        deadline = time.monotonic() + ACK_TIMEOUT
         # A bounded pipeline: with too many replies unread, the server would block writing them and
         # stop reading, and so would we, writing to it.
-        while self._unacknowledged >= _PIPELINE_DEPTH or (self._unacknowledged and conn.poll(0)):
-            self._read_ack()
-        conn.send_bytes(pickle.dumps((proxy._id, method, args, {}), protocol=pickle.HIGHEST_PROTOCOL))
+        if self._unacknowledged >= _PIPELINE_DEPTH:
+            self.acknowledge()
+        while self._unacknowledged >= _PIPELINE_DEPTH:
+            self._acknowledged(link.recv_frame(deadline))
+        link.send_frame(RegistryLink.request(method, *args), deadline)
         self._unacknowledged += 1
 
-    def _read_ack(self) -> None:
-        conn = self._connection()
-        # Bounded: a server that hangs (not dies) must not freeze the SessionManager's loop.
-        if not conn.poll(_ACK_TIMEOUT):
-            raise TimeoutError(f"the session registry did not acknowledge a write within {_ACK_TIMEOUT} s")
-        kind, result = pickle.loads(conn.recv_bytes())
+    def _acknowledged(self, frame: bytes) -> None:
+        if not self._unacknowledged:
+            raise ConnectionError("the session registry server sent a reply nobody asked for")
         self._unacknowledged -= 1
-        if kind != "#RETURN":
-            raise convert_to_error(kind, result)
+        RegistryLink.reply(frame)  # raises RemoteFailure (a ConnectionError) for an error reply
 
-    def _connection(self) -> Any:
-        proxy = self._table()
-        if getattr(proxy._tls, "connection", None) is None:
-            proxy._connect()
-        return proxy._tls.connection
+    def _link(self) -> RegistryLink:
+        if not self.connected:
+            raise ConnectionError("not connected to the session registry server")
+        assert self.link is not None
+        return self.link

@@ -585,15 +585,19 @@ class TestConcurrency:
         """Thousands of pipelined writes with no read in between (as in a mass stop) all land."""
         registry = app.session_manager._registry  # for its address and key
         writer = RegistryWriter(registry.address, registry.authkey)  # the SessionManager's writer API
-        big = "x" * 2000  # large replies fill the socket buffers sooner, as a real deadlock would
-        for n in range(3000):
-            writer.put_later(f"key-{n}", big)
-        writer.flush()
-        assert writer.get("key-2999") == big
-        for n in range(3000):
-            writer.delete_later(f"key-{n}")
-        writer.flush()
-        assert writer.get("key-0") is None
+        writer.connect_now(HANG_TIMEOUT)
+        big = "x" * 2000  # large requests fill the socket buffers sooner, as a real deadlock would
+        try:
+            for n in range(3000):
+                writer.put_later(f"key-{n}", big)
+            writer.flush(HANG_TIMEOUT)
+            assert registry.get("key-2999") == big
+            for n in range(3000):
+                writer.delete_later(f"key-{n}")
+            writer.flush(HANG_TIMEOUT)
+            assert registry.get("key-0") is None
+        finally:
+            writer.close()
 
     def test_creates_and_terminates_from_four_processes_and_four_threads(
         self, events: EventSink, app: Application

@@ -25,7 +25,14 @@ from supervisor._protocol import (
     TerminateChild,
     WhichChildren,
 )
-from supervisor._transport import accept_authenticated, connect, listen
+from supervisor._transport import (
+    ClientHandshake,
+    KeyMismatch,
+    ServerHandshake,
+    accept_authenticated,
+    connect,
+    listen,
+)
 
 from .. import children
 
@@ -222,6 +229,38 @@ class TestAuthentication:
         """Connecting where nothing listens raises FileNotFoundError."""
         with pytest.raises(FileNotFoundError):
             connect(socket_path(private_dir, "root"), KEY)
+
+
+class TestClientHandshake:
+    """The non-blocking client side (the registry's links) against the server's state machine."""
+
+    @staticmethod
+    def run(client_key: bytes, server_key: bytes) -> None:
+        server = ServerHandshake(server_key)
+        client = ClientHandshake(client_key)
+        answer = client.feed(server.greeting[:10]) + client.feed(server.greeting[10:])
+        assert not client.done
+        reply = server.feed(answer)
+        assert reply is not None
+        assert client.feed(reply) == b""
+        assert client.done
+
+    def test_same_key_completes_in_pieces(self) -> None:
+        """Fed the server's bytes in pieces, the client answers once and is done after the reply."""
+        self.run(KEY, KEY)
+
+    def test_wrong_key_is_a_key_mismatch(self) -> None:
+        """A client with another key is refused by the server's state machine."""
+        with pytest.raises(KeyMismatch):
+            self.run(OTHER_KEY, KEY)
+
+    def test_server_without_the_key_is_a_key_mismatch_on_the_client(self) -> None:
+        """A server answering without the key is refused by the client."""
+        server = ServerHandshake(OTHER_KEY)
+        client = ClientHandshake(KEY)
+        client.feed(server.greeting)
+        with pytest.raises(KeyMismatch):
+            client.feed(b"\0" * 32)
 
 
 class TestMessages:
