@@ -24,7 +24,6 @@ import hmac
 import os
 import pickle
 import weakref
-from collections.abc import Iterable
 from typing import Any
 
 import dill
@@ -34,7 +33,7 @@ __all__ = ["KEY_SIZE", "Key", "carried_by", "keep_only"]
 KEY_SIZE = 32
 """Bytes in a tree key and in a session key."""
 
-_held: weakref.WeakSet[Key] = weakref.WeakSet()
+_held: dict[int, weakref.ref[Key]] = {}  # id -> the keys this process holds, while they live
 # Where a bytes object's data starts: its basic size counts the data's terminating NUL.
 _BYTES_DATA_OFFSET = bytes.__basicsize__ - 1
 
@@ -58,7 +57,8 @@ class Key:
         if not isinstance(secret, (bytes, bytearray)):
             raise TypeError(f"'secret' must be bytes or a bytearray (got a {type(secret).__name__})")
         self._secret = secret if isinstance(secret, bytearray) else bytearray(secret)
-        _held.add(self)
+        ident = id(self)
+        _held[ident] = weakref.ref(self, lambda _: _held.pop(ident, None))
 
     @classmethod
     def random(cls) -> Key:
@@ -113,6 +113,17 @@ class Key:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Key, (self._secret,))
+
+    def __len__(self) -> int:
+        return len(self._secret)
+
+    def __eq__(self, other: object) -> bool:
+        """Keys are equal when their bytes are (compared in constant time)."""
+        if not isinstance(other, Key):
+            return NotImplemented
+        return hmac.compare_digest(self._secret, other._secret)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: zeroing changes what it equals
 
     def __repr__(self) -> str:
         return "<Key: zeroed>" if self.is_zeroed else "<Key>"
@@ -186,7 +197,7 @@ def keep_only(own: Key | None, carriers: object = ()) -> None:
     Called first thing in a forked child, which holds its supervisor's keys. Does not block; when
     no other key is held, it does not look at *carriers* at all.
     """
-    others = [key for key in _held if key is not own and not key.is_zeroed]
+    others = [key for key in held() if key is not own and not key.is_zeroed]
     if not others:
         return
     given = {id(key) for key in carried_by(carriers)}
@@ -195,6 +206,6 @@ def keep_only(own: Key | None, carriers: object = ()) -> None:
             key.zero()
 
 
-def held() -> Iterable[Key]:
-    """The keys this process holds (zeroed ones included); for tests."""
-    return list(_held)
+def held() -> list[Key]:
+    """The keys this process holds (zeroed ones included); does not block."""
+    return [key for key in (ref() for ref in list(_held.values())) if key is not None]
