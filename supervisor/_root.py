@@ -104,6 +104,10 @@ def _spawn_root(
             view = view[os.write(launch_w, view) :]
     except BrokenPipeError:
         pass  # the root died before reading it all: its result pipe says so
+    except BaseException:
+        process.kill()  # interrupted (Ctrl-C) before the root had its launch: leave nothing behind
+        process.wait()
+        raise
     finally:
         os.close(launch_w)
     return process
