@@ -1,7 +1,8 @@
 """
 Where a tree's processes listen: every rule that turns a place in the tree into a path.
 
-A tree has one private directory (mode 0700, made by the starter) and one 32-byte authkey. Each
+A tree has one private directory (mode 0700, made by the starter) and one 32-byte key (a session's
+supervisor and what runs below it have the session's own key instead, see :mod:`supervisor._keys`). Each
 supervisor listens on a Unix socket in that directory named after a hash of its id path (``root``,
 then child ids joined by ``/``), so a restarted supervisor listens where its predecessor did and
 handles stay usable. The session layer's two fixed children, the registry server and the
@@ -16,6 +17,8 @@ import os
 import tempfile
 
 import attrs
+
+from ._keys import Key
 
 __all__ = [
     "REGISTRY_ID",
@@ -47,14 +50,14 @@ def socket_path(private_dir: str, tree_path: str) -> str:
 @attrs.frozen
 class TreeContext:
     """
-    A place in a tree: its private directory, its authkey and an id path.
+    A place in a tree: its private directory, the key its supervisor serves with, and an id path.
 
     The engine passes one to every entry point it starts (the child's own place), so no process
     reads its place from a global.
     """
 
     private_dir: str
-    authkey: bytes = attrs.field(repr=False)
+    authkey: Key = attrs.field(repr=False)
     path: str
 
     @property
@@ -74,9 +77,13 @@ class TreeContext:
         return attrs.evolve(self, path=head)
 
     @classmethod
-    def at(cls, address: str, authkey: bytes, path: str) -> TreeContext:
+    def at(cls, address: str, authkey: Key, path: str) -> TreeContext:
         """The place whose supervisor listens at *address* (a socket in the tree's private directory)."""
         return cls(os.path.dirname(address), authkey, path)
+
+    def with_key(self, authkey: Key) -> TreeContext:
+        """The same place, served with *authkey* (a session's own key)."""
+        return attrs.evolve(self, authkey=authkey)
 
     @property
     def registry(self) -> TreeContext:

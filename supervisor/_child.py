@@ -1,7 +1,9 @@
 """
 What runs first in every child process, right after the supervisor forks it.
 
-In order: close every descriptor it inherited but its own, arm the parent-death signal (checked
+In order: close every descriptor it inherited but its own, zero every key it was not given (a
+worker is given none but those its arguments carry; the package's own processes keep their
+context's), arm the parent-death signal (checked
 against the supervisor's pid captured before the fork), turn SIGTERM into
 :class:`~supervisor.ShutdownExit` (raised once: later SIGTERMs, which the supervisor re-sends while it
 waits, are ignored) and ignore SIGINT, report ready (an ``IMMEDIATE`` child), lead a process group of
@@ -35,6 +37,7 @@ import multiprocess
 from . import _wire
 from ._addresses import TreeContext
 from ._entrypoint import EntryPoint
+from ._keys import keep_only
 from ._linux import arm_parent_death_signal, close_fds_except
 from .reasons import ExitKind, ExitReason, ShutdownExit
 from .specs import ChildSpec, StartMode
@@ -191,6 +194,11 @@ def child_main(launch: ChildLaunch) -> None:
     signal.set_wakeup_fd(-1)
     _close_inherited_fds(launch)
     spec = launch.spec
+    # The supervisor's memory is this child's: its keys too. A worker keeps only the keys its own
+    # arguments carry (a handle it was given); an entry point also keeps its context's key.
+    keep_only(
+        launch.context.authkey if isinstance(spec.start, EntryPoint) else None, (spec.args, spec.kwargs)
+    )
     _report, _ready_sent, _child_pid = launch.report, False, os.getpid()
     arm_parent_death_signal(launch.supervisor_pid)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

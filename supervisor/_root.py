@@ -1,79 +1,127 @@
 """
 Starting a tree: spawn the root supervisor process and wait until its children are ready.
 
-The root is started with the *spawn* start method: a fresh interpreter, so it inherits no threads,
-locks or descriptors from the caller, which may have threads. It is spawned without multiprocessing's
-resource tracker, so no helper process outlives the tree. Its entry point is named, not imported
-(:class:`~supervisor._entrypoint.EntryPoint`): the starter never loads the engine. Everything below
-the root is forked from single-threaded supervisor processes.
+The root is a fresh interpreter started with :class:`subprocess.Popen` (fork and exec, every
+descriptor closed but the two it is given), so it inherits no threads, locks, descriptors or memory
+from the caller, which may have threads, and its environment is exactly the caller's or exactly the
+``env=`` it is given. It reads the tree's key from a pipe straight into a ``bytearray`` (never from its
+arguments or environment, which ``/proc`` shows), then multiprocess's spawn preparation (``sys.path``,
+the working directory, the main module, so functions of the caller's ``__main__`` resolve there), then
+its spec. No resource tracker or other helper process is started. Its entry point is named, not
+imported: the starter never loads the engine. Everything below the root is forked from
+single-threaded supervisor processes.
 """
 
 from __future__ import annotations
 
-import io
 import os
+import pickle
+import select
 import shutil
-from collections.abc import Sequence
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import multiprocess
-from multiprocess import popen_spawn_posix, spawn, util
-from multiprocess.context import SpawnProcess, reduction, set_spawning_popen
+from multiprocess import spawn, util
 
-from ._addresses import TreeContext, make_private_dir
-from ._entrypoint import EntryPoint
+from . import _wire
+from ._addresses import make_private_dir, socket_path
+from ._keys import Key
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
 from .specs import ChildSpec, Strategy, SupervisorSpec
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "check_environment"]
 
 _spawn = multiprocess.get_context("spawn")
-_RUN_ROOT = EntryPoint("supervisor._engine.entry", "run_root")
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MAX_STEP = 86400.0  # poll(2) takes at most ~24.8 days: longer waits are taken in steps
 
 
-class _RootPopen(popen_spawn_posix.Popen):  # type: ignore[misc]
-    """Spawn without starting multiprocessing's resource tracker, which would outlive the tree."""
+def check_environment(env: object) -> dict[str, str] | None:
+    """
+    *env* as the root's whole environment (a new dict), or None to inherit the caller's.
 
-    def _launch(self, process_obj: Any) -> None:
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        buffer = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buffer)
-            reduction.dump(process_obj, buffer)
-        finally:
-            set_spawning_popen(None)
-        parent_r, child_w = os.pipe()
-        child_r, parent_w = os.pipe()
-        try:
-            cmd = spawn.get_command_line(tracker_fd=None, pipe_handle=child_r)
-            self._fds.extend([child_r, child_w])
-            self.pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
-            self.sentinel = parent_r
-            with open(parent_w, "wb", closefd=False) as pipe:
-                pipe.write(buffer.getbuffer())
-        finally:
-            self.finalizer = util.Finalize(self, util.close_fds, (parent_r, parent_w))
-            os.close(child_r)
-            os.close(child_w)
+    Does not block.
+
+    Raises:
+        TypeError: *env* is not a mapping of str to str.
+        ValueError: a name is empty or holds '=' or NUL, or a value holds NUL.
+    """
+    if env is None:
+        return None
+    if not isinstance(env, Mapping):
+        raise TypeError(
+            f"'env' must be a mapping of str to str or None (got {env!r} that is a {type(env).__name__})"
+        )
+    checked: dict[str, str] = {}
+    for name, value in env.items():
+        if not isinstance(name, str):
+            raise TypeError(f"'env' names must be str (got {name!r} that is a {type(name).__name__})")
+        if not isinstance(value, str):
+            raise TypeError(
+                f"'env' values must be str (got {value!r} that is a {type(value).__name__} for {name!r})"
+            )
+        if not name or "=" in name or "\0" in name:
+            raise ValueError(f"'env' names must be non-empty, without '=' or NUL (got {name!r})")
+        if "\0" in value:
+            raise ValueError(f"'env' values must not hold NUL (got {value!r} for {name!r})")
+        checked[name] = value
+    return checked
 
 
-class _RootProcess(SpawnProcess):  # type: ignore[misc]
-    @staticmethod
-    def _Popen(process_obj: Any) -> Any:
-        return _RootPopen(process_obj)
+def _spawn_root(
+    launch: bytes, key: Key, result_fd: int, env: dict[str, str] | None
+) -> subprocess.Popen[bytes]:
+    """
+    Start the root's interpreter and hand it *key*, then *launch*; returns once both are written.
+
+    Blocks while the root reads them (a pipe holds 64 KiB). A root that dies before it has read them
+    is noticed by the caller as an end of file on its result pipe.
+    """
+    launch_r, launch_w = os.pipe()
+    try:
+        code = (
+            f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+            f"from supervisor._engine.entry import boot_root; boot_root({launch_r}, {result_fd})"
+        )
+        command = [spawn.get_executable(), *util._args_from_interpreter_flags(), "-c", code]
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, pass_fds=(launch_r, result_fd), close_fds=True, env=env
+        )
+    except BaseException:
+        os.close(launch_w)
+        raise
+    finally:
+        os.close(launch_r)
+    try:
+        key.write_to(launch_w)
+        view = memoryview(launch)
+        while view:
+            view = view[os.write(launch_w, view) :]
+    except BrokenPipeError:
+        pass  # the root died before reading it all: its result pipe says so
+    except BaseException:
+        process.kill()  # interrupted (Ctrl-C) before the root had its launch: leave nothing behind
+        process.wait()
+        raise
+    finally:
+        os.close(launch_w)
+    return process
 
 
 class StartedRoot:
     """What only the process that started a tree holds: the root's process, its result pipe, the directory."""
 
-    def __init__(self, process: Any, result: Any, private_dir: str) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], result: Any, private_dir: str) -> None:
         self.process = process
         self.result = result
         self.private_dir = private_dir
         self.exit_reason: ExitReason | None = None
+        self._pidfd: int | None = os.pidfd_open(process.pid)
 
     @property
     def pid(self) -> int:
@@ -81,16 +129,10 @@ class StartedRoot:
 
     def collect(self, timeout: float | None) -> bool:
         """Reap the root if it exits within *timeout*; read its exit reason. True once reaped."""
-        left = timeout
-        while True:
-            # A wait's timeout is bounded by the OS (~24.8 days): longer ones wait in steps.
-            step = None if left is None else min(left, 86400.0)
-            self.process.join(step)
-            if self.process.exitcode is not None or left is None or left <= 86400.0:
-                break
-            left -= 86400.0
-        if self.process.exitcode is None:
-            return False
+        if self.process.returncode is None:
+            if self._pidfd is None or not _wait_readable(self._pidfd, timeout):
+                return False
+            self.process.wait()
         while self.exit_reason is None:
             try:
                 if not self.result.poll(0):
@@ -101,20 +143,47 @@ class StartedRoot:
             if kind == "exit":
                 self.exit_reason = value
         if self.exit_reason is None:
-            self.exit_reason = ExitReason.from_exitcode(self.process.exitcode)
+            self.exit_reason = ExitReason.from_exitcode(self.process.returncode)
         return True
 
     def terminate(self) -> None:
         """SIGTERM the root: its loop stops the tree in order, as ``stop()`` asks it to."""
-        self.process.terminate()
+        self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
         """SIGKILL the root; every process below it dies with it (parent-death signals)."""
-        self.process.kill()
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        # Through the pidfd: once the root is reaped, its pid may name another process.
+        if self._pidfd is not None and self.process.returncode is None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signum)
+            except ProcessLookupError:
+                pass
 
     def remove(self) -> None:
         self.result.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         shutil.rmtree(self.private_dir, ignore_errors=True)
+
+
+def _wait_readable(fd: int, timeout: float | None) -> bool:
+    """Wait until *fd* is readable (a pidfd: its process exited), at most *timeout* seconds."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if timeout is None:
+        return bool(poller.poll())
+    left = timeout
+    while True:
+        step = min(left, _MAX_STEP)
+        if poller.poll(step * 1000):
+            return True
+        left -= step
+        if left <= 0:
+            return False
 
 
 class Supervisor:
@@ -128,6 +197,7 @@ class Supervisor:
         max_seconds: float = 5.0,
         *,
         logging_config: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> SupervisorHandle:
         """
         Start a root supervisor process with *children*, each started and ready before the next.
@@ -139,6 +209,11 @@ class Supervisor:
         Args:
             logging_config: a :func:`logging.config.dictConfig` dict applied in the root supervisor
                 (and inherited below it). By default, warnings and errors go to stderr.
+            env: the tree's whole environment (names and values str; names without '=' or NUL,
+                values without NUL). The root is spawned with exactly this environment, so its
+                ``/proc/<pid>/environ``, its ``os.environ`` and those of every process below it
+                (all forked from it) hold these variables and nothing of the caller's. By default
+                (None) the tree inherits the caller's whole environment, as :mod:`subprocess` does.
 
         Raises:
             TypeError, ValueError: an invalid argument; nothing is started.
@@ -150,30 +225,31 @@ class Supervisor:
         )
         if logging_config is not None and not isinstance(logging_config, dict):
             raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
+        environment = check_environment(env)
+        payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
         private_dir = make_private_dir()
-        tree = TreeContext(private_dir, os.urandom(32), "root")
+        # Spawn's preparation first, then the spec: the spec may name functions of the caller's
+        # __main__, importable in the root only once the preparation has loaded it.
+        preparation = spawn.get_preparation_data("supervisor:root")
+        preparation.pop("authkey", None)  # multiprocessing's key of this process: the tree needs none
+        launch = pickle.dumps((preparation, private_dir)) + payload
+        key = Key.random()
         reader, writer = _spawn.Pipe(duplex=False)
-        process = _RootProcess(
-            target=_RUN_ROOT, args=(spec, tree, os.getpid(), writer, logging_config), name="supervisor:root"
-        )
         try:
-            process.start()
+            process = _spawn_root(launch, key, writer.fileno(), environment)
         except BaseException:
+            reader.close()
             shutil.rmtree(private_dir, ignore_errors=True)
             raise
         finally:
             writer.close()
-        # multiprocessing joins its non-daemon children when the interpreter exits, but the root
-        # exits only when its starter does: a caller that never called stop() would hang at exit.
-        # Out of that list, the root sees the starter's pidfd fire and stops the tree by itself.
-        multiprocess.process._children.discard(process)
         root = StartedRoot(process, reader, private_dir)
         try:
             kind, value = reader.recv()
         except (EOFError, OSError):
             kind, value = "died", None
         if kind == "ready":
-            return SupervisorHandle(tree.address, tree.authkey, tree.path, root)
+            return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root)
         root.collect(None)
         root.remove()
         if kind == "start_error":

@@ -1,10 +1,12 @@
 """
 The control sockets' transport: listen, accept, connect, and the mutual handshake.
 
-A connection is authenticated both ways by HMAC-SHA256 over random nonces with the tree's 32-byte
-authkey, in fixed-size messages under a deadline, so a client that stalls or has the wrong key cannot
+A connection is authenticated both ways by HMAC-SHA256 over random nonces with the 32-byte key the
+supervisor serves with (the tree's, or a session's own: see :mod:`supervisor._keys`), in fixed-size
+messages under a deadline, so a client that stalls or has the wrong key cannot
 hang a supervisor for longer than the deadline. After that, messages are pickled (``multiprocess``
-connections, encoded by :mod:`supervisor._wire`): anyone holding the authkey can run code in the tree.
+connections, encoded by :mod:`supervisor._wire`): anyone holding a key can run code in the processes
+that accept it.
 This module knows sockets and keys, not what is said over them.
 """
 
@@ -17,6 +19,8 @@ import socket
 import time
 
 from multiprocess.connection import Connection
+
+from ._keys import Key
 
 __all__ = [
     "AUTH_TIMEOUT",
@@ -65,8 +69,10 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def _digest(authkey: bytes, role: bytes, nonce: bytes) -> bytes:
-    return hmac.new(authkey, role + nonce, hashlib.sha256).digest()
+def _digest(authkey: Key | bytes, role: bytes, nonce: bytes) -> bytes:
+    # The key's own bytearray goes to HMAC: copied into a bytes object, it could not be zeroed.
+    material = authkey.material if isinstance(authkey, Key) else authkey
+    return hmac.new(material, role + nonce, hashlib.sha256).digest()
 
 
 class ServerHandshake:
@@ -78,7 +84,7 @@ class ServerHandshake:
 
     __slots__ = ("_authkey", "_received", "greeting")
 
-    def __init__(self, authkey: bytes) -> None:
+    def __init__(self, authkey: Key | bytes) -> None:
         self._authkey = authkey
         self.greeting = os.urandom(_NONCE)
         self._received = b""
@@ -114,7 +120,7 @@ class ClientHandshake:
 
     __slots__ = ("_authkey", "_nonce", "_received")
 
-    def __init__(self, authkey: bytes) -> None:
+    def __init__(self, authkey: Key | bytes) -> None:
         self._authkey = authkey
         self._nonce = os.urandom(_NONCE)
         self._received = b""
@@ -147,7 +153,7 @@ class ClientHandshake:
         return b""
 
 
-def accept_authenticated(server: socket.socket, authkey: bytes) -> Connection | None:
+def accept_authenticated(server: socket.socket, authkey: Key | bytes) -> Connection | None:
     """
     Accept one connection and authenticate it; None if it was refused (wrong key, stall, hang-up).
 
@@ -158,7 +164,7 @@ def accept_authenticated(server: socket.socket, authkey: bytes) -> Connection | 
     return authenticate(sock, authkey)
 
 
-def authenticate(sock: socket.socket, authkey: bytes) -> Connection | None:
+def authenticate(sock: socket.socket, authkey: Key | bytes) -> Connection | None:
     """
     Run the server's side of the handshake on the accepted *sock*; its connection, or None if refused.
 
@@ -187,7 +193,7 @@ def authenticate(sock: socket.socket, authkey: bytes) -> Connection | None:
     return Connection(sock.detach())
 
 
-def connect(address: str, authkey: bytes, timeout: float = AUTH_TIMEOUT) -> Connection:
+def connect(address: str, authkey: Key | bytes, timeout: float = AUTH_TIMEOUT) -> Connection:
     """
     Connect to the supervisor at *address* and authenticate both ways.
 

@@ -3,7 +3,7 @@ The client of a supervisor process: one request per call over its control socket
 
 Handles have no public constructor: :meth:`Supervisor.start` returns the root's, and
 :meth:`SupervisorHandle.child_supervisor` a nested supervisor's. A handle pickles (as the address, the
-authkey and the tree path) and reconnects lazily in the process that unpickles it; each thread uses a
+key it holds and the tree path) and reconnects lazily in the process that unpickles it; each thread uses a
 connection of its own, so one handle is safe to share between threads. This module imports values,
 the wire encoding and the transport only, never the engine: unpickling a handle in a worker loads no
 supervisor machinery.
@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from . import _wire
+from ._keys import Key
 from ._protocol import (
     ChildAddress,
     CountChildren,
@@ -68,9 +69,11 @@ class SupervisorHandle:
     Every failure is a :class:`SupervisorError`: no OS error reaches the caller.
     """
 
-    def __init__(self, address: str, authkey: bytes, path: str, root: RootProcess | None = None) -> None:
+    def __init__(
+        self, address: str, authkey: Key | bytes, path: str, root: RootProcess | None = None
+    ) -> None:
         self._address = address
-        self._authkey = authkey
+        self._authkey = authkey if isinstance(authkey, Key) else Key(authkey)
         self._path = path
         self._root = root
         self._closed = False
@@ -193,6 +196,10 @@ class SupervisorHandle:
         """
         address: str = self._call("child_supervisor", ChildAddress(_check_id(child_id)), timeout)
         return SupervisorHandle(address, self._authkey, f"{self._path}/{child_id}")
+
+    def _with_key(self, authkey: Key) -> SupervisorHandle:
+        """A handle for the same supervisor holding *authkey* instead (a session's own key)."""
+        return SupervisorHandle(self._address, authkey, self._path)
 
     def stop(self, timeout: float | None = None) -> None:
         """

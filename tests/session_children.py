@@ -12,7 +12,13 @@ import resource
 import socket
 from typing import Any
 
-from supervisor import SessionManagerHandle, SessionNotFoundError, notify_ready
+from supervisor import (
+    SessionManagerHandle,
+    SessionNotFoundError,
+    SupervisorError,
+    SupervisorHandle,
+    notify_ready,
+)
 
 from .children import emit, sleep_forever
 
@@ -141,3 +147,22 @@ def stop_at_gate(path: str, key: Any, gate: str) -> None:
             emit(path, "stopping", key)
             sock.recv(16)
             raise
+
+
+def use_the_given_handle(handle: SupervisorHandle, elsewhere: str, path: str, key: Any) -> None:
+    """
+    Use the session handle this worker was given, then aim its key at the supervisor at *elsewhere*.
+
+    Reports ``children`` (the ids ``handle.which_children()`` lists) and ``elsewhere`` (the name of
+    the error that call raised there, or ``"opened"``), then becomes ready and runs until stopped.
+    """
+    emit(path, "children", tuple(child.id for child in handle.which_children()))
+    probe = SupervisorHandle(elsewhere, handle._authkey, "elsewhere")
+    try:
+        probe.which_children()
+        outcome = "opened"
+    except SupervisorError as error:
+        outcome = type(error).__name__
+    emit(path, "elsewhere", outcome)
+    notify_ready()
+    sleep_forever()

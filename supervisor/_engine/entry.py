@@ -1,6 +1,10 @@
 """
 Entry points of supervisor processes: the root (spawned by ``Supervisor.start``) and a nested one.
 
+The root's interpreter starts in :func:`boot_root`, which reads the tree's key from its launch pipe
+straight into a :class:`~supervisor._keys.Key`, then the rest of its launch: the key never passes
+through the root's arguments, environment or an immutable ``bytes`` object.
+
 Each gets its context as arguments (its place in the tree, its spec, and for the root the starter's
 pid and the result pipe) and reads no global. Both are named by
 :class:`~supervisor._entrypoint.EntryPoint` values in the code that starts them, so that code never
@@ -12,20 +16,49 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import pickle
 import shutil
 from collections.abc import Callable
 from typing import Any
 
+import multiprocess
+from multiprocess import spawn
+from multiprocess.connection import Connection
+
 from .. import _child, _linux
 from .._addresses import TreeContext
+from .._keys import Key
 from ..reasons import ShutdownExit
 from ..specs import SupervisorSpec
 from .loop import SupervisorProcess
 from .processes import raise_open_files_limit
 
-__all__ = ["run_nested_supervisor", "run_root"]
+__all__ = ["boot_root", "run_nested_supervisor", "run_root"]
 
 _DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+
+
+def boot_root(launch_fd: int, result_fd: int) -> None:
+    """
+    The root's interpreter, started by ``Supervisor.start``: read the launch, then :func:`run_root`.
+
+    Reads the tree's key, then multiprocess's spawn preparation (applied: ``sys.path``, the working
+    directory, the starter's main module) and the private directory, then the spec, from
+    *launch_fd*; reports on *result_fd*. Returns when the tree has stopped.
+    """
+    key = Key.read_from(launch_fd)
+    with os.fdopen(launch_fd, "rb") as launch:
+        preparation, private_dir = pickle.load(launch)
+        spawn.prepare(preparation)
+        spec, starter_pid, logging_config, env = pickle.load(launch)
+    if env is not None:
+        # Exactly the given environment: the interpreter may have added to it at start-up (C locale
+        # coercion sets LC_CTYPE), and os.environ is what the tree's processes pass on.
+        os.environ.clear()
+        os.environ.update(env)
+    multiprocess.current_process().name = "supervisor:root"
+    result = Connection(result_fd, readable=False)
+    run_root(spec, TreeContext(private_dir, key, "root"), starter_pid, result, logging_config)
 
 
 def run_root(
@@ -51,7 +84,7 @@ def run_root(
     if os.getppid() != starter_pid:
         return
     raise_open_files_limit()
-    _linux.make_fds_close_on_exec()  # the result pipe and multiprocess's sentinel came through spawn
+    _linux.make_fds_close_on_exec()  # the result pipe came through the spawn
     supervisor = SupervisorProcess(spec, tree, watch_fd=watch)
     supervisor.serve(lambda: result.send(("ready", os.getpid())))
     try:

@@ -12,12 +12,13 @@ Their start functions are named entry points, so starting an Application loads n
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 from .._addresses import REGISTRY_ID, SESSION_MANAGER_ID
 from .._entrypoint import EntryPoint
-from .._root import Supervisor
+from .._root import Supervisor, check_environment
 from ..handle import SupervisorHandle
 from ..specs import ChildSpec, ChildType, Restart, StartMode, Strategy, SupervisorSpec
 from .client import SessionManagerHandle
@@ -44,6 +45,10 @@ class Application:
             Application (its sessions included), as :meth:`Supervisor.start`'s intensity does.
         registry_timeout: how long registry readers wait for a restarting registry server.
         logging_config: as for :meth:`Supervisor.start`.
+        env: as for :meth:`Supervisor.start`: the whole environment of every process of the
+            Application (its supervisor, the registry, the SessionManager, every session), nothing
+            of the caller's; by default (None) they inherit the caller's. A session's own
+            ``create_session(env=...)`` then replaces ``os.environ`` in that session's processes.
 
     Raises:
         TypeError, ValueError: a bad argument, named; nothing is started.
@@ -58,7 +63,9 @@ class Application:
         root_max_seconds: float = 5.0,
         registry_timeout: float = 5.0,
         logging_config: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        self._env = check_environment(env)
         self._manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
         self._root_intensity = _intensity(root_max_restarts, root_max_seconds)
         self._registry_timeout = registry_timeout
@@ -120,6 +127,7 @@ class Application:
             restarts,
             seconds,
             logging_config=self._logging_config,
+            env=self._env,
         )
         return self
 

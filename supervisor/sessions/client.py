@@ -2,10 +2,12 @@
 The session layer's client: :class:`SessionManagerHandle`.
 
 Writes (create, terminate) go to the SessionManager over its control socket, as supervisor requests;
-reads (list, look up) go straight to the registry. It pickles, so any process, a session's own workers
-included, can use it; each thread uses its own connections. A session is started from a child spec
-whose start is the SessionSupervisor's entry point, *named* (see ``supervisor._entrypoint``): this
-module imports no engine module.
+reads (list, look up) go straight to the registry. It pickles, so any process it is given to (a
+session's worker, through its arguments) can use it; each thread uses its own connections. It holds
+the tree's key; :meth:`SessionManagerHandle.session_supervisor` gives a handle holding only the
+session's own key (derived from the tree key and the session's id path). A session is started from
+a child spec whose start is the SessionSupervisor's entry point, *named* (see
+``supervisor._entrypoint``): this module imports no engine module.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from .._addresses import TreeContext
 from .._entrypoint import EntryPoint
+from .._keys import Key
 from ..errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFoundError
 from ..handle import SupervisorHandle, deadline_from, remaining
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
@@ -39,8 +42,10 @@ class SessionManagerHandle:
     """
 
     def __init__(
-        self, app_address: str, app_path: str, authkey: bytes, registry_timeout: float = 5.0
+        self, app_address: str, app_path: str, authkey: Key | bytes, registry_timeout: float = 5.0
     ) -> None:
+        if not isinstance(authkey, Key):
+            authkey = Key(authkey)
         app = TreeContext.at(app_address, authkey, app_path)
         self._app = (app_address, app_path, authkey, registry_timeout)
         manager = app.session_manager
@@ -197,12 +202,22 @@ class SessionManagerHandle:
         return pid
 
     def session_supervisor(self, session_id: str, *, timeout: float | None = None) -> SupervisorHandle:
-        """A handle for the session's SessionSupervisor (its children, live pids, start_child...)."""
+        """
+        A handle for the session's SessionSupervisor (its children, live pids, start_child...).
+
+        The handle holds the session's own key only, so it opens this session's supervisors and
+        nothing else (not the SessionManager, another session or the registry): give it to a
+        session's worker that should manage its own session. Blocks for one call to the SessionManager.
+
+        Raises:
+            SessionNotFoundError: no live session has this id.
+        """
         _check_session_id(session_id)
         try:
-            return self._manager.child_supervisor(session_id, timeout=timeout)
+            handle = self._manager.child_supervisor(session_id, timeout=timeout)
         except ChildNotFoundError as error:
             raise self._not_found(session_id) from error
+        return handle._with_key(self._manager._authkey.derive(handle.path))
 
     @property
     def supervisor(self) -> SupervisorHandle:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._keys import Key
 from .._transport import ClientHandshake, KeyMismatch
 from ..errors import AuthenticationError, RegistryUnavailableError
 
@@ -61,7 +62,7 @@ class RegistryLink:
     from readiness events instead. Used by one thread.
     """
 
-    def __init__(self, sock: socket.socket, authkey: bytes) -> None:
+    def __init__(self, sock: socket.socket, authkey: Key | bytes) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.pid = os.getpid()
@@ -69,7 +70,7 @@ class RegistryLink:
         self._buffer = bytearray()
 
     @classmethod
-    def begin(cls, address: str, authkey: bytes) -> RegistryLink:
+    def begin(cls, address: str, authkey: Key | bytes) -> RegistryLink:
         """
         Connect to *address* without blocking; the handshake is still to run (:meth:`advance`).
 
@@ -87,7 +88,7 @@ class RegistryLink:
         return cls(sock, authkey)
 
     @classmethod
-    def open(cls, address: str, authkey: bytes, deadline: float) -> RegistryLink:
+    def open(cls, address: str, authkey: Key | bytes, deadline: float) -> RegistryLink:
         """A connected, authenticated link; blocks until *deadline* at most (TimeoutError)."""
         link = cls.begin(address, authkey)
         try:
@@ -231,7 +232,7 @@ class RegistryClient:
     authkey and wait bound.
     """
 
-    def __init__(self, address: str, authkey: bytes, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, authkey: Key | bytes, timeout: float = 5.0) -> None:
         self.address = address
         self.authkey = authkey
         self.timeout = timeout

@@ -24,6 +24,7 @@ from multiprocess.connection import Connection
 
 from .. import _child
 from .._addresses import TreeContext
+from .._keys import Key
 from .._transport import authenticate, listen
 from .registry import PUBLISHED
 
@@ -63,7 +64,7 @@ class _Table:
 _METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all"})
 
 
-def _serve(table: _Table, sock: socket.socket, authkey: bytes) -> None:
+def _serve(table: _Table, sock: socket.socket, authkey: Key | bytes) -> None:
     """Authenticate one client, then answer its requests in order until it hangs up."""
     conn: Connection | None = authenticate(sock, authkey)
     if conn is None:
@@ -88,7 +89,7 @@ def _serve(table: _Table, sock: socket.socket, authkey: bytes) -> None:
                 return
 
 
-def _accept(table: _Table, listener: socket.socket, authkey: bytes) -> None:
+def _accept(table: _Table, listener: socket.socket, authkey: Key | bytes) -> None:
     while True:
         try:
             sock, _ = listener.accept()

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from .. import _wire
+from .._keys import Key
 from .registry import PUBLISHED, RegistryLink
 
 __all__ = ["ACK_TIMEOUT", "RegistryWriter"]
@@ -37,7 +38,7 @@ class RegistryWriter:
     link failed; the link is then spoilt and the caller must :meth:`close` it and connect again.
     """
 
-    def __init__(self, address: str, authkey: bytes) -> None:
+    def __init__(self, address: str, authkey: Key | bytes) -> None:
         self.address = address
         self.authkey = authkey
         self.link: RegistryLink | None = None

@@ -1,8 +1,11 @@
 """
 A session's process, the SessionSupervisor: the session's isolation, then an ordinary supervisor.
 
-It applies the session's working directory, environment and resource limits (its own process group
-comes with every child), then supervises the session's children, ready once they all are, with their
+It takes its own key, HMAC-SHA256(tree key, its id path), and zeroes the tree key it inherited from
+the SessionManager: its control socket accepts only the session's key, and none of its processes
+holds the tree's (but a worker given a handle that carries it). It applies the session's working
+directory, environment and resource limits (its own process group comes with every child), then
+supervises the session's children, ready once they all are, with their
 ids and pids as its ready report (the SessionManager publishes them).
 """
 
@@ -14,6 +17,7 @@ import resource
 from .._addresses import TreeContext
 from .._engine.entry import run_supervisor
 from .._engine.loop import SupervisorProcess
+from .._keys import keep_only
 from ..specs import SupervisorSpec
 from .values import SessionOptions
 
@@ -22,6 +26,9 @@ __all__ = ["run_session_supervisor"]
 
 def run_session_supervisor(tree: TreeContext, spec: SupervisorSpec, options: SessionOptions) -> None:
     """The start of a session's SessionSupervisor at *tree*: isolate, then supervise; never returns."""
+    own = tree.authkey.derive(tree.path)
+    keep_only(own, (spec, options))  # the tree key goes; keys given to the session's workers stay
+    tree = tree.with_key(own)
     _isolate(options)
     supervisor = SupervisorProcess(spec, tree)
     run_supervisor(supervisor, lambda: {"children": [(c.id, c.pid) for c in supervisor.state.children]})

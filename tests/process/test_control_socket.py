@@ -90,7 +90,7 @@ class TestSilentClients:
         sock = raw_connection(handle)
         try:
             greeting = sock.recv(32)
-            answer = hmac.new(handle._authkey, b"client" + greeting, hashlib.sha256).digest()
+            answer = hmac.new(handle._authkey.material, b"client" + greeting, hashlib.sha256).digest()
             handshake = answer + os.urandom(32)
             dropped = False
             sent = 0
