@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import multiprocess
 from multiprocess import popen_spawn_posix, spawn, util
 from multiprocess.context import SpawnProcess, reduction, set_spawning_popen
 
+from . import _spawned
 from ._addresses import TreeContext, make_private_dir
 from ._entrypoint import EntryPoint
 from .errors import StartError, SupervisorGoneError
@@ -42,13 +44,15 @@ class _RootPopen(popen_spawn_posix.Popen):  # type: ignore[misc]
         set_spawning_popen(self)
         try:
             reduction.dump(prep_data, buffer)
-            reduction.dump(process_obj, buffer)
+            # Without a main file (python -c), functions of __main__ travel by value with the globals
+            # they use: the root's __main__ is empty (see _wire).
+            reduction.dump(process_obj, buffer, recurse=_main_has_no_file())
         finally:
             set_spawning_popen(None)
         parent_r, child_w = os.pipe()
         child_r, parent_w = os.pipe()
         try:
-            cmd = spawn.get_command_line(tracker_fd=None, pipe_handle=child_r)
+            cmd = _command_line(child_r, process_obj.result_fd)
             self._fds.extend([child_r, child_w])
             self.pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
             self.sentinel = parent_r
@@ -60,7 +64,43 @@ class _RootPopen(popen_spawn_posix.Popen):  # type: ignore[misc]
             os.close(child_w)
 
 
+def _command_line(pipe_handle: int, result_fd: int) -> list[str]:
+    """multiprocess's spawn command line, entered through ``_spawned.spawn_main`` (noting *result_fd*)."""
+    cmd: list[str] = spawn.get_command_line(tracker_fd=None, pipe_handle=pipe_handle)
+    if "-c" in cmd:  # not in a frozen executable, which has its own bootstrap
+        cmd[cmd.index("-c") + 1] = (
+            "from supervisor._spawned import spawn_main; "
+            f"spawn_main(pipe_handle={pipe_handle}, result_fd={result_fd})"
+        )
+    return cmd
+
+
+def _main_has_no_file() -> bool:
+    return getattr(sys.modules.get("__main__"), "__file__", None) is None
+
+
+def _guard_missing_message() -> str:
+    # In the root's bootstrap, the starter's main module is being imported as __mp_main__.
+    main = next(
+        (
+            path
+            for name in ("__mp_main__", "__main__")
+            if (path := getattr(sys.modules.get(name), "__file__", None)) is not None
+        ),
+        "__main__",
+    )
+    return (
+        f"a tree was started while the root supervisor was importing the main module {main}: "
+        'it lacks the `if __name__ == "__main__":` guard around the code that starts the tree. '
+        "The root is spawned, a new Python interpreter that imports the main module before it runs, "
+        "so a script that starts a tree at import time starts it again inside the root"
+    )
+
+
 class _RootProcess(SpawnProcess):  # type: ignore[misc]
+    result_fd: int
+    """The write end of the result pipe, the same number in the root (spawn passes it as is)."""
+
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
         return _RootPopen(process_obj)
@@ -140,11 +180,21 @@ class Supervisor:
             logging_config: a :func:`logging.config.dictConfig` dict applied in the root supervisor
                 (and inherited below it). By default, warnings and errors go to stderr.
 
+        Call it under ``if __name__ == "__main__":`` in a script: the root is spawned, a new Python
+        interpreter that imports the main module before it runs, and a start at import time would
+        run again there (it is refused, and this call raises :class:`SupervisorGoneError` saying so).
+
         Raises:
             TypeError, ValueError: an invalid argument; nothing is started.
+            SupervisorGoneError: the root died while starting; the message says why when it knows
+                (the main module lacks the ``if __name__ == "__main__":`` guard).
             StartError: a child failed to start; the children already started were stopped in
                 reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
         """
+        if _spawned.importing_main():
+            message = _guard_missing_message()
+            _spawned.report(_spawned.GUARD_MISSING, message)
+            raise RuntimeError(message)
         spec = SupervisorSpec(
             children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
@@ -156,6 +206,7 @@ class Supervisor:
         process = _RootProcess(
             target=_RUN_ROOT, args=(spec, tree, os.getpid(), writer, logging_config), name="supervisor:root"
         )
+        process.result_fd = writer.fileno()
         try:
             process.start()
         except BaseException:
@@ -168,8 +219,12 @@ class Supervisor:
         # Out of that list, the root sees the starter's pidfd fire and stops the tree by itself.
         multiprocess.process._children.discard(process)
         root = StartedRoot(process, reader, private_dir)
+        running = False
         try:
             kind, value = reader.recv()
+            if kind == "running":  # the root's bootstrap is over: it imported __main__ and runs
+                running = True
+                kind, value = reader.recv()
         except (EOFError, OSError):
             kind, value = "died", None
         if kind == "ready":
@@ -179,8 +234,16 @@ class Supervisor:
         if kind == "start_error":
             assert isinstance(value, StartError)
             raise value
+        reason = root.exit_reason.describe() if root.exit_reason else "unknown"
+        if kind == _spawned.GUARD_MISSING:
+            raise SupervisorGoneError(f"the root supervisor died while starting: {value}", root.exit_reason)
+        if not running:
+            raise SupervisorGoneError(
+                f"the root supervisor died while starting, before it ran (exit reason: {reason}): it is "
+                "spawned, a new Python interpreter that first imports the main module; its traceback "
+                'is on stderr (a script that starts a tree needs `if __name__ == "__main__":`)',
+                root.exit_reason,
+            )
         raise SupervisorGoneError(
-            f"the root supervisor died while starting (exit reason: "
-            f"{root.exit_reason.describe() if root.exit_reason else 'unknown'})",
-            root.exit_reason,
+            f"the root supervisor died while starting (exit reason: {reason})", root.exit_reason
         )

@@ -3,9 +3,16 @@ Message encoding on the tree's connections: the C pickler, with dill only where 
 
 ``multiprocess`` connections pickle with dill, whose pure-Python pickler costs about ten times the
 standard one on a typical request. Messages are therefore encoded with :mod:`pickle`, falling back to
-dill for what it cannot encode (lambdas, closures), and always using dill when the main module has no
-file (``python -c``, a notebook): there, functions of ``__main__`` must travel by value, as dill sends
-them, because no other process can import them. ``pickle`` loads both encodings.
+dill for what it cannot encode (lambdas, closures) and for what refers to ``__main__`` (a function or
+class of the main module, which the receiver's copy of ``__main__`` may lack), and always using dill
+when the main module has no file (``python -c``, a notebook): there, functions of ``__main__`` must
+travel by value, as dill sends them, because no other process can import them. ``pickle`` loads both
+encodings.
+
+dill encodes with ``recurse=True``: a function sent by value carries the globals it uses (the
+modules it names, the values it reads), not a reference to the sender's ``__main__`` namespace,
+which the receiver does not have (the spawned root's ``__main__`` is the starter's script imported
+again, without what ran under ``if __name__ == "__main__":``; under ``python -c`` it is empty).
 """
 
 from __future__ import annotations
@@ -16,23 +23,50 @@ from typing import Any
 
 import dill
 
-__all__ = ["dumps", "recv", "send"]
+__all__ = ["dumps", "loads", "recv", "send", "send_bytes"]
+
+_MAIN = b"__main__"
 
 
 def dumps(obj: Any) -> bytes:
-    """Encode *obj* for another process of the tree."""
+    """
+    Encode *obj* for another process of the tree.
+
+    Raises:
+        Exception: whatever the picklers raise for what neither can encode (a lock, a socket...).
+    """
     if getattr(sys.modules.get("__main__"), "__file__", None) is not None:
         try:
-            return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError):
             pass
-    data: bytes = dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return data
+        else:
+            if _MAIN not in data:
+                return data
+            # Something of __main__ went by reference: the receiver's __main__ may lack it (defined
+            # under the guard), so send it by value, unless dill cannot (an unpicklable global).
+            try:
+                by_value: bytes = dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
+            except Exception:
+                return data
+            return by_value
+    encoded: bytes = dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
+    return encoded
+
+
+def loads(data: bytes) -> Any:
+    """Decode what :func:`dumps` encoded; raises what unpickling raises (a missing attribute...)."""
+    return pickle.loads(data)
 
 
 def send(conn: Any, obj: Any) -> None:
     """Send *obj* on the ``multiprocess`` connection *conn*."""
     conn.send_bytes(dumps(obj))
+
+
+def send_bytes(conn: Any, data: bytes) -> None:
+    """Send *data*, already encoded with :func:`dumps`, on the ``multiprocess`` connection *conn*."""
+    conn.send_bytes(data)
 
 
 def recv(conn: Any) -> Any:

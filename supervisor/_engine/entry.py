@@ -23,7 +23,7 @@ from ..specs import SupervisorSpec
 from .loop import SupervisorProcess
 from .processes import raise_open_files_limit
 
-__all__ = ["run_nested_supervisor", "run_root"]
+__all__ = ["keep_existing_loggers", "run_nested_supervisor", "run_root"]
 
 _DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 
@@ -38,11 +38,16 @@ def run_root(
     """
     The root supervisor process: watch the starter, serve, and report how it ended on *result*.
 
-    Sends ``("ready", pid)`` once every child is ready, then ``("exit", reason)`` or
-    ``("start_error", error)``; removes the tree's private directory when it is done.
+    Sends ``("running", pid)`` first (the bootstrap is over), ``("ready", pid)`` once every child is
+    ready, then ``("exit", reason)`` or ``("start_error", error)``; removes the tree's private
+    directory when it is done.
     """
+    try:
+        result.send(("running", os.getpid()))
+    except OSError:
+        return  # the starter is gone
     if logging_config is not None:
-        logging.config.dictConfig(logging_config)
+        logging.config.dictConfig(keep_existing_loggers(logging_config))
     else:
         logging.basicConfig(level=logging.WARNING, format=_DEFAULT_LOG_FORMAT)
     # A pidfd of the starter fires when it exits, whatever it forked; getppid() after opening it
@@ -63,6 +68,17 @@ def run_root(
         pass  # the starter is gone or dropped its handle: nobody is left to tell
     # Nothing of the tree listens any more; a starter that died cannot remove the directory itself.
     shutil.rmtree(tree.private_dir, ignore_errors=True)
+
+
+def keep_existing_loggers(config: dict[str, Any]) -> dict[str, Any]:
+    """
+    *config* with ``"disable_existing_loggers": False`` unless it says otherwise.
+
+    :func:`logging.config.dictConfig` disables every existing logger not named in the config by
+    default, the package's own included (they exist once its modules are imported), which would
+    silence crash reports. An explicit ``True`` is honoured.
+    """
+    return {"disable_existing_loggers": False, **config}
 
 
 def run_supervisor(supervisor: SupervisorProcess, ready_info: Callable[[], Any]) -> None:
