@@ -21,7 +21,7 @@ import multiprocess
 from multiprocess import popen_spawn_posix, spawn, util
 from multiprocess.context import SpawnProcess, reduction, set_spawning_popen
 
-from . import _spawned
+from . import _spawned, _wire
 from ._addresses import TreeContext, make_private_dir
 from ._entrypoint import EntryPoint
 from .errors import StartError, SupervisorGoneError
@@ -44,9 +44,9 @@ class _RootPopen(popen_spawn_posix.Popen):  # type: ignore[misc]
         set_spawning_popen(self)
         try:
             reduction.dump(prep_data, buffer)
-            # Without a main file (python -c), functions of __main__ travel by value with the globals
-            # they use: the root's __main__ is empty (see _wire).
-            reduction.dump(process_obj, buffer, recurse=_main_has_no_file())
+            # Functions of __main__ travel by value with the globals they use, as _wire sends them:
+            # the root's __main__ lacks what ran under the guard (under python -c, it is empty).
+            reduction.dump(process_obj, buffer, recurse=_wire.by_value(process_obj._args[0]))
         finally:
             set_spawning_popen(None)
         parent_r, child_w = os.pipe()
@@ -73,10 +73,6 @@ def _command_line(pipe_handle: int, result_fd: int) -> list[str]:
             f"spawn_main(pipe_handle={pipe_handle}, result_fd={result_fd})"
         )
     return cmd
-
-
-def _main_has_no_file() -> bool:
-    return getattr(sys.modules.get("__main__"), "__file__", None) is None
 
 
 def _guard_missing_message() -> str:

@@ -23,9 +23,22 @@ from typing import Any
 
 import dill
 
-__all__ = ["dumps", "loads", "recv", "send", "send_bytes"]
+__all__ = ["by_value", "dumps", "loads", "recv", "send", "send_bytes"]
 
 _MAIN = b"__main__"
+
+
+def by_value(obj: Any) -> bool:
+    """
+    True if *obj* must be encoded by dill with ``recurse=True`` (the rule :func:`dumps` follows): the
+    main module has no file, the C pickler cannot encode it, or it refers to ``__main__``.
+    """
+    if getattr(sys.modules.get("__main__"), "__file__", None) is None:
+        return True
+    try:
+        return _MAIN in pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return True
 
 
 def dumps(obj: Any) -> bytes:

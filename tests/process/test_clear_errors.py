@@ -279,12 +279,30 @@ MAIN_SCRIPTS = {
                 ))
             print(pathlib.Path(sys.argv[1]).read_text())
         """,
+    "a-function-under-the-guard-using-a-guarded-global-as-an-initial-child": """
+        import pathlib, sys
+        from supervisor import ChildSpec, Restart, StartMode, Supervisor, notify_ready
+
+        if __name__ == "__main__":
+            greeting = "ran in the child"
+
+            def write(path):
+                pathlib.Path(path).write_text(greeting)
+                notify_ready()
+
+            spec = ChildSpec(
+                "initial", write, args=(sys.argv[1],), restart=Restart.TEMPORARY, start_mode=StartMode.NOTIFY
+            )
+            with Supervisor.start([spec]):
+                pass
+            print(pathlib.Path(sys.argv[1]).read_text())
+        """,
 }
 
 
 @pytest.mark.parametrize("source", list(MAIN_SCRIPTS.values()), ids=list(MAIN_SCRIPTS))
 def test_a_start_function_of_a_main_script_runs_in_its_child(tmp_path: Path, source: str) -> None:
-    """start_child with a __main__ lambda, or a function/class under the guard, runs it in a child."""
+    """A __main__ lambda, or a function/class under the guard (at start or by start_child), runs."""
     out = tmp_path / "out.txt"
 
     done = run_script(write_script(tmp_path, source), str(out))
