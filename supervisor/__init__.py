@@ -20,16 +20,25 @@ from .errors import (
     StartError,
     SupervisorError,
     SupervisorGoneError,
+    UnreadableRequestError,
 )
 from .handle import SupervisorHandle
 from .info import ChildCounts, ChildInfo
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
 from .sessions.application import Application
 from .sessions.client import SessionManagerHandle
-from .sessions.values import ChildSummary, SessionInfo, SessionOptions, SessionStatus
+from .sessions.values import (
+    MIN_MEMORY_BYTES,
+    ChildSummary,
+    LimitCeilings,
+    SessionInfo,
+    SessionOptions,
+    SessionStatus,
+)
 from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = [
+    "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",
     "CallTimeout",
@@ -46,6 +55,7 @@ __all__ = [
     "ExitKind",
     "ExitReason",
     "HandleClosedError",
+    "LimitCeilings",
     "RegistryUnavailableError",
     "RemoteError",
     "Restart",
@@ -64,6 +74,7 @@ __all__ = [
     "SupervisorGoneError",
     "SupervisorHandle",
     "SupervisorSpec",
+    "UnreadableRequestError",
     "ignore_start",
     "notify_ready",
 ]

@@ -2,8 +2,9 @@
 The control protocol's messages: one request type per handle call, and the shape of a reply.
 
 A client sends one request and reads one reply, ``("ok", value)`` or ``("error", SupervisorError)``,
-which the handle re-raises as its class; ``Stop`` is answered once the supervisor has stopped its
-children. Frozen values only: how they travel is :mod:`supervisor._transport` and
+which the handle re-raises as its class, or ``("unreadable", why)`` when the supervisor could not
+unpickle the request (the handle raises ``UnreadableRequestError``); ``Stop`` is answered once the
+supervisor has stopped its children. Frozen values only: how they travel is :mod:`supervisor._transport` and
 :mod:`supervisor._wire`, what a supervisor does with them is the engine's server.
 """
 

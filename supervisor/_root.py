@@ -20,13 +20,14 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import multiprocess
 from multiprocess import spawn, util
 
-from . import _wire
+from . import _spawned, _wire
 from ._addresses import make_private_dir, socket_path
 from ._keys import Key
 from .errors import StartError, SupervisorGoneError
@@ -111,6 +112,24 @@ def _spawn_root(
     finally:
         os.close(launch_w)
     return process
+
+
+def _guard_missing_message() -> str:
+    # In the root's bootstrap, the starter's main module is being imported as __mp_main__.
+    main = next(
+        (
+            path
+            for name in ("__mp_main__", "__main__")
+            if (path := getattr(sys.modules.get(name), "__file__", None)) is not None
+        ),
+        "__main__",
+    )
+    return (
+        f"a tree was started while the root supervisor was importing the main module {main}: "
+        'it lacks the `if __name__ == "__main__":` guard around the code that starts the tree. '
+        "The root is spawned, a new Python interpreter that imports the main module before it runs, "
+        "so a script that starts a tree at import time starts it again inside the root"
+    )
 
 
 class StartedRoot:
@@ -215,11 +234,21 @@ class Supervisor:
                 (all forked from it) hold these variables and nothing of the caller's. By default
                 (None) the tree inherits the caller's whole environment, as :mod:`subprocess` does.
 
+        Call it under ``if __name__ == "__main__":`` in a script: the root is spawned, a new Python
+        interpreter that imports the main module before it runs, and a start at import time would
+        run again there (it is refused, and this call raises :class:`SupervisorGoneError` saying so).
+
         Raises:
             TypeError, ValueError: an invalid argument; nothing is started.
+            SupervisorGoneError: the root died while starting; the message says why when it knows
+                (the main module lacks the ``if __name__ == "__main__":`` guard).
             StartError: a child failed to start; the children already started were stopped in
                 reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
         """
+        if _spawned.importing_main():
+            message = _guard_missing_message()
+            _spawned.report(_spawned.GUARD_MISSING, message)
+            raise RuntimeError(message)
         spec = SupervisorSpec(
             children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
@@ -244,8 +273,12 @@ class Supervisor:
         finally:
             writer.close()
         root = StartedRoot(process, reader, private_dir)
+        running = False
         try:
             kind, value = reader.recv()
+            if kind == "running":  # the root's bootstrap is over: it imported __main__ and runs
+                running = True
+                kind, value = reader.recv()
         except (EOFError, OSError):
             kind, value = "died", None
         if kind == "ready":
@@ -255,8 +288,16 @@ class Supervisor:
         if kind == "start_error":
             assert isinstance(value, StartError)
             raise value
+        reason = root.exit_reason.describe() if root.exit_reason else "unknown"
+        if kind == _spawned.GUARD_MISSING:
+            raise SupervisorGoneError(f"the root supervisor died while starting: {value}", root.exit_reason)
+        if not running:
+            raise SupervisorGoneError(
+                f"the root supervisor died while starting, before it ran (exit reason: {reason}): it is "
+                "spawned, a new Python interpreter that first imports the main module; its traceback "
+                'is on stderr (a script that starts a tree needs `if __name__ == "__main__":`)',
+                root.exit_reason,
+            )
         raise SupervisorGoneError(
-            f"the root supervisor died while starting (exit reason: "
-            f"{root.exit_reason.describe() if root.exit_reason else 'unknown'})",
-            root.exit_reason,
+            f"the root supervisor died while starting (exit reason: {reason})", root.exit_reason
         )

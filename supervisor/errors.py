@@ -28,6 +28,7 @@ __all__ = [
     "StartError",
     "SupervisorError",
     "SupervisorGoneError",
+    "UnreadableRequestError",
 ]
 
 
@@ -120,6 +121,17 @@ class SupervisorGoneError(SupervisorError):
     def __init__(self, message: str, reason: ExitReason | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class UnreadableRequestError(SupervisorError):
+    """
+    The supervisor could not decode a request (it could not unpickle something in it, typically a
+    function or class it cannot import); it did nothing with it. *why* is the unpickling error.
+    """
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 class CallTimeout(SupervisorError, TimeoutError):

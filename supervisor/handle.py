@@ -31,7 +31,14 @@ from ._protocol import (
     WhichChildren,
 )
 from ._transport import AUTH_TIMEOUT, KeyMismatch, connect
-from .errors import AuthenticationError, CallTimeout, HandleClosedError, SupervisorError, SupervisorGoneError
+from .errors import (
+    AuthenticationError,
+    CallTimeout,
+    HandleClosedError,
+    SupervisorError,
+    SupervisorGoneError,
+    UnreadableRequestError,
+)
 from .info import ChildCounts, ChildInfo
 from .reasons import ExitReason
 from .specs import ChildSpec
@@ -129,7 +136,11 @@ class SupervisorHandle:
         Blocks until the child is ready (or has failed). Nothing is stored if the start fails.
 
         Raises:
-            TypeError: *spec* is not a ChildSpec.
+            TypeError: *spec* is not a ChildSpec, or it cannot be pickled (its start function, args
+                or kwargs): the message names the child and its start function, and nothing is sent.
+            UnreadableRequestError: the supervisor could not unpickle the spec (say, a function or
+                class of ``__main__`` defined under ``if __name__ == "__main__":``, which the
+                supervisor's copy of ``__main__`` lacks); nothing was started.
             DuplicateChildError: a child with this id exists (its ``pid`` says whether it runs).
             StartError: the child failed to start; ``__cause__`` is its exception, if it raised.
             CallTimeout: no reply within *timeout* seconds; the child may still be started.
@@ -302,9 +313,10 @@ class SupervisorHandle:
         deadline = deadline_from("timeout", timeout)
         if self._closed:
             raise HandleClosedError(f"{call}: supervisor {self._path} was stopped through this handle")
+        data = self._encode(call, request)
         conn = self._connection(call, timeout, deadline)
         try:
-            _wire.send(conn, request)
+            _wire.send_bytes(conn, data)
             if deadline is not None and not _poll_until(conn, deadline):
                 raise CallTimeout(
                     f"{call}: supervisor {self._path} did not reply within {timeout} s; "
@@ -318,7 +330,22 @@ class SupervisorHandle:
             raise
         if status == "error":
             raise value
+        if status == "unreadable":
+            raise UnreadableRequestError(
+                f"{call}: supervisor {self._path} could not read the request{_about(request)}: {value}",
+                value,
+            )
         return value
+
+    def _encode(self, call: str, request: Any) -> bytes:
+        """*request* pickled for the supervisor, before anything is sent; raises TypeError naming it."""
+        try:
+            return _wire.dumps(request)
+        except Exception as error:
+            raise TypeError(
+                f"{call}: cannot send{_about(request)} to supervisor {self._path}: it cannot be pickled "
+                f"({type(error).__name__}: {error})"
+            ) from error
 
     def _gone(self) -> SupervisorGoneError:
         reason = None
@@ -364,6 +391,17 @@ def _bounded(seconds: float, deadline: float | None) -> float:
     if deadline is None:
         return seconds
     return max(0.0, min(seconds, deadline - time.monotonic()))
+
+
+def _about(request: Any) -> str:
+    """Words naming a StartChild's child and start function (" for child 'w' (start function m.f)")."""
+    if not isinstance(request, StartChild):
+        return ""
+    start = request.spec.start
+    name = getattr(start, "__qualname__", None) or getattr(start, "__name__", None)
+    module = getattr(start, "__module__", None)
+    function = f"{module}.{name}" if module and name else repr(start)
+    return f" for child {request.spec.id!r} (start function {function})"
 
 
 def _check_id(child_id: object) -> str:

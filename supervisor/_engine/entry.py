@@ -25,7 +25,7 @@ import multiprocess
 from multiprocess import spawn
 from multiprocess.connection import Connection
 
-from .. import _child, _linux
+from .. import _child, _linux, _spawned
 from .._addresses import TreeContext
 from .._keys import Key
 from ..reasons import ShutdownExit
@@ -33,7 +33,7 @@ from ..specs import SupervisorSpec
 from .loop import SupervisorProcess
 from .processes import raise_open_files_limit
 
-__all__ = ["boot_root", "run_nested_supervisor", "run_root"]
+__all__ = ["boot_root", "keep_existing_loggers", "run_nested_supervisor", "run_root"]
 
 _DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 
@@ -46,10 +46,15 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
     directory, the starter's main module) and the private directory, then the spec, from
     *launch_fd*; reports on *result_fd*. Returns when the tree has stopped.
     """
+    _spawned.begin(result_fd)
     key = Key.read_from(launch_fd)
     with os.fdopen(launch_fd, "rb") as launch:
         preparation, private_dir = pickle.load(launch)
-        spawn.prepare(preparation)
+        _spawned.set_importing_main(True)
+        try:
+            spawn.prepare(preparation)
+        finally:
+            _spawned.set_importing_main(False)
         spec, starter_pid, logging_config, env = pickle.load(launch)
     if env is not None:
         # Exactly the given environment: the interpreter may have added to it at start-up (C locale
@@ -71,11 +76,16 @@ def run_root(
     """
     The root supervisor process: watch the starter, serve, and report how it ended on *result*.
 
-    Sends ``("ready", pid)`` once every child is ready, then ``("exit", reason)`` or
-    ``("start_error", error)``; removes the tree's private directory when it is done.
+    Sends ``("running", pid)`` first (the bootstrap is over), ``("ready", pid)`` once every child is
+    ready, then ``("exit", reason)`` or ``("start_error", error)``; removes the tree's private
+    directory when it is done.
     """
+    try:
+        result.send(("running", os.getpid()))
+    except OSError:
+        return  # the starter is gone
     if logging_config is not None:
-        logging.config.dictConfig(logging_config)
+        logging.config.dictConfig(keep_existing_loggers(logging_config))
     else:
         logging.basicConfig(level=logging.WARNING, format=_DEFAULT_LOG_FORMAT)
     # A pidfd of the starter fires when it exits, whatever it forked; getppid() after opening it
@@ -96,6 +106,17 @@ def run_root(
         pass  # the starter is gone or dropped its handle: nobody is left to tell
     # Nothing of the tree listens any more; a starter that died cannot remove the directory itself.
     shutil.rmtree(tree.private_dir, ignore_errors=True)
+
+
+def keep_existing_loggers(config: dict[str, Any]) -> dict[str, Any]:
+    """
+    *config* with ``"disable_existing_loggers": False`` unless it says otherwise.
+
+    :func:`logging.config.dictConfig` disables every existing logger not named in the config by
+    default, the package's own included (they exist once its modules are imported), which would
+    silence crash reports. An explicit ``True`` is honoured.
+    """
+    return {"disable_existing_loggers": False, **config}
 
 
 def run_supervisor(supervisor: SupervisorProcess, ready_info: Callable[[], Any]) -> None:

@@ -11,9 +11,10 @@ readable.
 One table maps each request type to a :class:`Route`: *read* routes are answered at once from the
 state (``which_children`` while a start is in progress is fine, as in OTP it is not); *queued* routes
 become jobs that the supervisor schedules and whose return value (or ``SupervisorError``) is the
-reply; a *direct* route gets the connection and replies when it chooses (``Stop``). A connection that
-closes, sends something unreadable or an unknown request is dropped; the loop goes on. This module
-knows the protocol's shape, not what a supervisor does.
+reply; a *direct* route gets the connection and replies when it chooses (``Stop``). A request that
+cannot be unpickled is answered ``("unreadable", why)``; a connection that closes or sends an unknown
+request is dropped; the loop goes on. This module knows the protocol's shape, not what a supervisor
+does.
 """
 
 from __future__ import annotations
@@ -186,14 +187,20 @@ class ControlServer:
     def on_readable(self, conn: Any) -> None:
         """Read one request from *conn* and route it."""
         try:
-            request = _wire.recv(conn)
+            frame = _wire.recv_frame(conn)
         except (EOFError, OSError):
             self.drop(conn)
             return
-        except Exception:
-            log.warning("supervisor %s: unreadable request; closing its connection", self.tree.path)
-            self.drop(conn)
+        try:
+            request = _wire.loads(frame)
+        except Exception as error:
+            # The message was read whole, so the connection is still in step: tell the sender why.
+            why = f"{type(error).__name__}: {error}"
+            log.warning("supervisor %s: unreadable request (%s); told its sender", self.tree.path, why)
+            self.reply(conn, ("unreadable", why))
             return
+        finally:
+            _wire.zero(frame)  # a handle in a request carries a key: leave no copy in freed memory
         route = self.routes.get(type(request))
         if route is None:
             log.warning("supervisor %s: unknown request %r; closing its connection", self.tree.path, request)

@@ -19,9 +19,10 @@ from typing import Any
 from .._addresses import REGISTRY_ID, SESSION_MANAGER_ID
 from .._entrypoint import EntryPoint
 from .._root import Supervisor, check_environment
-from ..handle import SupervisorHandle
+from ..handle import SupervisorHandle, deadline_from
 from ..specs import ChildSpec, ChildType, Restart, StartMode, Strategy, SupervisorSpec
 from .client import SessionManagerHandle
+from .values import positive_seconds
 
 __all__ = ["Application"]
 
@@ -43,8 +44,9 @@ class Application:
             supervisor, which restarts the registry server and the SessionManager: more than
             *root_max_restarts* of their restarts within *root_max_seconds* stop the whole
             Application (its sessions included), as :meth:`Supervisor.start`'s intensity does.
-        registry_timeout: how long registry readers wait for a restarting registry server.
-        logging_config: as for :meth:`Supervisor.start`.
+        registry_timeout: how long registry readers wait for a restarting registry server: finite
+            seconds > 0.
+        logging_config: as for :meth:`Supervisor.start` (a dict, or None).
         env: as for :meth:`Supervisor.start`: the whole environment of every process of the
             Application (its supervisor, the registry, the SessionManager, every session), nothing
             of the caller's; by default (None) they inherit the caller's. A session's own
@@ -68,7 +70,12 @@ class Application:
         self._env = check_environment(env)
         self._manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
         self._root_intensity = _intensity(root_max_restarts, root_max_seconds)
-        self._registry_timeout = registry_timeout
+        self._registry_timeout = positive_seconds("registry_timeout", registry_timeout)
+        if logging_config is not None and not isinstance(logging_config, dict):
+            raise TypeError(
+                f"'logging_config' must be a dict (for logging.config.dictConfig) or None "
+                f"(got {logging_config!r} that is a {type(logging_config).__name__})"
+            )
         self._logging_config = logging_config
         self._handle: SupervisorHandle | None = None
 
@@ -112,7 +119,13 @@ class Application:
     def session_manager_in(
         handle: SupervisorHandle, child_id: str = "application", registry_timeout: float = 5.0
     ) -> SessionManagerHandle:
-        """The SessionManager of the Application child *child_id* of the supervisor *handle*."""
+        """
+        The SessionManager of the Application child *child_id* of the supervisor *handle*.
+
+        Raises:
+            TypeError, ValueError: *registry_timeout* is not finite seconds > 0; nothing is asked.
+        """
+        positive_seconds("registry_timeout", registry_timeout)
         nested = handle.child_supervisor(child_id)
         return SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout)
 
@@ -132,7 +145,14 @@ class Application:
         return self
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop every session and the tree; idempotent."""
+        """
+        Stop every session and the tree; idempotent. Blocks as :meth:`SupervisorHandle.stop` does.
+
+        Raises:
+            TypeError, ValueError: *timeout* is not finite seconds >= 0 or None (checked even when
+                the Application is not started).
+        """
+        deadline_from("timeout", timeout)
         if self._handle is not None:
             self._handle.stop(timeout)
 

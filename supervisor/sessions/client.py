@@ -25,7 +25,7 @@ from ..errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFou
 from ..handle import SupervisorHandle, deadline_from, remaining
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
 from .registry import RegistryClient
-from .values import SessionInfo, SessionOptions, SessionStatus
+from .values import SessionInfo, SessionOptions, SessionStatus, positive_seconds
 
 __all__ = ["SessionManagerHandle"]
 
@@ -44,6 +44,7 @@ class SessionManagerHandle:
     def __init__(
         self, app_address: str, app_path: str, authkey: Key | bytes, registry_timeout: float = 5.0
     ) -> None:
+        registry_timeout = positive_seconds("registry_timeout", registry_timeout)
         if not isinstance(authkey, Key):
             authkey = Key(authkey)
         app = TreeContext.at(app_address, authkey, app_path)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime
 import enum
+import math
+import numbers
 import os
 import pickle
+import resource
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +21,22 @@ import attrs
 
 from ..specs import ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
 
-__all__ = ["ChildSummary", "SessionInfo", "SessionOptions", "SessionStatus"]
+__all__ = [
+    "MAX_LIMIT",
+    "MIN_MEMORY_BYTES",
+    "ChildSummary",
+    "LimitCeilings",
+    "SessionInfo",
+    "SessionOptions",
+    "SessionStatus",
+    "positive_seconds",
+]
+
+MAX_LIMIT = 2**63 - 1
+"""The largest resource limit the platform takes (``rlim_t`` as Python's ``setrlimit`` reads it)."""
+
+MIN_MEMORY_BYTES = 64 << 20
+"""The smallest ``max_memory_bytes``: below 64 MiB of address space a Python interpreter cannot start."""
 
 
 class SessionStatus(enum.Enum):
@@ -57,15 +75,65 @@ class SessionInfo:
     children: tuple[ChildSummary, ...]
 
 
-def _positive_int_or_none(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+@attrs.frozen
+class LimitCeilings:
+    """
+    The largest value each resource-limit option may take: the calling process's hard limit, or
+    :data:`MAX_LIMIT` where the hard limit is unlimited (a limit cannot be raised above the hard limit
+    without privileges, and the session's processes inherit the tree's hard limits, which are its
+    starter's).
+    """
+
+    max_memory_bytes: int
+    max_cpu_seconds: int
+    max_open_files: int
+
+    @classmethod
+    def current(cls) -> LimitCeilings:
+        """The ceilings of the calling process, read with ``getrlimit`` (does not block)."""
+        return cls(
+            max_memory_bytes=_hard_limit(resource.RLIMIT_AS),
+            max_cpu_seconds=_hard_limit(resource.RLIMIT_CPU),
+            max_open_files=_hard_limit(resource.RLIMIT_NOFILE),
+        )
+
+
+_LIMIT_NAMES = {
+    "max_memory_bytes": "RLIMIT_AS",
+    "max_cpu_seconds": "RLIMIT_CPU",
+    "max_open_files": "RLIMIT_NOFILE",
+}
+_LIMIT_MINIMUMS = {"max_memory_bytes": MIN_MEMORY_BYTES}
+
+
+def _hard_limit(kind: int) -> int:
+    hard = resource.getrlimit(kind)[1]
+    return MAX_LIMIT if hard == resource.RLIM_INFINITY or hard > MAX_LIMIT else hard
+
+
+def _check_limit(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A resource limit: None, or an int from its minimum to its ceiling (see :class:`LimitCeilings`)."""
     if value is None:
         return
+    name = attribute.name
+    minimum = _LIMIT_MINIMUMS.get(name, 1)
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(
-            f"'{attribute.name}' must be an int > 0 or None (got {value!r} that is a {type(value).__name__})"
+            f"'{name}' must be an int >= {minimum} or None (got {value!r} that is a {type(value).__name__})"
         )
-    if value <= 0:
-        raise ValueError(f"'{attribute.name}' must be an int > 0 or None (got {value!r})")
+    if value < minimum:
+        why = " (a Python interpreter needs more address space)" if name == "max_memory_bytes" else ""
+        raise ValueError(f"'{name}' must be an int >= {minimum} or None{why} (got {value!r})")
+    if value > MAX_LIMIT:
+        raise ValueError(
+            f"'{name}' must be at most {MAX_LIMIT} (2**63 - 1), the platform's largest limit (got {value!r})"
+        )
+    ceiling: int = getattr(LimitCeilings.current(), name)
+    if value > ceiling:
+        raise ValueError(
+            f"'{name}' must be at most {ceiling}, the hard {_LIMIT_NAMES[name]} of this process, "
+            f"which the session's processes cannot exceed (got {value!r})"
+        )
 
 
 def _check_restart(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -90,12 +158,18 @@ def _check_cwd(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
 
 
 def _check_env(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A whole environment: names without "=" or NUL (and not empty), values without NUL."""
     if value is None:
         return
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise TypeError(f"'env' must be a mapping of str to str or None (got {value!r})")
+    for name, text in value.items():
+        if not name or "=" in name or "\0" in name:
+            raise ValueError(f"'env' names must be non-empty, without '=' or NUL (got the name {name!r})")
+        if "\0" in text:
+            raise ValueError(f"'env' values must not contain NUL (got {text!r} for {name!r})")
 
 
 def _to_env(value: Any) -> Any:
@@ -116,7 +190,14 @@ class SessionOptions:
         cwd: the working directory of the session's processes.
         env: the whole environment of the session's processes (replacing the inherited one).
         max_memory_bytes, max_cpu_seconds, max_open_files: resource limits (RLIMIT_AS, RLIMIT_CPU,
-            RLIMIT_NOFILE) of each process of the session, the SessionSupervisor included.
+            RLIMIT_NOFILE) of each process of the session, the SessionSupervisor included: each an
+            int from 1 (``max_memory_bytes``: :data:`MIN_MEMORY_BYTES`, 64 MiB) to the calling
+            process's hard limit (:class:`LimitCeilings`; ``2**63 - 1`` where it is unlimited).
+
+    Raises:
+        TypeError: an option of the wrong type, named.
+        ValueError: an option out of its range, named (an ``env`` name with "=" or NUL, a limit
+            above the hard limit...). Nothing is started: validation runs in the calling process.
     """
 
     children: tuple[ChildSpec, ...] = attrs.field(default=(), converter=_to_children)
@@ -127,9 +208,9 @@ class SessionOptions:
     restart: Restart = attrs.field(default=Restart.TEMPORARY, validator=_check_restart)
     cwd: str | None = attrs.field(default=None, validator=_check_cwd)
     env: dict[str, str] | None = attrs.field(default=None, validator=_check_env, converter=_to_env)
-    max_memory_bytes: int | None = attrs.field(default=None, validator=_positive_int_or_none)
-    max_cpu_seconds: int | None = attrs.field(default=None, validator=_positive_int_or_none)
-    max_open_files: int | None = attrs.field(default=None, validator=_positive_int_or_none)
+    max_memory_bytes: int | None = attrs.field(default=None, validator=_check_limit)
+    max_cpu_seconds: int | None = attrs.field(default=None, validator=_check_limit)
+    max_open_files: int | None = attrs.field(default=None, validator=_check_limit)
 
     def __attrs_post_init__(self) -> None:
         self.supervisor_spec()
@@ -146,3 +227,19 @@ class SessionOptions:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(field.name for field in attrs.fields(cls))
+
+
+def positive_seconds(name: str, value: object) -> float:
+    """
+    *value* as a float of seconds, checked: a finite real number > 0, not a bool.
+
+    Raises:
+        TypeError: *value* is not a real number (named *name* in the message).
+        ValueError: it is not finite, or not > 0.
+    """
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"'{name}' must be seconds > 0 (got {value!r} that is a {type(value).__name__})")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"'{name}' must be finite seconds > 0 (got {value!r})")
+    return seconds

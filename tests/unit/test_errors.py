@@ -23,6 +23,7 @@ from supervisor.errors import (
     StartError,
     SupervisorError,
     SupervisorGoneError,
+    UnreadableRequestError,
 )
 from supervisor.reasons import ExitReason
 
@@ -60,6 +61,10 @@ EXAMPLES: list[tuple[SupervisorError, dict[str, Any]]] = [
     ),
     (RegistryUnavailableError("registry did not answer"), {}),
     (SessionNotFoundError("no session 's1'", "s1"), {"session_id": "s1"}),
+    (
+        UnreadableRequestError("start_child: could not read the request", "ModuleNotFoundError: late"),
+        {"why": "ModuleNotFoundError: late"},
+    ),
 ]
 
 
