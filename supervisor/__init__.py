@@ -8,6 +8,7 @@ from ._child import ignore_start, notify_ready
 from ._root import Supervisor
 from .errors import (
     AuthenticationError,
+    BadCombinationError,
     CallTimeout,
     ChildNotFoundError,
     ChildNotRunningError,
@@ -35,12 +36,14 @@ from .sessions.values import (
     SessionOptions,
     SessionStatus,
 )
-from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+from .specs import AutoShutdown, ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = [
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",
+    "AutoShutdown",
+    "BadCombinationError",
     "CallTimeout",
     "ChildCounts",
     "ChildInfo",

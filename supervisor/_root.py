@@ -33,7 +33,7 @@ from ._keys import Key
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
-from .specs import ChildSpec, Strategy, SupervisorSpec
+from .specs import AutoShutdown, ChildSpec, Strategy, SupervisorSpec
 
 __all__ = ["Supervisor", "check_environment"]
 
@@ -217,13 +217,15 @@ class Supervisor:
         *,
         logging_config: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
     ) -> SupervisorHandle:
         """
         Start a root supervisor process with *children*, each started and ready before the next.
 
         Blocks until every child is ready. The tree lives until :meth:`SupervisorHandle.stop`, until it
-        gives up after more than *max_restarts* restarts within *max_seconds*, or until the calling
-        process dies, whichever comes first; it never outlives the caller.
+        gives up after more than *max_restarts* restarts within *max_seconds*, until its significant
+        children end (*auto_shutdown*), or until the calling process dies, whichever comes first; it
+        never outlives the caller. :meth:`SupervisorHandle.wait` blocks until it has exited.
 
         Args:
             logging_config: a :func:`logging.config.dictConfig` dict applied in the root supervisor
@@ -233,6 +235,9 @@ class Supervisor:
                 ``/proc/<pid>/environ``, its ``os.environ`` and those of every process below it
                 (all forked from it) hold these variables and nothing of the caller's. By default
                 (None) the tree inherits the caller's whole environment, as :mod:`subprocess` does.
+            auto_shutdown: whether the end of the root's significant children (``ChildSpec(...,
+                significant=True)``) stops the tree, with exit reason *shutdown*; see
+                :class:`AutoShutdown`. NEVER by default, and then no child may be significant.
 
         Call it under ``if __name__ == "__main__":`` in a script: the root is spawned, a new Python
         interpreter that imports the main module before it runs, and a start at import time would
@@ -240,6 +245,8 @@ class Supervisor:
 
         Raises:
             TypeError, ValueError: an invalid argument; nothing is started.
+            BadCombinationError: a significant child while *auto_shutdown* is NEVER (a
+                ``ValueError``); nothing is started.
             SupervisorGoneError: the root died while starting; the message says why when it knows
                 (the main module lacks the ``if __name__ == "__main__":`` guard).
             StartError: a child failed to start; the children already started were stopped in
@@ -250,7 +257,11 @@ class Supervisor:
             _spawned.report(_spawned.GUARD_MISSING, message)
             raise RuntimeError(message)
         spec = SupervisorSpec(
-            children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
+            children=children,
+            strategy=strategy,
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            auto_shutdown=auto_shutdown,
         )
         if logging_config is not None and not isinstance(logging_config, dict):
             raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")

@@ -34,7 +34,7 @@ from .._protocol import (
 )
 from ..errors import StartError, SupervisorError, SupervisorGoneError
 from ..reasons import ExitReason
-from ..specs import Strategy, SupervisorSpec
+from ..specs import AutoShutdown, Strategy, SupervisorSpec
 from . import processes
 from .hooks import LoopHooks
 from .jobs import Job, Pending, Scheduler
@@ -84,6 +84,9 @@ class SupervisorProcess:
         """
         if concurrent and spec.strategy is not Strategy.ONE_FOR_ONE:
             raise ValueError(f"a concurrent supervisor must be one_for_one (got {spec.strategy})")
+        if concurrent and spec.auto_shutdown is not AutoShutdown.NEVER:
+            # As Elixir's DynamicSupervisor: only auto_shutdown NEVER.
+            raise ValueError(f"a concurrent supervisor takes no auto_shutdown (got {spec.auto_shutdown})")
         self.tree = tree
         self.hooks = hooks if hooks is not None else LoopHooks()
         self.watch_fd = watch_fd
@@ -229,7 +232,8 @@ class SupervisorProcess:
             self.scheduler.enqueue(key, Pending(job, conn))
 
     def _job_done(self, pending: Pending) -> None:
-        if self.supervision.giving_up and not self.supervision.stopping:
+        must_stop = self.supervision.giving_up or self.supervision.auto_shutting_down
+        if must_stop and not self.supervision.stopping:
             self._begin_stop(None)
 
     def _job_crashed(self, pending: Pending) -> None:

@@ -3,10 +3,11 @@ OTP's supervisor semantics over OS processes: init, exits and restarts, the admi
 
 The decisions are OTP's exactly: which exits restart (``_strategy.should_restart``), which children a
 restart touches (``_strategy.restart_set``), the restart intensity (``_intensity.add_restart``), the
-temporary-bystander rule, and escalation by giving up (the loop then stops the supervisor, which
-exits with reason *shutdown*). Each decision that waits on children is a job; a failed automatic
-restart queues its retry behind everything already queued (OTP's ``try_again_restart``), so a
-``stop`` or a ``terminate_child`` cuts through a restart loop.
+temporary-bystander rule, escalation by giving up, and auto_shutdown when significant children end
+(in both cases the loop then stops the supervisor, which exits with reason *shutdown*). Each
+decision that waits on children is a job; a failed automatic restart queues its retry behind
+everything already queued (OTP's ``try_again_restart``), so a ``stop`` or a ``terminate_child``
+cuts through a restart loop.
 
 How one child is started or stopped is ``lifecycle.py``; how requests arrive and how the process
 stops is ``loop.py``. This module never touches a socket or the epoll set.
@@ -24,7 +25,7 @@ from .._intensity import add_restart
 from .._strategy import restart_set, should_restart
 from ..errors import ChildNotFoundError, ChildNotRunningError, StartError
 from ..reasons import ExitReason
-from ..specs import ChildSpec, Restart
+from ..specs import AutoShutdown, ChildSpec, Restart, check_significant
 from .hooks import LoopHooks
 from .jobs import Job, Pending, Scheduler, Wait, all_of
 from .lifecycle import IGNORED, Lifecycle
@@ -39,8 +40,9 @@ class Supervision:
     OTP's ``supervisor`` callbacks for one supervisor: what to start, restart, stop and forget.
 
     ``stopping`` is set by the loop when the supervisor begins to stop (exits are then no longer
-    handled); ``giving_up`` is set here when the restart intensity is exceeded, and the loop stops
-    the supervisor once the job that set it has ended; ``start_error`` is the initial start's failure.
+    handled); ``giving_up`` is set here when the restart intensity is exceeded, and
+    ``auto_shutting_down`` when a significant child's end triggers auto_shutdown: the loop stops the
+    supervisor once the job that set either has ended; ``start_error`` is the initial start's failure.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Supervision:
         self.hooks = hooks
         self.stopping = False
         self.giving_up = False
+        self.auto_shutting_down = False
         self.start_error: StartError | None = None
 
     def child_died(self, child: ChildRecord) -> None:
@@ -142,8 +145,38 @@ class Supervision:
         if not restart:
             if child.spec.restart is Restart.TEMPORARY:
                 self._remove(child)
+            self._auto_shutdown(child, reason)
             return
         yield from self._restart(child)
+
+    def _auto_shutdown(self, ended: ChildRecord, reason: ExitReason) -> None:
+        """
+        OTP's ``do_auto_shutdown``: *ended*, a child that exited on its own and will not be restarted,
+        stops the supervisor if it is significant and ``auto_shutdown`` says so.
+
+        ALL_SIGNIFICANT waits until no significant child has a process: a running one, one being
+        restarted, or one whose exit is still queued (in OTP, its ``'EXIT'`` is still in the mailbox
+        and its pid still in the state) all have one.
+        """
+        mode = self.spec.auto_shutdown
+        if mode is AutoShutdown.NEVER or not ended.spec.significant:
+            return
+        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
+            c.spec.significant and (c.proc is not None or c.restarting or c.exit_pending is not None)
+            for c in self.state.children
+            if c is not ended
+        ):
+            return
+        # Not an error: OTP's supervisor stops with reason shutdown and writes no report of its own.
+        log_report(
+            self.tree.path,
+            "auto_shutdown",
+            ended.spec,
+            None,
+            logging.INFO,
+            f"{reason.describe()}; significant, auto_shutdown={mode.value}: stopping with reason shutdown",
+        )
+        self.auto_shutting_down = True
 
     def _retry_job(self, child: ChildRecord) -> Job:
         if child in self.state.children and child.restarting:
@@ -200,6 +233,7 @@ class Supervision:
         self.hooks.child_removed(child.event())
 
     def start_child(self, spec: ChildSpec) -> Generator[Wait, list[Any], int | None]:
+        check_significant(spec, self.spec.auto_shutdown)
         self.state.check_new(spec.id)
         child = ChildRecord(spec)
         self.state.add(child)
