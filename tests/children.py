@@ -408,3 +408,17 @@ class Tracked:
 def sleep_with(*args: Any, **kwargs: Any) -> None:
     """Take any arguments and run until stopped."""
     sleep_forever()
+
+
+def end_on_sigusr1(path: str, key: Any, how: str) -> None:
+    """
+    Become ready, report ``started``, and run until SIGUSR1 comes; then end as ``EXITS[how]``.
+
+    SIGUSR1 is blocked before ``started`` is reported, so a test may send it as soon as it has the pid.
+    A stop by the supervisor (SIGTERM) before that ends the child with reason *shutdown*, as usual.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    notify_ready()
+    emit(path, "started", key)
+    signal.sigwait({signal.SIGUSR1})
+    EXITS[how]()
