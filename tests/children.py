@@ -420,5 +420,7 @@ def end_on_sigusr1(path: str, key: Any, how: str) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     notify_ready()
     emit(path, "started", key)
-    signal.sigwait({signal.SIGUSR1})
+    # sigwaitinfo, not sigwait: glibc's sigwait resumes after a handled SIGTERM, so the handler's
+    # ShutdownExit would wait for SIGUSR1; sigwaitinfo returns EINTR and Python raises it.
+    signal.sigwaitinfo({signal.SIGUSR1})
     EXITS[how]()
