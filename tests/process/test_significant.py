@@ -509,6 +509,23 @@ class TestLogging:
         assert "ERROR" not in text
 
 
+class TestWait:
+    def test_wait_returns_none_at_its_timeout_and_refuses_other_handles(
+        self, start_tree: Any, events: EventSink
+    ) -> None:
+        """``wait`` on a running tree returns None at its timeout; only the starter's handle can wait."""
+        inner = ChildSpec.supervisor("inner", [worker(events, "a")])
+        handle = start_tree([inner])
+        events.expect("started", "a")
+
+        assert handle.wait(0) is None
+        with pytest.raises(RuntimeError, match=r"only the handle returned by Supervisor\.start"):
+            handle.child_supervisor("inner").wait(0)
+        with pytest.raises(ValueError, match="'timeout'"):
+            handle.wait(-1)
+        assert not handle.stopped
+
+
 # ---------------------------------------------------------------------- sessions
 
 
