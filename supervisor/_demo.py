@@ -79,9 +79,11 @@ def failing_start() -> None:
 def _print_tree(handle: SupervisorHandle, indent: str = "  ") -> None:
     for child in handle.which_children():
         pid = "not running" if child.pid is None else f"pid {child.pid}"
-        print(f"{indent}{child.id:<14} {child.type.value:<10} {child.restart.value:<9} {pid}")
+        name = "-" if child.id is None else child.id  # None: a child known by pid
+        print(f"{indent}{name:<14} {child.type.value:<10} {child.restart.value:<9} {pid}")
         if child.type.value == "supervisor" and child.pid is not None:
-            _print_tree(handle.child_supervisor(child.id), indent + "    ")
+            nested = handle.child_supervisor(child.pid if child.id is None else child.id)
+            _print_tree(nested, indent + "    ")
 
 
 def _print_sessions(sessions: SessionManagerHandle) -> None:

@@ -30,12 +30,13 @@ from multiprocess import spawn, util
 from . import _spawned, _wire
 from ._addresses import make_private_dir, socket_path
 from ._keys import Key
+from ._protocol import KIND_DYNAMIC, KIND_SIMPLE, KIND_STATIC
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
-from .specs import ChildSpec, Strategy, SupervisorSpec
+from .specs import ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
 
-__all__ = ["Supervisor", "check_environment"]
+__all__ = ["DynamicSupervisor", "Supervisor", "check_environment"]
 
 _spawn = multiprocess.get_context("spawn")
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,59 +246,120 @@ class Supervisor:
             StartError: a child failed to start; the children already started were stopped in
                 reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
         """
-        if _spawned.importing_main():
-            message = _guard_missing_message()
-            _spawned.report(_spawned.GUARD_MISSING, message)
-            raise RuntimeError(message)
+        _refuse_unguarded_start()
         spec = SupervisorSpec(
             children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
-        if logging_config is not None and not isinstance(logging_config, dict):
-            raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
-        environment = check_environment(env)
-        payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
-        private_dir = make_private_dir()
-        # Spawn's preparation first, then the spec: the spec may name functions of the caller's
-        # __main__, importable in the root only once the preparation has loaded it.
-        preparation = spawn.get_preparation_data("supervisor:root")
-        preparation.pop("authkey", None)  # multiprocessing's key of this process: the tree needs none
-        launch = pickle.dumps((preparation, private_dir)) + payload
-        key = Key.random()
-        reader, writer = _spawn.Pipe(duplex=False)
-        try:
-            process = _spawn_root(launch, key, writer.fileno(), environment)
-        except BaseException:
-            reader.close()
-            shutil.rmtree(private_dir, ignore_errors=True)
-            raise
-        finally:
-            writer.close()
-        root = StartedRoot(process, reader, private_dir)
-        running = False
-        try:
-            kind, value = reader.recv()
-            if kind == "running":  # the root's bootstrap is over: it imported __main__ and runs
-                running = True
-                kind, value = reader.recv()
-        except (EOFError, OSError):
-            kind, value = "died", None
-        if kind == "ready":
-            return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root)
-        root.collect(None)
-        root.remove()
-        if kind == "start_error":
-            assert isinstance(value, StartError)
-            raise value
-        reason = root.exit_reason.describe() if root.exit_reason else "unknown"
-        if kind == _spawned.GUARD_MISSING:
-            raise SupervisorGoneError(f"the root supervisor died while starting: {value}", root.exit_reason)
-        if not running:
-            raise SupervisorGoneError(
-                f"the root supervisor died while starting, before it ran (exit reason: {reason}): it is "
-                "spawned, a new Python interpreter that first imports the main module; its traceback "
-                'is on stderr (a script that starts a tree needs `if __name__ == "__main__":`)',
-                root.exit_reason,
-            )
-        raise SupervisorGoneError(
-            f"the root supervisor died while starting (exit reason: {reason})", root.exit_reason
+        kind = KIND_SIMPLE if spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE else KIND_STATIC
+        return _start_root(spec, kind, logging_config, env)
+
+
+class DynamicSupervisor:
+    """
+    Starts root DynamicSupervisors (Elixir's): supervisors that start with no children and take
+    ``start_child(spec)`` later, one_for_one, children known by pid. Linux only.
+    """
+
+    @staticmethod
+    def start(
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        max_children: int | None = None,
+        extra_arguments: Sequence[Any] = (),
+        *,
+        logging_config: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> SupervisorHandle:
+        """
+        Start a root DynamicSupervisor process; return its handle. It has no child yet.
+
+        Blocks until the supervisor listens. Its children are started by ``handle.start_child(spec)``
+        (each with *extra_arguments* prepended to its args; at most *max_children* at once, None for
+        no limit), each start in a lane of its own, so none waits on another's. They are known by
+        pid: ``terminate_child(pid)``; their ids read None in ``which_children``. It stops them all at
+        once. The tree lives until :meth:`SupervisorHandle.stop`, until it gives up after more than
+        *max_restarts* restarts within *max_seconds*, or until the calling process dies.
+
+        Args:
+            logging_config, env: as for :meth:`Supervisor.start`.
+
+        Call it under ``if __name__ == "__main__":``, as :meth:`Supervisor.start`.
+
+        Raises:
+            TypeError, ValueError: an invalid argument, named; nothing is started.
+            SupervisorGoneError: the root died while starting (see :meth:`Supervisor.start`).
+        """
+        _refuse_unguarded_start()
+        spec = DynamicSupervisorSpec(
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            max_children=max_children,
+            extra_arguments=extra_arguments,
         )
+        return _start_root(spec, KIND_DYNAMIC, logging_config, env)
+
+
+def _refuse_unguarded_start() -> None:
+    """In the root's bootstrap (the main module's import), refuse to start a tree: the guard is missing."""
+    if _spawned.importing_main():
+        message = _guard_missing_message()
+        _spawned.report(_spawned.GUARD_MISSING, message)
+        raise RuntimeError(message)
+
+
+def _start_root(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    supervisor_kind: str,
+    logging_config: dict[str, Any] | None,
+    env: Mapping[str, str] | None,
+) -> SupervisorHandle:
+    """Spawn the root supervisor of *spec*; blocks until it is ready; see :meth:`Supervisor.start`."""
+    if logging_config is not None and not isinstance(logging_config, dict):
+        raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
+    environment = check_environment(env)
+    payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
+    private_dir = make_private_dir()
+    # Spawn's preparation first, then the spec: the spec may name functions of the caller's
+    # __main__, importable in the root only once the preparation has loaded it.
+    preparation = spawn.get_preparation_data("supervisor:root")
+    preparation.pop("authkey", None)  # multiprocessing's key of this process: the tree needs none
+    launch = pickle.dumps((preparation, private_dir)) + payload
+    key = Key.random()
+    reader, writer = _spawn.Pipe(duplex=False)
+    try:
+        process = _spawn_root(launch, key, writer.fileno(), environment)
+    except BaseException:
+        reader.close()
+        shutil.rmtree(private_dir, ignore_errors=True)
+        raise
+    finally:
+        writer.close()
+    root = StartedRoot(process, reader, private_dir)
+    running = False
+    try:
+        kind, value = reader.recv()
+        if kind == "running":  # the root's bootstrap is over: it imported __main__ and runs
+            running = True
+            kind, value = reader.recv()
+    except (EOFError, OSError):
+        kind, value = "died", None
+    if kind == "ready":
+        return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root, supervisor_kind)
+    root.collect(None)
+    root.remove()
+    if kind == "start_error":
+        assert isinstance(value, StartError)
+        raise value
+    reason = root.exit_reason.describe() if root.exit_reason else "unknown"
+    if kind == _spawned.GUARD_MISSING:
+        raise SupervisorGoneError(f"the root supervisor died while starting: {value}", root.exit_reason)
+    if not running:
+        raise SupervisorGoneError(
+            f"the root supervisor died while starting, before it ran (exit reason: {reason}): it is "
+            "spawned, a new Python interpreter that first imports the main module; its traceback "
+            'is on stderr (a script that starts a tree needs `if __name__ == "__main__":`)',
+            root.exit_reason,
+        )
+    raise SupervisorGoneError(
+        f"the root supervisor died while starting (exit reason: {reason})", root.exit_reason
+    )

@@ -15,10 +15,12 @@ class ChildInfo:
     One child as ``which_children()`` reports it.
 
     ``pid`` is None while the child is not running; ``restarting`` is True between a failed automatic
-    restart and its retry (OTP's ``restarting``), when ``pid`` is None too.
+    restart and its retry (OTP's ``restarting``), when ``pid`` is None too. ``id`` is None for the
+    children of a simple_one_for_one supervisor or a DynamicSupervisor (OTP's ``undefined``): they
+    are known by pid.
     """
 
-    id: str
+    id: str | None
     pid: int | None
     type: ChildType
     restart: Restart

@@ -29,7 +29,7 @@ from .. import _child, _linux, _spawned
 from .._addresses import TreeContext
 from .._keys import Key
 from ..reasons import ShutdownExit
-from ..specs import SupervisorSpec
+from ..specs import DynamicSupervisorSpec, SupervisorSpec
 from .loop import SupervisorProcess
 from .processes import raise_open_files_limit
 
@@ -67,7 +67,7 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
 
 
 def run_root(
-    spec: SupervisorSpec,
+    spec: SupervisorSpec | DynamicSupervisorSpec,
     tree: TreeContext,
     starter_pid: int,
     result: Any,
@@ -133,6 +133,9 @@ def run_supervisor(supervisor: SupervisorProcess, ready_info: Callable[[], Any])
     raise ShutdownExit()
 
 
-def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec) -> None:
-    """The start of a child built with ``ChildSpec.supervisor``, at *tree*; see :func:`run_supervisor`."""
+def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec | DynamicSupervisorSpec) -> None:
+    """
+    The start of a child built with ``ChildSpec.supervisor`` or ``ChildSpec.dynamic_supervisor``, at
+    *tree*; see :func:`run_supervisor`.
+    """
     run_supervisor(SupervisorProcess(spec, tree), lambda: {"address": tree.address})
