@@ -79,7 +79,7 @@ class TestStartStop:
         assert handle.which_children() == []
         assert counts(handle) == [1, 0, 0, 0]
         for specs in ([], [ChildSpec("a", sleep_with), ChildSpec("b", sleep_with)]):
-            with pytest.raises(ValueError, match="'children' must be exactly one ChildSpec.*bad_start_spec"):
+            with pytest.raises(ValueError, match=r"'children' must be exactly one ChildSpec.*bad_start_spec"):
                 start_tree(specs, SOFO)
 
     def test_sup_stop_timeout_dynamic(self, start_tree, events: EventSink, log_file: LogFile) -> None:
@@ -115,7 +115,7 @@ class TestStartStop:
     def test_sup_stop_non_shutdown_exit_dynamic(
         self, start_tree, events: EventSink, log_file: LogFile
     ) -> None:
-        """A child exiting with another reason during the stop keeps it (a shutdown_error); the stop completes."""
+        """A child exiting another way during the stop keeps its reason (shutdown_error); the stop ends."""
         spec = ChildSpec("w", behave, args=(events.path,), shutdown=HANG_TIMEOUT)
         handle = start_tree([spec], SOFO, logging_config=log_file.config)
         handle.start_child("run", "good")
@@ -203,7 +203,7 @@ class TestAdmin:
         assert handle.exit_reason is not None and handle.exit_reason.kind is ExitKind.SHUTDOWN
 
     def test_nested_simple_one_for_one_and_its_handle(self, start_tree, events: EventSink) -> None:
-        """ChildSpec.supervisor(..., SIMPLE_ONE_FOR_ONE) nests one; its handle starts children by extra args."""
+        """ChildSpec.supervisor(..., SIMPLE_ONE_FOR_ONE) nests one; its handle starts children by extras."""
         nested = ChildSpec.supervisor("pool", [template(events)], SOFO)
         handle = start_tree([nested])
         pool = handle.child_supervisor("pool")
@@ -251,7 +251,7 @@ class TestRestarts:
         assert (kind, args) == ("args", ("t1", "t2", "e1", 2)) and again != pid
 
     def test_simple_one_for_one_escalation(self, start_tree, events: EventSink, tmp_path: Path) -> None:
-        """A child whose restarts keep failing exhausts the intensity; the supervisor dies with its children."""
+        """A child whose restarts keep failing exhausts intensity: the supervisor dies, its children too."""
         marker = tmp_path / "fail"
         spec = ChildSpec("w", fail_if_marker, args=(str(marker), events.path), start_mode=StartMode.NOTIFY)
         handle = start_tree([spec], SOFO, max_restarts=4, max_seconds=3600)
@@ -298,7 +298,7 @@ class TestRestarts:
     def test_temporary_and_transient_children_that_end_are_dropped(
         self, start_tree, events: EventSink
     ) -> None:
-        """A child that is not restarted (transient normal exit, temporary) leaves no trace (OTP's del_child)."""
+        """A child not restarted (transient exiting normally, temporary) is dropped (del_child)."""
         for restart in (Restart.TRANSIENT, Restart.TEMPORARY):
             handle = start_tree([template(events, restart=restart)], SOFO)
             pid = handle.start_child(restart.value)
