@@ -10,7 +10,7 @@ from typing import Any
 
 from supervisor import ShutdownExit, notify_ready
 
-from .children import emit, ignore_sigterm, report_then_sleep, sleep_forever
+from .children import emit, ignore_sigterm, sleep_forever
 
 
 def report_args(path: str, *args: Any) -> None:
@@ -26,14 +26,19 @@ def behave(path: str, how: str, key: Any) -> None:
     ``ignore_sigterm`` (report ``started``, then run through SIGTERM), or ``crash_on_stop`` (report
     ``started``; when stopped, report ``stopping`` and raise ``ValueError('kaboom')``).
     """
+    # Each reports ``started`` inside its ``try``: the child is ready (IMMEDIATE) before it runs, so
+    # the stop's SIGTERM may come as soon as the test has seen ``started``.
     if how == "run":
-        report_then_sleep(path, key)
+        try:
+            emit(path, "started", key)
+            sleep_forever()
+        finally:
+            emit(path, "stopping", key)
     elif how == "ignore_sigterm":
         ignore_sigterm(path, key)
     elif how == "crash_on_stop":
-        emit(path, "started", key)
         try:
-            notify_ready()
+            emit(path, "started", key)
             sleep_forever()
         except ShutdownExit:
             emit(path, "stopping", key)

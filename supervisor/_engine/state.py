@@ -101,10 +101,13 @@ class SupervisorState:
     def find(self, child_id: str) -> ChildRecord | None:
         return self.by_id.get(child_id)
 
-    def find_pid(self, pid: int) -> ChildRecord | None:
-        """The child whose process is *pid*, or whose restart loop began with the death of *pid*."""
+    def find_pid(self, pid: int, past: bool = False) -> ChildRecord | None:
+        """
+        The child whose process is *pid*, or whose restart loop began with the death of *pid*; with
+        *past*, also a child whose last process to die was *pid*, whatever it is doing now.
+        """
         for child in self.children:
-            if child.pid == pid or (child.restarting and child.exit_pid == pid):
+            if child.pid == pid or (child.exit_pid == pid and (past or child.restarting)):
                 return child
         return None
 

@@ -93,7 +93,9 @@ class Supervision:
     def lane_of(self, child: str | int) -> str:
         """The lane key of a request about *child* (an id, or a pid when children are known by pid)."""
         if isinstance(child, int):
-            found = self.state.find_pid(child)
+            # An old pid too: a terminate_child of a child whose restart is in progress waits for it
+            # in its lane, then finds it restarting (ends the loop) or running anew (not found).
+            found = self.state.find_pid(child, past=True)
             return found.id if found is not None else f"pid:{child}"
         return child
 

@@ -160,6 +160,18 @@ class TestAdmin:
             handle.terminate_child(1.5)
         assert [c.pid for c in handle.which_children()] == [second]
 
+    def test_a_pid_is_not_found_on_a_static_supervisor(self, start_tree) -> None:
+        """terminate_child with a pid on a one_for_one supervisor is OTP's not_found, even its child's pid."""
+        handle = start_tree([ChildSpec("a", sleep_with)])
+        pid = handle.which_children()[0].pid
+        assert pid is not None
+
+        with pytest.raises(ChildNotFoundError) as info:
+            handle.terminate_child(pid)
+
+        assert info.value.child_id == pid
+        assert handle.which_children()[0].pid == pid
+
     def test_which_children_simple_one_for_one(self, start_tree, events: EventSink) -> None:
         """which_children lists every child once, id None, in no defined order; terminated ones go."""
         handle = start_tree([template(events, restart=Restart.TRANSIENT)], SOFO)
