@@ -445,7 +445,7 @@ def init_children(path: str, key: Any, ids: Any, strategy_name: str = "ONE_FOR_O
 
 
 def init_children_from_file(path: str, key: Any, ids_file: str) -> Any:
-    """An init function: report ``init``, then a spec of reporting workers named in *ids_file* (one a line)."""
+    """An init function: report ``init``, then reporting workers named in *ids_file*, one a line."""
     emit(path, "init", key)
     with open(ids_file) as file:
         ids = file.read().split()

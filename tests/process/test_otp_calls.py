@@ -178,7 +178,7 @@ class TestSupervisorFrom:
         assert handle.count_children().specs == 2
 
     def test_nested_init_failure_is_a_start_error(self, start_tree, events: EventSink) -> None:
-        """``start_child`` of a supervisor_from whose init raises: StartError with its cause; nothing stored."""
+        """``start_child`` of a supervisor_from whose init fails: StartError with its cause; none stored."""
         handle = start_tree([worker(events, "a")])
 
         with pytest.raises(StartError) as info:
@@ -194,7 +194,7 @@ class TestSupervisorFrom:
         assert list(pids(handle)) == ["a"]
 
     def test_temporary_nested_ignore_is_forgotten(self, start_tree, events: EventSink) -> None:
-        """A temporary supervisor_from whose init returns IGNORE is not kept, as a temporary child's ignore."""
+        """A temporary supervisor_from whose init returns IGNORE is not kept (a temporary ignore)."""
         handle = start_tree([])
 
         assert (
@@ -318,7 +318,7 @@ class TestWhichChild:
 
 class TestGetChildspec:
     def test_sup_start_map_get_childspec_defaults_filled_in(self, start_tree, events: EventSink) -> None:
-        """``get_childspec`` returns every field, defaults filled in; a nested supervisor's shutdown is infinity."""
+        """``get_childspec`` returns every field, defaults filled in (a supervisor's shutdown: infinity)."""
         given = ChildSpec("w", sleep_with, args=(1, 2), kwargs={"k": "v"})
         nested = ChildSpec.supervisor("sub", [ChildSpec("inner", sleep_with)], Strategy.ONE_FOR_ALL)
         handle = start_tree([given, nested])
