@@ -9,6 +9,12 @@ Each gets its context as arguments (its place in the tree, its spec, and for the
 pid and the result pipe) and reads no global. Both are named by
 :class:`~supervisor._entrypoint.EntryPoint` values in the code that starts them, so that code never
 imports the engine.
+
+A supervisor started with ``Supervisor.start_from`` or built with ``ChildSpec.supervisor_from`` gets
+an init function instead of its spec, and calls it here, in its own process, before it listens
+(:func:`run_init`, OTP's ``init/1``): at the root, an init that declines or fails is reported to the
+starter on the result pipe (``("ignore", None)``, ``("start_error", error)``); nested, it is the
+child's ``ignore`` or start failure.
 """
 
 from __future__ import annotations
