@@ -76,12 +76,20 @@ def failing_start() -> None:
 # ---------------------------------------------------------------------- printing
 
 
-def _print_tree(handle: SupervisorHandle, indent: str = "  ") -> None:
+def _print_tree(
+    handle: SupervisorHandle, indent: str = "  ", sessions: SessionManagerHandle | None = None
+) -> None:
+    """Print *handle*'s tree; below the SessionManager, through *sessions* (each session's own key)."""
     for child in handle.which_children():
         pid = "not running" if child.pid is None else f"pid {child.pid}"
         print(f"{indent}{child.id:<14} {child.type.value:<10} {child.restart.value:<9} {pid}")
-        if child.type.value == "supervisor" and child.pid is not None:
-            _print_tree(handle.child_supervisor(child.id), indent + "    ")
+        if child.type.value != "supervisor" or child.pid is None:
+            continue
+        if sessions is not None and handle.path == sessions.supervisor.path:
+            # A session's supervisor refuses the tree's key: it answers its own session's handle only.
+            _print_tree(sessions.session_supervisor(child.id), indent + "    ")
+        else:
+            _print_tree(handle.child_supervisor(child.id), indent + "    ", sessions)
 
 
 def _print_sessions(sessions: SessionManagerHandle) -> None:
@@ -182,7 +190,7 @@ def _session_part(events: _Events) -> None:
     with Application(logging_config=_LOGGING) as app:
         sessions = app.session_manager
         print(f"Application started, root pid {app.supervisor.pid}:")
-        _print_tree(app.supervisor)
+        _print_tree(app.supervisor, sessions=sessions)
         ids = []
         for task in ("refactor", "review", "tests"):
             children = [
@@ -203,7 +211,7 @@ def _session_part(events: _Events) -> None:
         _print_sessions(sessions)
 
         print("\nthe tree now:")
-        _print_tree(app.supervisor)
+        _print_tree(app.supervisor, sessions=sessions)
         for session_id in (ids[0], ids[2]):
             sessions.terminate_session(session_id)
         print("\nterminated the rest; list_sessions():")
