@@ -35,9 +35,10 @@ from .sessions.values import (
     SessionOptions,
     SessionStatus,
 )
-from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+from .specs import IGNORE, ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = [
+    "IGNORE",
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",

@@ -18,11 +18,13 @@ __all__ = [
     "ChildAddress",
     "CountChildren",
     "DeleteChild",
+    "GetChildspec",
     "Request",
     "RestartChild",
     "StartChild",
     "Stop",
     "TerminateChild",
+    "WhichChild",
     "WhichChildren",
 ]
 
@@ -58,6 +60,16 @@ class CountChildren:
 
 
 @attrs.frozen
+class WhichChild:
+    child_id: str
+
+
+@attrs.frozen
+class GetChildspec:
+    child_id: str
+
+
+@attrs.frozen
 class ChildAddress:
     """The control address of the nested supervisor *child_id*."""
 
@@ -77,5 +89,7 @@ Request = (
     | WhichChildren
     | CountChildren
     | ChildAddress
+    | WhichChild
+    | GetChildspec
     | Stop
 )

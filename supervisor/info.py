@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from .specs import ChildType, Restart
@@ -15,7 +17,9 @@ class ChildInfo:
     One child as ``which_children()`` reports it.
 
     ``pid`` is None while the child is not running; ``restarting`` is True between a failed automatic
-    restart and its retry (OTP's ``restarting``), when ``pid`` is None too.
+    restart and its retry (OTP's ``restarting``), when ``pid`` is None too. ``start_info`` is what
+    the running process passed to :func:`supervisor.notify_ready` (OTP's ``{ok, Pid, Info}``), kept
+    while that process runs; None when it passed nothing, is not running, or is a nested supervisor.
     """
 
     id: str
@@ -23,6 +27,7 @@ class ChildInfo:
     type: ChildType
     restart: Restart
     restarting: bool = False
+    start_info: Any = None
 
 
 @attrs.frozen

@@ -26,10 +26,12 @@ from .._protocol import (
     ChildAddress,
     CountChildren,
     DeleteChild,
+    GetChildspec,
     RestartChild,
     StartChild,
     Stop,
     TerminateChild,
+    WhichChild,
     WhichChildren,
 )
 from ..errors import StartError, SupervisorError, SupervisorGoneError
@@ -117,6 +119,8 @@ class SupervisorProcess:
             WhichChildren: Route(RouteKind.READ, lambda _: self.state.which_children()),
             CountChildren: Route(RouteKind.READ, lambda _: self.state.count_children()),
             ChildAddress: Route(RouteKind.READ, lambda request: otp.child_address(request.child_id)),
+            WhichChild: Route(RouteKind.READ, lambda request: self.state.which_child(request.child_id)),
+            GetChildspec: Route(RouteKind.READ, lambda request: self.state.get_childspec(request.child_id)),
             Stop: Route(RouteKind.DIRECT, lambda conn, _: self._begin_stop(conn)),
             StartChild: Route(
                 RouteKind.QUEUED, lambda request: otp.start_child(request.spec), lambda r: r.spec.id
