@@ -38,6 +38,7 @@ from .sessions.values import (
     SessionStatus,
 )
 from .specs import (
+    IGNORE,
     ChildSpec,
     ChildType,
     DynamicSupervisorSpec,
@@ -49,6 +50,7 @@ from .specs import (
 )
 
 __all__ = [
+    "IGNORE",
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",

@@ -24,6 +24,7 @@ __all__ = [
     "ChildSupervisorOf",
     "CountChildren",
     "DeleteChild",
+    "GetChildspec",
     "Request",
     "RestartChild",
     "StartChild",
@@ -31,6 +32,7 @@ __all__ = [
     "Stop",
     "SupervisorKind",
     "TerminateChild",
+    "WhichChild",
     "WhichChildren",
 ]
 
@@ -95,6 +97,16 @@ class CountChildren:
 
 
 @attrs.frozen
+class WhichChild:
+    child_id: str | int
+
+
+@attrs.frozen
+class GetChildspec:
+    child_id: str | int
+
+
+@attrs.frozen
 class ChildAddress:
     """The control address of the nested supervisor *child_id*."""
 
@@ -114,6 +126,8 @@ Request = (
     | WhichChildren
     | CountChildren
     | ChildAddress
+    | WhichChild
+    | GetChildspec
     | Stop
     | StartSimpleChild
     | SupervisorKind

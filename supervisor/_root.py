@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import multiprocess
@@ -34,7 +34,7 @@ from ._protocol import KIND_DYNAMIC, KIND_SIMPLE, KIND_STATIC
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
-from .specs import ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
+from .specs import ChildSpec, DynamicSupervisorSpec, Ignore, InitCall, Strategy, SupervisorSpec
 
 __all__ = ["DynamicSupervisor", "Supervisor", "check_environment"]
 
@@ -246,12 +246,49 @@ class Supervisor:
             StartError: a child failed to start; the children already started were stopped in
                 reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
         """
-        _refuse_unguarded_start()
+        _refuse_start_while_importing_main()
         spec = SupervisorSpec(
             children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
         kind = KIND_SIMPLE if spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE else KIND_STATIC
-        return _start_root(spec, kind, logging_config, env)
+        handle = _start_root(spec, logging_config, env, kind)
+        assert handle is not None  # only an init function can decline
+        return handle
+
+    @staticmethod
+    def start_from(
+        init: Callable[..., SupervisorSpec | Ignore],
+        *args: Any,
+        logging_config: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> SupervisorHandle | None:
+        """
+        Start a root supervisor whose children come from ``init(*args)``, run in the root's process.
+
+        OTP's ``supervisor:start_link(Module, Args)``: the root calls *init* first (with the tree's
+        *env* and *logging_config* in effect), then starts the children of the
+        :class:`SupervisorSpec` it returns, each ready before the next, as :meth:`start` does. Blocks
+        until every child is ready, or until *init* has declined or failed. *init* and *args* must
+        be picklable; *init* is best a module-level function (see :meth:`start` for functions of
+        ``__main__``).
+
+        Returns:
+            The root's handle, or None if *init* returned :data:`supervisor.IGNORE`: then the root
+            has exited and nothing of the tree is left running.
+
+        Raises:
+            TypeError, ValueError: *init* is not callable, *args* cannot be pickled, or another
+                argument is invalid (the message names it); nothing is started.
+            StartError: *init* raised (its ``__cause__`` is the exception, with the traceback from
+                the root's process), returned something else than a SupervisorSpec or IGNORE
+                (OTP's ``bad_return``: a ``TypeError`` naming the value is the cause), or left a
+                thread running; or a child failed to start, as for :meth:`start`. Its ``child_id``
+                is ``"root"`` when the init function failed. Nothing is left running.
+            SupervisorGoneError: the root died while starting, as for :meth:`start`.
+        """
+        _refuse_start_while_importing_main()
+        call = InitCall(init, args)
+        return _start_root(call, logging_config, env)
 
 
 class DynamicSupervisor:
@@ -289,18 +326,19 @@ class DynamicSupervisor:
             TypeError, ValueError: an invalid argument, named; nothing is started.
             SupervisorGoneError: the root died while starting (see :meth:`Supervisor.start`).
         """
-        _refuse_unguarded_start()
+        _refuse_start_while_importing_main()
         spec = DynamicSupervisorSpec(
             max_restarts=max_restarts,
             max_seconds=max_seconds,
             max_children=max_children,
             extra_arguments=extra_arguments,
         )
-        return _start_root(spec, KIND_DYNAMIC, logging_config, env)
+        handle = _start_root(spec, logging_config, env, KIND_DYNAMIC)
+        assert handle is not None  # only an init function can decline
+        return handle
 
 
-def _refuse_unguarded_start() -> None:
-    """In the root's bootstrap (the main module's import), refuse to start a tree: the guard is missing."""
+def _refuse_start_while_importing_main() -> None:
     if _spawned.importing_main():
         message = _guard_missing_message()
         _spawned.report(_spawned.GUARD_MISSING, message)
@@ -308,16 +346,28 @@ def _refuse_unguarded_start() -> None:
 
 
 def _start_root(
-    spec: SupervisorSpec | DynamicSupervisorSpec,
-    supervisor_kind: str,
+    spec: SupervisorSpec | DynamicSupervisorSpec | InitCall,
     logging_config: dict[str, Any] | None,
     env: Mapping[str, str] | None,
-) -> SupervisorHandle:
-    """Spawn the root supervisor of *spec*; blocks until it is ready; see :meth:`Supervisor.start`."""
+    supervisor_kind: str | None = None,
+) -> SupervisorHandle | None:
+    """
+    Spawn the root with *spec* and wait for its first word: its handle, None if its init declined.
+
+    *supervisor_kind* is the handle's ``_protocol.KIND_*`` when known (None: asked when needed).
+    """
     if logging_config is not None and not isinstance(logging_config, dict):
         raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
     environment = check_environment(env)
-    payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
+    try:
+        payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
+    except Exception as error:
+        if not isinstance(spec, InitCall):
+            raise
+        raise TypeError(
+            f"start_from: cannot send the init function {spec.init!r} and its args to the root: "
+            f"they cannot be pickled ({type(error).__name__}: {error}); nothing was started"
+        ) from error
     private_dir = make_private_dir()
     # Spawn's preparation first, then the spec: the spec may name functions of the caller's
     # __main__, importable in the root only once the preparation has loaded it.
@@ -347,6 +397,8 @@ def _start_root(
         return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root, supervisor_kind)
     root.collect(None)
     root.remove()
+    if kind == "ignore":
+        return None
     if kind == "start_error":
         assert isinstance(value, StartError)
         raise value

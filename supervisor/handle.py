@@ -26,12 +26,14 @@ from ._protocol import (
     ChildSupervisorOf,
     CountChildren,
     DeleteChild,
+    GetChildspec,
     RestartChild,
     StartChild,
     StartSimpleChild,
     Stop,
     SupervisorKind,
     TerminateChild,
+    WhichChild,
     WhichChildren,
 )
 from ._transport import AUTH_TIMEOUT, KeyMismatch, connect
@@ -223,10 +225,50 @@ class SupervisorHandle:
 
     def which_children(self, *, timeout: float | None = None) -> list[ChildInfo]:
         """
-        Every child: id, pid (None if not running), type, restart, restarting. In start order for a
-        static supervisor; in no defined order, with id None, for simple_one_for_one and DynamicSupervisor.
+        Every child: id, pid (None unless running), type, restart, restarting, start info. In start
+        order for a static supervisor; in no defined order, with id None, for simple_one_for_one and
+        DynamicSupervisor.
         """
         result: list[ChildInfo] = self._call("which_children", WhichChildren(), timeout)
+        return result
+
+    def which_child(self, child_id: str | int, *, timeout: float | None = None) -> ChildInfo:
+        """
+        The child *child_id* as :meth:`which_children` reports it, without listing the others
+        (OTP 28's ``which_child``).
+
+        Answered at once, even while the supervisor is starting or stopping a child; blocks only for
+        the round trip (at most *timeout* seconds).
+
+        A simple_one_for_one supervisor or a DynamicSupervisor takes the child's pid instead.
+
+        Raises:
+            TypeError: *child_id* is neither a str nor an int; nothing is sent.
+            ChildNotFoundError: no child has this id (never had, or was deleted or forgotten), or
+                this pid (a supervisor whose children have ids takes no pid).
+            SimpleOneForOneError: an id given to a simple_one_for_one supervisor.
+            CallTimeout: no reply within *timeout* seconds.
+        """
+        result: ChildInfo = self._call("which_child", WhichChild(_check_child(child_id)), timeout)
+        return result
+
+    def get_childspec(self, child_id: str | int, *, timeout: float | None = None) -> ChildSpec:
+        """
+        The spec of the child *child_id*, with every field filled in (OTP's ``get_childspec``).
+
+        A defaulted field comes back with its value (``shutdown`` 5.0 for a worker,
+        ``Shutdown.INFINITY`` for a supervisor, and so on). A temporary child that has started comes
+        back with empty ``args`` and ``kwargs``: its supervisor does not keep them. Answered at once,
+        as :meth:`which_child`, and by pid for a simple_one_for_one supervisor or a DynamicSupervisor
+        (the spec then has the id it was given: the template's, or the one passed to ``start_child``).
+
+        Raises:
+            TypeError: *child_id* is neither a str nor an int; nothing is sent.
+            ChildNotFoundError: no child has this id, or this pid.
+            SimpleOneForOneError: an id given to a simple_one_for_one supervisor.
+            CallTimeout: no reply within *timeout* seconds.
+        """
+        result: ChildSpec = self._call("get_childspec", GetChildspec(_check_child(child_id)), timeout)
         return result
 
     def count_children(self, *, timeout: float | None = None) -> ChildCounts:

@@ -20,9 +20,13 @@ import attrs
 from ._entrypoint import EntryPoint
 
 __all__ = [
+    "IGNORE",
+    "NESTED_SUPERVISOR_FROM",
     "ChildSpec",
     "ChildType",
     "DynamicSupervisorSpec",
+    "Ignore",
+    "InitCall",
     "Restart",
     "Shutdown",
     "StartMode",
@@ -79,6 +83,25 @@ DEFAULT_WORKER_SHUTDOWN = 5.0
 
 NESTED_SUPERVISOR = EntryPoint("supervisor._engine.entry", "run_nested_supervisor")
 """The start of a child built with :meth:`ChildSpec.supervisor`: the engine's nested supervisor."""
+
+NESTED_SUPERVISOR_FROM = EntryPoint("supervisor._engine.entry", "run_nested_supervisor_from")
+"""The start of a child built with :meth:`ChildSpec.supervisor_from`: its init function, then a supervisor."""
+
+
+class Ignore(enum.Enum):
+    """The type of :data:`IGNORE`, the one value an init function returns to start no supervisor."""
+
+    IGNORE = "ignore"
+
+
+IGNORE = Ignore.IGNORE
+"""What an init function returns instead of a :class:`SupervisorSpec` to decline (OTP's ``ignore``).
+
+At the root, :meth:`Supervisor.start_from` then returns None and nothing is left running; for a nested
+supervisor (:meth:`ChildSpec.supervisor_from`) the child is ignored, as a child that calls
+:func:`supervisor.ignore_start`: kept with no process (a temporary one is forgotten)."""
+
+_RESERVED_SUPERVISOR_FROM = ("start", "args", "kwargs", "type", "start_mode")
 
 
 def _fail_type(name: str, expected: str, value: object) -> TypeError:
@@ -275,6 +298,49 @@ class ChildSpec:
             **options,
         )
 
+    @classmethod
+    def supervisor_from(
+        cls, id: str, init: Callable[..., SupervisorSpec | Ignore], *args: Any, **spec_options: Any
+    ) -> ChildSpec:
+        """
+        The spec of a nested supervisor whose children come from *init*, as OTP's ``init/1`` does.
+
+        ``init(*args)`` runs in the nested supervisor's own process each time it is started or
+        restarted (so a restart reads its children again), and returns a :class:`SupervisorSpec` or
+        :data:`IGNORE`. Raising, returning anything else (OTP's ``bad_return``) or leaving threads
+        running in the supervisor's process is a start failure of this child, whose
+        :class:`~supervisor.StartError` carries the exception as ``__cause__``. :data:`IGNORE` makes
+        the child ignored: kept with pid None, as a child that calls ``ignore_start()``.
+
+        *init* and *args* must be picklable (a module-level function, or one ``dill`` can send). The
+        spec's ``start`` is the engine's entry point and its ``args`` are ``(init, *args)``.
+
+        Args:
+            spec_options: the other :class:`ChildSpec` fields, such as ``restart``, ``shutdown`` or
+                ``start_timeout`` (``shutdown`` defaults to ``Shutdown.INFINITY``, as for any
+                supervisor); ``start``, ``args``, ``kwargs``, ``type`` and ``start_mode`` are set here.
+
+        Raises:
+            TypeError, ValueError: *init* is not callable, a reserved field is given, or a field is
+                invalid; the message names it.
+        """
+        if not callable(init):
+            raise _fail_type("init", "a callable returning a SupervisorSpec or IGNORE", init)
+        for name in _RESERVED_SUPERVISOR_FROM:
+            if name in spec_options:
+                raise TypeError(
+                    f"supervisor_from: '{name}' is set by supervisor_from itself and cannot be given "
+                    f"(got {name}={spec_options[name]!r})"
+                )
+        return cls(
+            id,
+            NESTED_SUPERVISOR_FROM,
+            (init, *args),
+            type=ChildType.SUPERVISOR,
+            start_mode=StartMode.NOTIFY,
+            **spec_options,
+        )
+
     @property
     def nested(self) -> SupervisorSpec | DynamicSupervisorSpec | None:
         """
@@ -386,3 +452,20 @@ class DynamicSupervisorSpec:
     def children(self) -> tuple[ChildSpec, ...]:
         """Always empty: a DynamicSupervisor starts with no children."""
         return ()
+
+
+def _validate_init(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        raise _fail_type(attribute.name, "a callable returning a SupervisorSpec or IGNORE", value)
+
+
+@attrs.frozen
+class InitCall:
+    """
+    A root supervisor whose children come from ``init(*args)``, run in the root's own process.
+
+    What :meth:`Supervisor.start_from` sends to the root in place of a :class:`SupervisorSpec`.
+    """
+
+    init: Callable[..., SupervisorSpec | Ignore] = attrs.field(validator=_validate_init)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_to_args)

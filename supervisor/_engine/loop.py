@@ -30,12 +30,14 @@ from .._protocol import (
     ChildSupervisorOf,
     CountChildren,
     DeleteChild,
+    GetChildspec,
     RestartChild,
     StartChild,
     StartSimpleChild,
     Stop,
     SupervisorKind,
     TerminateChild,
+    WhichChild,
     WhichChildren,
 )
 from ..errors import StartError, SupervisorError, SupervisorGoneError
@@ -146,6 +148,8 @@ class SupervisorProcess:
             WhichChildren: Route(RouteKind.READ, lambda _: self.state.which_children()),
             CountChildren: Route(RouteKind.READ, lambda _: self.state.count_children()),
             ChildAddress: Route(RouteKind.READ, lambda request: otp.child_address(request.child_id)),
+            WhichChild: Route(RouteKind.READ, lambda request: otp.which_child(request.child_id)),
+            GetChildspec: Route(RouteKind.READ, lambda request: otp.get_childspec(request.child_id)),
             Stop: Route(RouteKind.DIRECT, lambda conn, _: self._begin_stop(conn)),
             StartChild: start_child,
             TerminateChild: Route(

@@ -9,13 +9,21 @@ it forks nothing and waits on nothing.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 
 from ..errors import ChildNotFoundError, ChildRestartingError, ChildRunningError, DuplicateChildError
 from ..info import ChildCounts, ChildInfo
 from ..reasons import ExitReason
-from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Strategy, SupervisorSpec
+from ..specs import (
+    NESTED_SUPERVISOR_FROM,
+    ChildSpec,
+    ChildType,
+    DynamicSupervisorSpec,
+    Strategy,
+    SupervisorSpec,
+)
 from .hooks import ChildEvent
 from .processes import ChildProcess
 
@@ -54,7 +62,7 @@ class ChildRecord:
     nested: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.nested = self.spec.nested is not None
+        self.nested = self.spec.nested is not None or self.spec.start == NESTED_SUPERVISOR_FROM
 
     @property
     def id(self) -> str:
@@ -72,8 +80,25 @@ class ChildRecord:
     def info(self) -> ChildInfo:
         # A retry in progress has a process, but the child is not up until the retry succeeds.
         pid = None if self.restarting else self.pid
-        child_id = None if self.anonymous else self.id
-        return ChildInfo(child_id, pid, self.spec.type, self.spec.restart, self.restarting)
+        return ChildInfo(
+            None if self.anonymous else self.id,
+            pid,
+            self.spec.type,
+            self.spec.restart,
+            self.restarting,
+            start_info=self.start_info(),
+        )
+
+    def start_info(self) -> Any:
+        """
+        What the running process passed to ``notify_ready`` (OTP's ``{ok, Pid, Info}``), else None.
+
+        None while the child is not running or is being restarted, and for a nested supervisor,
+        whose ready report is the package's own (its address), not its user's.
+        """
+        if self.proc is None or self.restarting or self.nested:
+            return None
+        return self.proc.ready_info
 
     def event(self) -> ChildEvent:
         """This child as the hooks see it: a frozen value, not this record."""
@@ -116,6 +141,23 @@ class SupervisorState:
 
     def which_children(self) -> list[ChildInfo]:
         return [c.info() for c in self.children]
+
+    def which_child(self, child_id: str) -> ChildInfo:
+        """The child *child_id* as ``which_children`` reports it (OTP 28's ``which_child``)."""
+        child = self.find(child_id)
+        if child is None:
+            raise self.not_found("which_child", child_id)
+        return child.info()
+
+    def get_childspec(self, child_id: str) -> ChildSpec:
+        """
+        The spec of the child *child_id*, every field filled in; a started temporary child's without
+        its args and kwargs, which are not kept (OTP's ``get_childspec``).
+        """
+        child = self.find(child_id)
+        if child is None:
+            raise self.not_found("get_childspec", child_id)
+        return child.spec
 
     def count_children(self) -> ChildCounts:
         """

@@ -42,6 +42,7 @@ from ..errors import (
     StartError,
     SupervisorError,
 )
+from ..info import ChildInfo
 from ..reasons import ExitReason
 from ..specs import ChildSpec, DynamicSupervisorSpec, Restart, Strategy
 from .hooks import LoopHooks
@@ -348,6 +349,33 @@ class Supervision:
             # simple_one_for_one: a dead pid is fine (OTP); a live one that is not a child is not found.
             # DynamicSupervisor: any pid that is not a child is not found (Elixir).
             raise self._pid_not_found("terminate_child", child_id)
+        return child
+
+    def which_child(self, child_id: str | int) -> ChildInfo:
+        """One child's ChildInfo (OTP 28's ``which_child``): by id, or by pid when known by pid."""
+        return self._lookup("which_child", child_id).info()
+
+    def get_childspec(self, child_id: str | int) -> ChildSpec:
+        """
+        One child's spec, every field filled in: by id, or by pid when known by pid; then with the
+        id it was given (the template's, or the DynamicSupervisor's caller's) and the args it runs with.
+        """
+        child = self._lookup("get_childspec", child_id)
+        if child.anonymous:
+            return attrs.evolve(child.spec, id=child.id.rpartition("#")[0])
+        return child.spec
+
+    def _lookup(self, call: str, child_id: str | int) -> ChildRecord:
+        if isinstance(child_id, int):
+            child = self.state.find_pid(child_id) if self.anonymous else None
+            if child is None:
+                raise self._pid_not_found(call, child_id)
+            return child
+        if self.anonymous:
+            raise self._no_ids(call, child_id)
+        child = self.state.find(child_id)
+        if child is None:
+            raise self.state.not_found(call, child_id)
         return child
 
     def _pid_not_found(self, call: str, pid: int) -> ChildNotFoundError:

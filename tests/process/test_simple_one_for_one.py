@@ -160,6 +160,20 @@ class TestAdmin:
             handle.terminate_child(1.5)
         assert [c.pid for c in handle.which_children()] == [second]
 
+    def test_which_child_and_get_childspec_take_a_pid(self, start_tree, events: EventSink) -> None:
+        """which_child and get_childspec find a child by pid (the template's id, args with the extras)."""
+        handle = start_tree([template(events)], SOFO)
+        pid = handle.start_child("c1")
+
+        assert handle.which_child(pid) == ChildInfo(None, pid, ChildType.WORKER, Restart.PERMANENT)
+        spec = handle.get_childspec(pid)
+        assert (spec.id, spec.args) == ("w", (events.path, "c1"))
+        for call in (handle.which_child, handle.get_childspec):
+            with pytest.raises(SimpleOneForOneError):
+                call("w")
+            with pytest.raises(ChildNotFoundError):
+                call(os.getpid())
+
     def test_a_pid_is_not_found_on_a_static_supervisor(self, start_tree) -> None:
         """terminate_child with a pid on a one_for_one supervisor is OTP's not_found, even its child's pid."""
         handle = start_tree([ChildSpec("a", sleep_with)])
