@@ -5,7 +5,7 @@ Start a tree with :meth:`Supervisor.start`; describe children with :class:`Child
 """
 
 from ._child import ignore_start, notify_ready
-from ._root import Supervisor
+from ._root import DynamicSupervisor, Supervisor
 from .errors import (
     AuthenticationError,
     CallTimeout,
@@ -15,8 +15,10 @@ from .errors import (
     ChildRunningError,
     DuplicateChildError,
     HandleClosedError,
+    MaxChildrenError,
     RegistryUnavailableError,
     SessionNotFoundError,
+    SimpleOneForOneError,
     StartError,
     SupervisorError,
     SupervisorGoneError,
@@ -35,7 +37,17 @@ from .sessions.values import (
     SessionOptions,
     SessionStatus,
 )
-from .specs import IGNORE, ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+from .specs import (
+    IGNORE,
+    ChildSpec,
+    ChildType,
+    DynamicSupervisorSpec,
+    Restart,
+    Shutdown,
+    StartMode,
+    Strategy,
+    SupervisorSpec,
+)
 
 __all__ = [
     "IGNORE",
@@ -53,10 +65,13 @@ __all__ = [
     "ChildSummary",
     "ChildType",
     "DuplicateChildError",
+    "DynamicSupervisor",
+    "DynamicSupervisorSpec",
     "ExitKind",
     "ExitReason",
     "HandleClosedError",
     "LimitCeilings",
+    "MaxChildrenError",
     "RegistryUnavailableError",
     "RemoteError",
     "Restart",
@@ -67,6 +82,7 @@ __all__ = [
     "SessionStatus",
     "Shutdown",
     "ShutdownExit",
+    "SimpleOneForOneError",
     "StartError",
     "StartMode",
     "Strategy",

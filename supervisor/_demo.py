@@ -82,14 +82,16 @@ def _print_tree(
     """Print *handle*'s tree; below the SessionManager, through *sessions* (each session's own key)."""
     for child in handle.which_children():
         pid = "not running" if child.pid is None else f"pid {child.pid}"
-        print(f"{indent}{child.id:<14} {child.type.value:<10} {child.restart.value:<9} {pid}")
+        name = "-" if child.id is None else child.id  # None: a child known by pid
+        print(f"{indent}{name:<14} {child.type.value:<10} {child.restart.value:<9} {pid}")
         if child.type.value != "supervisor" or child.pid is None:
             continue
-        if sessions is not None and handle.path == sessions.supervisor.path:
+        if sessions is not None and handle.path == sessions.supervisor.path and child.id is not None:
             # A session's supervisor refuses the tree's key: it answers its own session's handle only.
             _print_tree(sessions.session_supervisor(child.id), indent + "    ")
         else:
-            _print_tree(handle.child_supervisor(child.id), indent + "    ", sessions)
+            nested = handle.child_supervisor(child.pid if child.id is None else child.id)
+            _print_tree(nested, indent + "    ", sessions)
 
 
 def _print_sessions(sessions: SessionManagerHandle) -> None:

@@ -30,12 +30,13 @@ from multiprocess import spawn, util
 from . import _spawned, _wire
 from ._addresses import make_private_dir, socket_path
 from ._keys import Key
+from ._protocol import KIND_DYNAMIC, KIND_SIMPLE, KIND_STATIC
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
-from .specs import ChildSpec, Ignore, InitCall, Strategy, SupervisorSpec
+from .specs import ChildSpec, DynamicSupervisorSpec, Ignore, InitCall, Strategy, SupervisorSpec
 
-__all__ = ["Supervisor", "check_environment"]
+__all__ = ["DynamicSupervisor", "Supervisor", "check_environment"]
 
 _spawn = multiprocess.get_context("spawn")
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -249,7 +250,8 @@ class Supervisor:
         spec = SupervisorSpec(
             children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
-        handle = _start_root(spec, logging_config, env)
+        kind = KIND_SIMPLE if spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE else KIND_STATIC
+        handle = _start_root(spec, logging_config, env, kind)
         assert handle is not None  # only an init function can decline
         return handle
 
@@ -289,6 +291,53 @@ class Supervisor:
         return _start_root(call, logging_config, env)
 
 
+class DynamicSupervisor:
+    """
+    Starts root DynamicSupervisors (Elixir's): supervisors that start with no children and take
+    ``start_child(spec)`` later, one_for_one, children known by pid. Linux only.
+    """
+
+    @staticmethod
+    def start(
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        max_children: int | None = None,
+        extra_arguments: Sequence[Any] = (),
+        *,
+        logging_config: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> SupervisorHandle:
+        """
+        Start a root DynamicSupervisor process; return its handle. It has no child yet.
+
+        Blocks until the supervisor listens. Its children are started by ``handle.start_child(spec)``
+        (each with *extra_arguments* prepended to its args; at most *max_children* at once, None for
+        no limit), each start in a lane of its own, so none waits on another's. They are known by
+        pid: ``terminate_child(pid)``; their ids read None in ``which_children``. It stops them all at
+        once. The tree lives until :meth:`SupervisorHandle.stop`, until it gives up after more than
+        *max_restarts* restarts within *max_seconds*, or until the calling process dies.
+
+        Args:
+            logging_config, env: as for :meth:`Supervisor.start`.
+
+        Call it under ``if __name__ == "__main__":``, as :meth:`Supervisor.start`.
+
+        Raises:
+            TypeError, ValueError: an invalid argument, named; nothing is started.
+            SupervisorGoneError: the root died while starting (see :meth:`Supervisor.start`).
+        """
+        _refuse_start_while_importing_main()
+        spec = DynamicSupervisorSpec(
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            max_children=max_children,
+            extra_arguments=extra_arguments,
+        )
+        handle = _start_root(spec, logging_config, env, KIND_DYNAMIC)
+        assert handle is not None  # only an init function can decline
+        return handle
+
+
 def _refuse_start_while_importing_main() -> None:
     if _spawned.importing_main():
         message = _guard_missing_message()
@@ -297,9 +346,16 @@ def _refuse_start_while_importing_main() -> None:
 
 
 def _start_root(
-    spec: SupervisorSpec | InitCall, logging_config: dict[str, Any] | None, env: Mapping[str, str] | None
+    spec: SupervisorSpec | DynamicSupervisorSpec | InitCall,
+    logging_config: dict[str, Any] | None,
+    env: Mapping[str, str] | None,
+    supervisor_kind: str | None = None,
 ) -> SupervisorHandle | None:
-    """Spawn the root with *spec* and wait for its first word: its handle, None if its init declined."""
+    """
+    Spawn the root with *spec* and wait for its first word: its handle, None if its init declined.
+
+    *supervisor_kind* is the handle's ``_protocol.KIND_*`` when known (None: asked when needed).
+    """
     if logging_config is not None and not isinstance(logging_config, dict):
         raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
     environment = check_environment(env)
@@ -338,7 +394,7 @@ def _start_root(
     except (EOFError, OSError):
         kind, value = "died", None
     if kind == "ready":
-        return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root)
+        return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root, supervisor_kind)
     root.collect(None)
     root.remove()
     if kind == "ignore":

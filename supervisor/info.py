@@ -20,9 +20,11 @@ class ChildInfo:
     restart and its retry (OTP's ``restarting``), when ``pid`` is None too. ``start_info`` is what
     the running process passed to :func:`supervisor.notify_ready` (OTP's ``{ok, Pid, Info}``), kept
     while that process runs; None when it passed nothing, is not running, or is a nested supervisor.
+    ``id`` is None for the children of a simple_one_for_one supervisor or a DynamicSupervisor (OTP's
+    ``undefined``): they are known by pid.
     """
 
-    id: str
+    id: str | None
     pid: int | None
     type: ChildType
     restart: Restart

@@ -24,6 +24,7 @@ __all__ = [
     "NESTED_SUPERVISOR_FROM",
     "ChildSpec",
     "ChildType",
+    "DynamicSupervisorSpec",
     "Ignore",
     "InitCall",
     "Restart",
@@ -65,6 +66,8 @@ class Strategy(enum.Enum):
     ONE_FOR_ONE = "one_for_one"
     ONE_FOR_ALL = "one_for_all"
     REST_FOR_ONE = "rest_for_one"
+    SIMPLE_ONE_FOR_ONE = "simple_one_for_one"
+    """One child spec, the template; ``start_child(*extra_args)`` starts children from it (OTP's)."""
 
 
 class StartMode(enum.Enum):
@@ -253,6 +256,49 @@ class ChildSpec:
         )
 
     @classmethod
+    def dynamic_supervisor(
+        cls,
+        id: str,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        max_children: int | None = None,
+        extra_arguments: Sequence[Any] = (),
+        **spec_options: Any,
+    ) -> ChildSpec:
+        """
+        The spec of a nested DynamicSupervisor (Elixir's): no children at start, ``start_child(spec)`` later.
+
+        *spec_options* are this child's own ChildSpec fields (``restart``, ``shutdown``...; shutdown
+        defaults to ``Shutdown.INFINITY``); ``start``, ``args``, ``kwargs``, ``type`` and
+        ``start_mode`` are set here. Does not block.
+
+        Raises:
+            TypeError, ValueError: a bad argument or option, named; ``start`` and the other fields
+                set here are refused as options.
+        """
+        fixed = sorted({"start", "args", "kwargs", "type", "start_mode"} & set(spec_options))
+        if fixed:
+            raise TypeError(
+                f"dynamic_supervisor: {', '.join(map(repr, fixed))} cannot be given: a nested "
+                "DynamicSupervisor sets them itself"
+            )
+        nested = DynamicSupervisorSpec(
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            max_children=max_children,
+            extra_arguments=extra_arguments,
+        )
+        options = {"shutdown": Shutdown.INFINITY, **spec_options}
+        return cls(
+            id=id,
+            start=NESTED_SUPERVISOR,
+            args=(nested,),
+            type=ChildType.SUPERVISOR,
+            start_mode=StartMode.NOTIFY,
+            **options,
+        )
+
+    @classmethod
     def supervisor_from(
         cls, id: str, init: Callable[..., SupervisorSpec | Ignore], *args: Any, **spec_options: Any
     ) -> ChildSpec:
@@ -296,9 +342,16 @@ class ChildSpec:
         )
 
     @property
-    def nested(self) -> SupervisorSpec | None:
-        """The nested supervisor's spec, for a child built with :meth:`supervisor`; else None."""
-        if self.type is ChildType.SUPERVISOR and self.args and isinstance(self.args[0], SupervisorSpec):
+    def nested(self) -> SupervisorSpec | DynamicSupervisorSpec | None:
+        """
+        The nested supervisor's spec, for a child built with :meth:`supervisor` or
+        :meth:`dynamic_supervisor`; else None.
+        """
+        if (
+            self.type is ChildType.SUPERVISOR
+            and self.args
+            and isinstance(self.args[0], (SupervisorSpec, DynamicSupervisorSpec))
+        ):
             return self.args[0]
         return None
 
@@ -344,6 +397,61 @@ class SupervisorSpec:
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, validator=_validate_enum(Strategy))
     max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
     max_seconds: float = attrs.field(default=5.0, converter=_to_seconds, validator=_validate_max_seconds)
+
+    def __attrs_post_init__(self) -> None:
+        if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE and len(self.children) != 1:
+            ids = ", ".join(repr(c.id) for c in self.children) or "none"
+            raise ValueError(
+                "'children' must be exactly one ChildSpec, the template, with Strategy.SIMPLE_ONE_FOR_ONE "
+                f"(OTP's bad_start_spec) (got {len(self.children)}: {ids})"
+            )
+
+
+def _validate_max_children(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail_type(attribute.name, "an int >= 0 or None (no limit)", value)
+    if value < 0:
+        raise ValueError(f"'{attribute.name}' must be an int >= 0 or None (no limit) (got {value!r})")
+
+
+def _to_extra_arguments(value: object) -> tuple[Any, ...]:
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    raise _fail_type("extra_arguments", "a tuple or list", value)
+
+
+@attrs.frozen
+class DynamicSupervisorSpec:
+    """
+    A DynamicSupervisor's flags (Elixir's): no children at start, one_for_one, children added by
+    ``start_child(spec)`` and known by pid.
+
+    Args:
+        max_restarts, max_seconds: the restart intensity, as for :class:`SupervisorSpec`.
+        max_children: how many children it may have at once (running, starting or restarting);
+            None: no limit. A full supervisor refuses ``start_child`` with ``MaxChildrenError``.
+        extra_arguments: prepended to every started child's ``args``.
+
+    Raises:
+        TypeError, ValueError: a field is invalid; the message names it.
+    """
+
+    max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
+    max_seconds: float = attrs.field(default=5.0, converter=_to_seconds, validator=_validate_max_seconds)
+    max_children: int | None = attrs.field(default=None, validator=_validate_max_children)
+    extra_arguments: tuple[Any, ...] = attrs.field(default=(), converter=_to_extra_arguments)
+
+    @property
+    def strategy(self) -> Strategy:
+        """Always ``Strategy.ONE_FOR_ONE``, as Elixir's DynamicSupervisor."""
+        return Strategy.ONE_FOR_ONE
+
+    @property
+    def children(self) -> tuple[ChildSpec, ...]:
+        """Always empty: a DynamicSupervisor starts with no children."""
+        return ()
 
 
 def _validate_init(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:

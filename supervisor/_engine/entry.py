@@ -37,7 +37,7 @@ from .._addresses import TreeContext
 from .._keys import Key
 from ..errors import StartError
 from ..reasons import ExitReason, ShutdownExit
-from ..specs import IGNORE, Ignore, InitCall, SupervisorSpec
+from ..specs import IGNORE, DynamicSupervisorSpec, Ignore, InitCall, SupervisorSpec
 from .loop import SupervisorProcess
 from .processes import raise_open_files_limit
 
@@ -82,7 +82,7 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
 
 
 def run_root(
-    spec: SupervisorSpec | InitCall,
+    spec: SupervisorSpec | DynamicSupervisorSpec | InitCall,
     tree: TreeContext,
     starter_pid: int,
     result: Any,
@@ -162,8 +162,11 @@ def run_supervisor(supervisor: SupervisorProcess, ready_info: Callable[[], Any])
     raise ShutdownExit()
 
 
-def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec) -> None:
-    """The start of a child built with ``ChildSpec.supervisor``, at *tree*; see :func:`run_supervisor`."""
+def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec | DynamicSupervisorSpec) -> None:
+    """
+    The start of a child built with ``ChildSpec.supervisor`` or ``ChildSpec.dynamic_supervisor``, at
+    *tree*; see :func:`run_supervisor`.
+    """
     run_supervisor(SupervisorProcess(spec, tree), lambda: {"address": tree.address})
 
 

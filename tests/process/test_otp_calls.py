@@ -396,9 +396,11 @@ class TestBadArguments:
     def test_which_child_and_get_childspec_refuse_a_non_str_id(self, start_tree) -> None:
         handle = start_tree([])
         with pytest.raises(TypeError, match="'child_id' must be a str"):
-            handle.which_child(1)
+            handle.which_child(1.5)
         with pytest.raises(TypeError, match="'child_id' must be a str"):
             handle.get_childspec(None)
+        with pytest.raises(ChildNotFoundError):  # a pid: OTP's not_found on a static supervisor
+            handle.which_child(1)
 
     def test_ignore_is_a_single_exported_value(self) -> None:
         """``IGNORE`` is one value that survives a pickle round trip as itself."""
