@@ -5,7 +5,7 @@ Start a tree with :meth:`Supervisor.start`; describe children with :class:`Child
 """
 
 from ._child import ignore_start, notify_ready
-from ._root import Supervisor
+from ._root import DynamicSupervisor, Supervisor
 from .errors import (
     AuthenticationError,
     BadCombinationError,
@@ -16,8 +16,10 @@ from .errors import (
     ChildRunningError,
     DuplicateChildError,
     HandleClosedError,
+    MaxChildrenError,
     RegistryUnavailableError,
     SessionNotFoundError,
+    SimpleOneForOneError,
     StartError,
     SupervisorError,
     SupervisorGoneError,
@@ -36,9 +38,21 @@ from .sessions.values import (
     SessionOptions,
     SessionStatus,
 )
-from .specs import AutoShutdown, ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+from .specs import (
+    IGNORE,
+    AutoShutdown,
+    ChildSpec,
+    ChildType,
+    DynamicSupervisorSpec,
+    Restart,
+    Shutdown,
+    StartMode,
+    Strategy,
+    SupervisorSpec,
+)
 
 __all__ = [
+    "IGNORE",
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",
@@ -55,10 +69,13 @@ __all__ = [
     "ChildSummary",
     "ChildType",
     "DuplicateChildError",
+    "DynamicSupervisor",
+    "DynamicSupervisorSpec",
     "ExitKind",
     "ExitReason",
     "HandleClosedError",
     "LimitCeilings",
+    "MaxChildrenError",
     "RegistryUnavailableError",
     "RemoteError",
     "Restart",
@@ -69,6 +86,7 @@ __all__ = [
     "SessionStatus",
     "Shutdown",
     "ShutdownExit",
+    "SimpleOneForOneError",
     "StartError",
     "StartMode",
     "Strategy",

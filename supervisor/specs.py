@@ -21,9 +21,14 @@ from ._entrypoint import EntryPoint
 from .errors import BadCombinationError
 
 __all__ = [
+    "IGNORE",
+    "NESTED_SUPERVISOR_FROM",
     "AutoShutdown",
     "ChildSpec",
     "ChildType",
+    "DynamicSupervisorSpec",
+    "Ignore",
+    "InitCall",
     "Restart",
     "Shutdown",
     "StartMode",
@@ -63,6 +68,8 @@ class Strategy(enum.Enum):
     ONE_FOR_ONE = "one_for_one"
     ONE_FOR_ALL = "one_for_all"
     REST_FOR_ONE = "rest_for_one"
+    SIMPLE_ONE_FOR_ONE = "simple_one_for_one"
+    """One child spec, the template; ``start_child(*extra_args)`` starts children from it (OTP's)."""
 
 
 class AutoShutdown(enum.Enum):
@@ -95,6 +102,25 @@ DEFAULT_WORKER_SHUTDOWN = 5.0
 
 NESTED_SUPERVISOR = EntryPoint("supervisor._engine.entry", "run_nested_supervisor")
 """The start of a child built with :meth:`ChildSpec.supervisor`: the engine's nested supervisor."""
+
+NESTED_SUPERVISOR_FROM = EntryPoint("supervisor._engine.entry", "run_nested_supervisor_from")
+"""The start of a child built with :meth:`ChildSpec.supervisor_from`: its init function, then a supervisor."""
+
+
+class Ignore(enum.Enum):
+    """The type of :data:`IGNORE`, the one value an init function returns to start no supervisor."""
+
+    IGNORE = "ignore"
+
+
+IGNORE = Ignore.IGNORE
+"""What an init function returns instead of a :class:`SupervisorSpec` to decline (OTP's ``ignore``).
+
+At the root, :meth:`Supervisor.start_from` then returns None and nothing is left running; for a nested
+supervisor (:meth:`ChildSpec.supervisor_from`) the child is ignored, as a child that calls
+:func:`supervisor.ignore_start`: kept with no process (a temporary one is forgotten)."""
+
+_RESERVED_SUPERVISOR_FROM = ("start", "args", "kwargs", "type", "start_mode")
 
 
 def _fail_type(name: str, expected: str, value: object) -> TypeError:
@@ -280,10 +306,103 @@ class ChildSpec:
             significant=significant,
         )
 
+    @classmethod
+    def dynamic_supervisor(
+        cls,
+        id: str,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        max_children: int | None = None,
+        extra_arguments: Sequence[Any] = (),
+        **spec_options: Any,
+    ) -> ChildSpec:
+        """
+        The spec of a nested DynamicSupervisor (Elixir's): no children at start, ``start_child(spec)`` later.
+
+        *spec_options* are this child's own ChildSpec fields (``restart``, ``shutdown``...; shutdown
+        defaults to ``Shutdown.INFINITY``); ``start``, ``args``, ``kwargs``, ``type`` and
+        ``start_mode`` are set here. Does not block.
+
+        Raises:
+            TypeError, ValueError: a bad argument or option, named; ``start`` and the other fields
+                set here are refused as options.
+        """
+        fixed = sorted({"start", "args", "kwargs", "type", "start_mode"} & set(spec_options))
+        if fixed:
+            raise TypeError(
+                f"dynamic_supervisor: {', '.join(map(repr, fixed))} cannot be given: a nested "
+                "DynamicSupervisor sets them itself"
+            )
+        nested = DynamicSupervisorSpec(
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            max_children=max_children,
+            extra_arguments=extra_arguments,
+        )
+        options = {"shutdown": Shutdown.INFINITY, **spec_options}
+        return cls(
+            id=id,
+            start=NESTED_SUPERVISOR,
+            args=(nested,),
+            type=ChildType.SUPERVISOR,
+            start_mode=StartMode.NOTIFY,
+            **options,
+        )
+
+    @classmethod
+    def supervisor_from(
+        cls, id: str, init: Callable[..., SupervisorSpec | Ignore], *args: Any, **spec_options: Any
+    ) -> ChildSpec:
+        """
+        The spec of a nested supervisor whose children come from *init*, as OTP's ``init/1`` does.
+
+        ``init(*args)`` runs in the nested supervisor's own process each time it is started or
+        restarted (so a restart reads its children again), and returns a :class:`SupervisorSpec` or
+        :data:`IGNORE`. Raising, returning anything else (OTP's ``bad_return``) or leaving threads
+        running in the supervisor's process is a start failure of this child, whose
+        :class:`~supervisor.StartError` carries the exception as ``__cause__``. :data:`IGNORE` makes
+        the child ignored: kept with pid None, as a child that calls ``ignore_start()``.
+
+        *init* and *args* must be picklable (a module-level function, or one ``dill`` can send). The
+        spec's ``start`` is the engine's entry point and its ``args`` are ``(init, *args)``.
+
+        Args:
+            spec_options: the other :class:`ChildSpec` fields, such as ``restart``, ``shutdown`` or
+                ``start_timeout`` (``shutdown`` defaults to ``Shutdown.INFINITY``, as for any
+                supervisor); ``start``, ``args``, ``kwargs``, ``type`` and ``start_mode`` are set here.
+
+        Raises:
+            TypeError, ValueError: *init* is not callable, a reserved field is given, or a field is
+                invalid; the message names it.
+        """
+        if not callable(init):
+            raise _fail_type("init", "a callable returning a SupervisorSpec or IGNORE", init)
+        for name in _RESERVED_SUPERVISOR_FROM:
+            if name in spec_options:
+                raise TypeError(
+                    f"supervisor_from: '{name}' is set by supervisor_from itself and cannot be given "
+                    f"(got {name}={spec_options[name]!r})"
+                )
+        return cls(
+            id,
+            NESTED_SUPERVISOR_FROM,
+            (init, *args),
+            type=ChildType.SUPERVISOR,
+            start_mode=StartMode.NOTIFY,
+            **spec_options,
+        )
+
     @property
-    def nested(self) -> SupervisorSpec | None:
-        """The nested supervisor's spec, for a child built with :meth:`supervisor`; else None."""
-        if self.type is ChildType.SUPERVISOR and self.args and isinstance(self.args[0], SupervisorSpec):
+    def nested(self) -> SupervisorSpec | DynamicSupervisorSpec | None:
+        """
+        The nested supervisor's spec, for a child built with :meth:`supervisor` or
+        :meth:`dynamic_supervisor`; else None.
+        """
+        if (
+            self.type is ChildType.SUPERVISOR
+            and self.args
+            and isinstance(self.args[0], (SupervisorSpec, DynamicSupervisorSpec))
+        ):
             return self.args[0]
         return None
 
@@ -339,23 +458,112 @@ class SupervisorSpec:
     )
 
     def __attrs_post_init__(self) -> None:
+        if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE and len(self.children) != 1:
+            ids = ", ".join(repr(c.id) for c in self.children) or "none"
+            raise ValueError(
+                "'children' must be exactly one ChildSpec, the template, with Strategy.SIMPLE_ONE_FOR_ONE "
+                f"(OTP's bad_start_spec) (got {len(self.children)}: {ids})"
+            )
+        if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE and self.auto_shutdown is not AutoShutdown.NEVER:
+            # OTP's significant_simple: its children are anonymous and many, none can be significant.
+            raise BadCombinationError(
+                "bad combination: strategy=Strategy.SIMPLE_ONE_FOR_ONE with "
+                f"auto_shutdown={self.auto_shutdown} (a simple_one_for_one supervisor takes only "
+                "AutoShutdown.NEVER, and no significant child)",
+                (("strategy", Strategy.SIMPLE_ONE_FOR_ONE), ("auto_shutdown", self.auto_shutdown)),
+            )
+        kind = "simple_one_for_one supervisor" if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE else None
         for child in self.children:
-            check_significant(child, self.auto_shutdown)
+            check_significant(child, self.auto_shutdown, kind)
 
 
-def check_significant(spec: ChildSpec, auto_shutdown: AutoShutdown) -> None:
+def check_significant(spec: ChildSpec, auto_shutdown: AutoShutdown, kind: str | None = None) -> None:
     """
     Refuse *spec* as a child of a supervisor whose ``auto_shutdown`` is *auto_shutdown*, if it is
-    significant there while that is NEVER (OTP's ``bad_combination``). Does not block.
+    significant there while that is NEVER (OTP's ``bad_combination``). *kind* names a supervisor
+    that only takes NEVER (``"DynamicSupervisor"``), for the message. Does not block.
 
     Raises:
         BadCombinationError: naming the child and the two settings.
     """
-    if spec.significant and auto_shutdown is AutoShutdown.NEVER:
-        raise BadCombinationError(
-            f"bad combination for child {spec.id!r}: significant=True under a supervisor with "
-            "auto_shutdown=AutoShutdown.NEVER (a significant child needs ANY_SIGNIFICANT or "
-            "ALL_SIGNIFICANT)",
-            (("auto_shutdown", AutoShutdown.NEVER), ("significant", True)),
-            spec.id,
-        )
+    if not spec.significant or auto_shutdown is not AutoShutdown.NEVER:
+        return
+    if kind is None:
+        why = "a significant child needs ANY_SIGNIFICANT or ALL_SIGNIFICANT"
+    else:
+        why = f"a {kind} takes no significant child: its auto_shutdown is always NEVER"
+    raise BadCombinationError(
+        f"bad combination for child {spec.id!r}: significant=True under a supervisor with "
+        f"auto_shutdown=AutoShutdown.NEVER ({why})",
+        (("auto_shutdown", AutoShutdown.NEVER), ("significant", True)),
+        spec.id,
+    )
+
+
+def _validate_max_children(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail_type(attribute.name, "an int >= 0 or None (no limit)", value)
+    if value < 0:
+        raise ValueError(f"'{attribute.name}' must be an int >= 0 or None (no limit) (got {value!r})")
+
+
+def _to_extra_arguments(value: object) -> tuple[Any, ...]:
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    raise _fail_type("extra_arguments", "a tuple or list", value)
+
+
+@attrs.frozen
+class DynamicSupervisorSpec:
+    """
+    A DynamicSupervisor's flags (Elixir's): no children at start, one_for_one, children added by
+    ``start_child(spec)`` and known by pid.
+
+    Args:
+        max_restarts, max_seconds: the restart intensity, as for :class:`SupervisorSpec`.
+        max_children: how many children it may have at once (running, starting or restarting);
+            None: no limit. A full supervisor refuses ``start_child`` with ``MaxChildrenError``.
+        extra_arguments: prepended to every started child's ``args``.
+
+    Raises:
+        TypeError, ValueError: a field is invalid; the message names it.
+    """
+
+    max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
+    max_seconds: float = attrs.field(default=5.0, converter=_to_seconds, validator=_validate_max_seconds)
+    max_children: int | None = attrs.field(default=None, validator=_validate_max_children)
+    extra_arguments: tuple[Any, ...] = attrs.field(default=(), converter=_to_extra_arguments)
+
+    @property
+    def strategy(self) -> Strategy:
+        """Always ``Strategy.ONE_FOR_ONE``, as Elixir's DynamicSupervisor."""
+        return Strategy.ONE_FOR_ONE
+
+    @property
+    def children(self) -> tuple[ChildSpec, ...]:
+        """Always empty: a DynamicSupervisor starts with no children."""
+        return ()
+
+    @property
+    def auto_shutdown(self) -> AutoShutdown:
+        """Always ``AutoShutdown.NEVER``, as Elixir's DynamicSupervisor: it takes no significant child."""
+        return AutoShutdown.NEVER
+
+
+def _validate_init(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        raise _fail_type(attribute.name, "a callable returning a SupervisorSpec or IGNORE", value)
+
+
+@attrs.frozen
+class InitCall:
+    """
+    A root supervisor whose children come from ``init(*args)``, run in the root's own process.
+
+    What :meth:`Supervisor.start_from` sends to the root in place of a :class:`SupervisorSpec`.
+    """
+
+    init: Callable[..., SupervisorSpec | Ignore] = attrs.field(validator=_validate_init)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_to_args)
