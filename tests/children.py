@@ -22,7 +22,9 @@ from typing import Any
 
 from supervisor import (
     IGNORE,
+    AutoShutdown,
     ChildSpec,
+    Restart,
     ShutdownExit,
     StartMode,
     Strategy,
@@ -513,3 +515,17 @@ def notify_with_info_only_this_process_loads() -> None:
     """Become ready with a start info that loads in this process but not in its supervisor."""
     notify_ready(LoadsOnlyHere())
     sleep_forever()
+
+
+def init_significant(path: str, mode_name: str) -> SupervisorSpec:
+    """An init function: a worker ``a`` and a significant transient :func:`end_on_sigusr1` child ``s``."""
+    significant = ChildSpec(
+        "s",
+        end_on_sigusr1,
+        args=(path, "s", "return"),
+        restart=Restart.TRANSIENT,
+        start_mode=StartMode.NOTIFY,
+        significant=True,
+    )
+    worker = ChildSpec("a", report_then_sleep, args=(path, "a"), start_mode=StartMode.NOTIFY)
+    return SupervisorSpec([worker, significant], auto_shutdown=AutoShutdown[mode_name])

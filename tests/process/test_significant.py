@@ -24,6 +24,7 @@ from supervisor import (
     BadCombinationError,
     ChildRunningError,
     ChildSpec,
+    DynamicSupervisor,
     ExitKind,
     Restart,
     SessionManagerHandle,
@@ -35,7 +36,15 @@ from supervisor import (
     SupervisorHandle,
 )
 from supervisor.testing import descendants, wait_gone
-from tests.children import HANG_TIMEOUT, EventSink, end_on_sigusr1, exit_once, fail_if_marker
+from tests.children import (
+    HANG_TIMEOUT,
+    EventSink,
+    end_on_sigusr1,
+    exit_once,
+    fail_if_marker,
+    init_significant,
+    report_then_sleep,
+)
 
 from .conftest import LogFile
 from .helpers import pids, settle, worker
@@ -484,6 +493,60 @@ class TestValidation:
         end(pid)
 
         assert_shut_down(handle, [started, pid])
+
+    def test_significant_simple(self, events: EventSink) -> None:
+        """simple_one_for_one takes no auto_shutdown but NEVER and no significant template; nothing starts."""
+        before = {e.pid for e in descendants(os.getpid())}
+        template = ChildSpec("w", report_then_sleep, args=(events.path, "w"), restart=Restart.TEMPORARY)
+
+        with pytest.raises(BadCombinationError, match=r"SIMPLE_ONE_FOR_ONE with auto_shutdown") as info:
+            Supervisor.start(
+                [template], Strategy.SIMPLE_ONE_FOR_ONE, auto_shutdown=AutoShutdown.ANY_SIGNIFICANT
+            )
+        assert info.value.combination == (
+            ("strategy", Strategy.SIMPLE_ONE_FOR_ONE),
+            ("auto_shutdown", AutoShutdown.ANY_SIGNIFICANT),
+        )
+        assert info.value.child_id is None
+        with pytest.raises(BadCombinationError, match=r"SIMPLE_ONE_FOR_ONE with auto_shutdown"):
+            ChildSpec.supervisor(
+                "sofo", [template], Strategy.SIMPLE_ONE_FOR_ONE, auto_shutdown=AutoShutdown.ALL_SIGNIFICANT
+            )
+        significant = ender(events, "s", Restart.TEMPORARY)
+        with pytest.raises(BadCombinationError, match=r"child 's'.*simple_one_for_one supervisor takes no"):
+            Supervisor.start([significant], Strategy.SIMPLE_ONE_FOR_ONE)
+
+        assert {e.pid for e in descendants(os.getpid())} == before
+        assert events.pending() == []
+
+    def test_dynamic_supervisor_refuses_a_significant_child(self, events: EventSink) -> None:
+        """A DynamicSupervisor (only NEVER, as Elixir's) refuses a significant spec; nothing is stored."""
+        with DynamicSupervisor.start() as handle:
+            before = {e.pid for e in descendants(os.getpid())}
+
+            with pytest.raises(BadCombinationError, match=r"child 's'.*DynamicSupervisor takes no"):
+                handle.start_child(ender(events, "s", Restart.TEMPORARY))
+
+            assert handle.which_children() == []
+            assert {e.pid for e in descendants(os.getpid())} == before
+        assert events.pending() == []
+
+
+class TestInitFunction:
+    @modes()
+    def test_an_init_function_gives_auto_shutdown(self, events: EventSink, mode: AutoShutdown) -> None:
+        """A SupervisorSpec from ``start_from``'s init function carries auto_shutdown like any other."""
+        handle = Supervisor.start_from(init_significant, events.path, mode.name)
+        assert handle is not None
+        try:
+            started = events.expect_all("started", {"a", "s"})
+
+            end(started["s"])
+
+            assert_shut_down(handle, list(started.values()))
+            assert events.expect("stopping", "a") == started["a"]
+        finally:
+            handle.stop(timeout=30)
 
 
 class TestLogging:
