@@ -23,7 +23,7 @@ from .errors import (
     UnreadableRequestError,
 )
 from .handle import SupervisorHandle
-from .info import ChildCounts, ChildInfo
+from .info import ChildCounts, ChildInfo, ChildState
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
 from .sessions.application import Application
 from .sessions.client import SessionManagerHandle
@@ -35,12 +35,13 @@ from .sessions.values import (
     SessionOptions,
     SessionStatus,
 )
-from .specs import ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+from .specs import Backoff, ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
 
 __all__ = [
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",
+    "Backoff",
     "CallTimeout",
     "ChildCounts",
     "ChildInfo",
@@ -49,6 +50,7 @@ __all__ = [
     "ChildRestartingError",
     "ChildRunningError",
     "ChildSpec",
+    "ChildState",
     "ChildSummary",
     "ChildType",
     "DuplicateChildError",

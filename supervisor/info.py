@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+
 import attrs
 
+from .reasons import ExitReason
 from .specs import ChildType, Restart
 
-__all__ = ["ChildCounts", "ChildInfo"]
+__all__ = ["ChildCounts", "ChildInfo", "ChildState"]
+
+
+class ChildState(enum.Enum):
+    """Where a child is in its life, as ``which_children()`` reports it."""
+
+    STARTING = "starting"
+    """Its process was forked and has not reported ready yet (any start: initial, API, automatic)."""
+    RUNNING = "running"
+    """Its process is ready and not being stopped. The only state ``count_children().active`` counts."""
+    BACKOFF = "backoff"
+    """No process: an automatic restart waits for its backoff delay (``ChildInfo.retry_at``)."""
+    STOPPING = "stopping"
+    """Its process is being stopped by its shutdown spec (terminate, group restart, supervisor stop)."""
+    RESTARTING = "restarting"
+    """An automatic restart is under way and the child has no ready process: its exit was seen and its
+    new start not yet forked, or a failed restart is being retried (OTP's ``restarting``)."""
+    STOPPED = "stopped"
+    """No process and none coming: terminated, declined (``ignore``), or a transient normal exit."""
+
+
+def _default_state(info: ChildInfo) -> ChildState:
+    if info.restarting:
+        return ChildState.RESTARTING
+    return ChildState.STOPPED if info.pid is None else ChildState.RUNNING
 
 
 @attrs.frozen
@@ -14,8 +42,14 @@ class ChildInfo:
     """
     One child as ``which_children()`` reports it.
 
-    ``pid`` is None while the child is not running; ``restarting`` is True between a failed automatic
-    restart and its retry (OTP's ``restarting``), when ``pid`` is None too.
+    ``pid`` is None while the child has no process to show: not running, or RESTARTING (a retry's
+    process is not shown until it is ready, as OTP shows ``restarting``); a STARTING or STOPPING
+    child shows its process's pid. ``restarting`` is True exactly when ``state`` is RESTARTING.
+    ``restarts`` counts the child's automatic restarts (one per exit that led to a restart, or per
+    group restart it was part of; the retries of a failed restart are part of the same restart);
+    ``last_exit`` is the exit reason of its last process, or None; ``started_at`` is when the shown
+    process was forked (UTC, for display; None without one); ``retry_at`` is when a child in BACKOFF
+    is due to be started again (UTC, for display), else None.
     """
 
     id: str
@@ -23,11 +57,20 @@ class ChildInfo:
     type: ChildType
     restart: Restart
     restarting: bool = False
+    state: ChildState = attrs.field(default=attrs.Factory(_default_state, takes_self=True))
+    restarts: int = 0
+    last_exit: ExitReason | None = None
+    started_at: datetime.datetime | None = None
+    retry_at: datetime.datetime | None = None
 
 
 @attrs.frozen
 class ChildCounts:
-    """``count_children()``: all specs, live children, and specs by type (alive or not)."""
+    """
+    ``count_children()``: all specs, RUNNING children (``active``), and specs by type (alive or not).
+
+    STARTING, STOPPING, RESTARTING, BACKOFF and STOPPED children are not active.
+    """
 
     specs: int
     active: int

@@ -8,18 +8,41 @@ it forks nothing and waits on nothing.
 
 from __future__ import annotations
 
+import datetime
 import os
+from typing import Any
 
 import attrs
 
+from .._strategy import should_restart
 from ..errors import ChildNotFoundError, ChildRestartingError, ChildRunningError, DuplicateChildError
-from ..info import ChildCounts, ChildInfo
+from ..info import ChildCounts, ChildInfo, ChildState
 from ..reasons import ExitReason
 from ..specs import ChildSpec, ChildType, SupervisorSpec
 from .hooks import ChildEvent
 from .processes import ChildProcess
 
-__all__ = ["ChildRecord", "SupervisorState"]
+__all__ = ["ChildRecord", "RestartGroup", "SupervisorState"]
+
+
+@attrs.define(eq=False)
+class RestartGroup:
+    """
+    One automatic restart in progress: the children it is to start, in start order.
+
+    ``cause`` is the child whose exit, or failed start, the restart is for: terminating it abandons
+    the restart (as OTP's ``terminate_child`` ends a restart loop), and the members left without a
+    process stay stopped. ``timer`` (the reactor's) and ``retry_at`` (monotonic) are set while the
+    restart waits out a backoff, ``retry_at_utc`` being the same moment for display; a group restart
+    waits as one. A member leaves the group once started (or declined), terminated, restarted or
+    deleted through the API.
+    """
+
+    members: list[ChildRecord]
+    cause: ChildRecord
+    timer: Any = None
+    retry_at: float | None = None
+    retry_at_utc: datetime.datetime | None = None
 
 
 @attrs.define(eq=False)
@@ -36,6 +59,14 @@ class ChildRecord:
     ``Shutdown.INFINITY``; a later shutdown of the same process (a stop after a ``terminate_child``)
     keeps it. ``nested`` says whether the child is a nested supervisor (``ChildSpec.nested``), kept
     here because a started temporary child's spec loses its arguments (:meth:`forget_start_arguments`).
+
+    What ``which_children`` shows besides: ``starting`` is set from the fork until the process
+    reports ready (or is reaped); ``group`` is the automatic restart the child is part of until it is
+    started again (:class:`RestartGroup`, which holds a backoff's timer); ``restarts`` counts its
+    automatic restarts; ``last_exit`` is its last process's exit reason; ``started_at`` is the UTC
+    time of its current process's fork, None without one. For backoff, ``consecutive`` counts its
+    consecutive automatic restarts and ``running_since`` is ``_backoff.clock()`` when its current
+    process became ready (None before, and once its exit has been counted).
     """
 
     spec: ChildSpec
@@ -45,6 +76,13 @@ class ChildRecord:
     busy: bool = False
     shutdown_deadline: float | None = None
     nested: bool = attrs.field(init=False)
+    starting: bool = False
+    group: RestartGroup | None = None
+    restarts: int = 0
+    last_exit: ExitReason | None = None
+    started_at: datetime.datetime | None = None
+    consecutive: int = 0
+    running_since: float | None = None
 
     def __attrs_post_init__(self) -> None:
         self.nested = self.spec.nested is not None
@@ -62,10 +100,41 @@ class ChildRecord:
         if self.spec.args or self.spec.kwargs:
             self.spec = attrs.evolve(self.spec, args=(), kwargs={})
 
+    def state(self) -> ChildState:
+        """Where the child is in its life (see :class:`ChildState`)."""
+        if self.proc is not None:
+            if self.shutdown_deadline is not None:
+                return ChildState.STOPPING
+            if self.restarting:
+                return ChildState.RESTARTING
+            return ChildState.STARTING if self.starting else ChildState.RUNNING
+        group = self.group
+        if group is not None and group.retry_at is not None:
+            return ChildState.BACKOFF
+        if self.restarting or group is not None:
+            return ChildState.RESTARTING
+        pending = self.exit_pending
+        if pending is not None and should_restart(self.spec.restart, pending):
+            return ChildState.RESTARTING  # reaped; the restart is queued
+        return ChildState.STOPPED
+
     def info(self) -> ChildInfo:
+        state = self.state()
         # A retry in progress has a process, but the child is not up until the retry succeeds.
-        pid = None if self.restarting else self.pid
-        return ChildInfo(self.id, pid, self.spec.type, self.spec.restart, self.restarting)
+        shown = state is not ChildState.RESTARTING and self.proc is not None
+        group = self.group
+        return ChildInfo(
+            self.id,
+            self.pid if shown else None,
+            self.spec.type,
+            self.spec.restart,
+            state is ChildState.RESTARTING,
+            state,
+            self.restarts,
+            self.last_exit,
+            self.started_at if shown else None,
+            group.retry_at_utc if state is ChildState.BACKOFF and group is not None else None,
+        )
 
     def event(self) -> ChildEvent:
         """This child as the hooks see it: a frozen value, not this record."""
@@ -103,7 +172,7 @@ class SupervisorState:
         supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
         return ChildCounts(
             specs=len(self.children),
-            active=sum(1 for c in self.children if c.proc is not None and not c.restarting),
+            active=sum(1 for c in self.children if c.state() is ChildState.RUNNING),
             supervisors=supervisors,
             workers=len(self.children) - supervisors,
         )
