@@ -25,8 +25,9 @@ class ChildState(enum.Enum):
     STOPPING = "stopping"
     """Its process is being stopped by its shutdown spec (terminate, group restart, supervisor stop)."""
     RESTARTING = "restarting"
-    """An automatic restart is under way and the child has no ready process: its exit was seen and its
-    new start not yet forked, or a failed restart is being retried (OTP's ``restarting``)."""
+    """An automatic restart of it is under way and it has no ready process: its exit was seen and its
+    new start not yet forked, it waits its turn in a group restart, or a failed restart of it is
+    being retried (OTP's ``restarting``, when ``ChildInfo.restarting`` is True too)."""
     STOPPED = "stopped"
     """No process and none coming: terminated, declined (``ignore``), or a transient normal exit."""
 
@@ -44,7 +45,10 @@ class ChildInfo:
 
     ``pid`` is None while the child has no process to show: not running, or RESTARTING (a retry's
     process is not shown until it is ready, as OTP shows ``restarting``); a STARTING or STOPPING
-    child shows its process's pid. ``restarting`` is True exactly when ``state`` is RESTARTING.
+    child shows its process's pid. ``restarting`` is OTP's: True between a failed automatic restart
+    of this child and its successful retry (its ``state`` is then RESTARTING; a child waiting its turn
+    in another child's restart is RESTARTING too, with ``restarting`` False, as OTP shows it
+    ``undefined``).
     ``restarts`` counts the child's automatic restarts (one per exit that led to a restart, or per
     group restart it was part of; the retries of a failed restart are part of the same restart);
     ``last_exit`` is the exit reason of its last process, or None; ``started_at`` is when the shown

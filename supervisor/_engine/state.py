@@ -128,7 +128,7 @@ class ChildRecord:
             self.pid if shown else None,
             self.spec.type,
             self.spec.restart,
-            state is ChildState.RESTARTING,
+            self.restarting,
             state,
             self.restarts,
             self.last_exit,
