@@ -186,12 +186,16 @@ class SupervisorHandle:
         self._call("delete_child", DeleteChild(_check_id(child_id)), timeout)
 
     def which_children(self, *, timeout: float | None = None) -> list[ChildInfo]:
-        """Every child in start order: id, pid (None if not running), type, restart, restarting."""
+        """
+        Every child in start order: id, pid (None if not running), type, restart, restarting, and its
+        state (:class:`~supervisor.info.ChildState`), restarts, last exit, start time and, in BACKOFF,
+        the time of its next start. Answered even while the supervisor waits on a child.
+        """
         result: list[ChildInfo] = self._call("which_children", WhichChildren(), timeout)
         return result
 
     def count_children(self, *, timeout: float | None = None) -> ChildCounts:
-        """Counts of specs, active (running) children, supervisors and workers."""
+        """Counts of specs, active (RUNNING: ready, not stopping) children, supervisors and workers."""
         result: ChildCounts = self._call("count_children", CountChildren(), timeout)
         return result
 
