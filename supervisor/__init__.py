@@ -5,7 +5,7 @@ Start a tree with :meth:`Supervisor.start`; describe children with :class:`Child
 """
 
 from ._child import ignore_start, notify_ready
-from ._root import Supervisor
+from ._root import DynamicSupervisor, Supervisor
 from .errors import (
     AuthenticationError,
     CallTimeout,
@@ -15,8 +15,10 @@ from .errors import (
     ChildRunningError,
     DuplicateChildError,
     HandleClosedError,
+    MaxChildrenError,
     RegistryUnavailableError,
     SessionNotFoundError,
+    SimpleOneForOneError,
     StartError,
     SupervisorError,
     SupervisorGoneError,
@@ -35,9 +37,21 @@ from .sessions.values import (
     SessionOptions,
     SessionStatus,
 )
-from .specs import Backoff, ChildSpec, ChildType, Restart, Shutdown, StartMode, Strategy, SupervisorSpec
+from .specs import (
+    IGNORE,
+    Backoff,
+    ChildSpec,
+    ChildType,
+    DynamicSupervisorSpec,
+    Restart,
+    Shutdown,
+    StartMode,
+    Strategy,
+    SupervisorSpec,
+)
 
 __all__ = [
+    "IGNORE",
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",
@@ -54,10 +68,13 @@ __all__ = [
     "ChildSummary",
     "ChildType",
     "DuplicateChildError",
+    "DynamicSupervisor",
+    "DynamicSupervisorSpec",
     "ExitKind",
     "ExitReason",
     "HandleClosedError",
     "LimitCeilings",
+    "MaxChildrenError",
     "RegistryUnavailableError",
     "RemoteError",
     "Restart",
@@ -68,6 +85,7 @@ __all__ = [
     "SessionStatus",
     "Shutdown",
     "ShutdownExit",
+    "SimpleOneForOneError",
     "StartError",
     "StartMode",
     "Strategy",

@@ -73,17 +73,38 @@ def notify_ready(info: Any = None) -> None:
     Tell the supervisor this child is ready, for children with ``StartMode.NOTIFY``.
 
     The supervisor starts the next child (or returns from ``start_child``) only then. A second call
-    does nothing. *info* must be picklable; the package uses it for nested supervisors' addresses.
+    does nothing, and so does a call from an ``IMMEDIATE`` child, which was ready when it began.
+    Does not block (the report is a few bytes on a pipe).
+
+    *info* is the child's start info (OTP's ``{ok, Pid, Info}``): its supervisor keeps it as
+    ``ChildInfo.start_info`` while this process runs. It must survive a pickle round trip here;
+    one that does not raises ``TypeError`` and nothing is sent, so the child is still not ready
+    (uncaught, that is its start failure, with the ``TypeError`` as the ``StartError``'s cause).
 
     Raises:
         RuntimeError: not called in a process started by a supervisor.
+        TypeError: *info* cannot be pickled and unpickled; the child is not ready.
     """
     global _ready_sent
     if _report is None:
         raise RuntimeError("notify_ready() must be called in a child process started by a supervisor")
     if not _ready_sent:
+        data = _READY if info is None else _encode_ready(info)
         _ready_sent = True
-        _report.send_bytes(_READY if info is None else _wire.dumps(("ready", info)))
+        _report.send_bytes(data)
+
+
+def _encode_ready(info: Any) -> bytes:
+    """The ``ready`` report carrying *info*, checked to load again, as the supervisor will load it."""
+    try:
+        data = _wire.dumps(("ready", info))
+        pickle.loads(data)
+    except Exception as error:
+        raise TypeError(
+            f"notify_ready: 'info' must be picklable (got {_safe_repr(info)} that is a "
+            f"{type(info).__name__}: {type(error).__name__}: {error})"
+        ) from error
+    return data
 
 
 def ignore_start() -> None:

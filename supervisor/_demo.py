@@ -76,12 +76,22 @@ def failing_start() -> None:
 # ---------------------------------------------------------------------- printing
 
 
-def _print_tree(handle: SupervisorHandle, indent: str = "  ") -> None:
+def _print_tree(
+    handle: SupervisorHandle, indent: str = "  ", sessions: SessionManagerHandle | None = None
+) -> None:
+    """Print *handle*'s tree; below the SessionManager, through *sessions* (each session's own key)."""
     for child in handle.which_children():
         pid = "not running" if child.pid is None else f"pid {child.pid}"
-        print(f"{indent}{child.id:<14} {child.type.value:<10} {child.restart.value:<9} {pid}")
-        if child.type.value == "supervisor" and child.pid is not None:
-            _print_tree(handle.child_supervisor(child.id), indent + "    ")
+        name = "-" if child.id is None else child.id  # None: a child known by pid
+        print(f"{indent}{name:<14} {child.type.value:<10} {child.restart.value:<9} {pid}")
+        if child.type.value != "supervisor" or child.pid is None:
+            continue
+        if sessions is not None and handle.path == sessions.supervisor.path and child.id is not None:
+            # A session's supervisor refuses the tree's key: it answers its own session's handle only.
+            _print_tree(sessions.session_supervisor(child.id), indent + "    ")
+        else:
+            nested = handle.child_supervisor(child.pid if child.id is None else child.id)
+            _print_tree(nested, indent + "    ", sessions)
 
 
 def _print_sessions(sessions: SessionManagerHandle) -> None:
@@ -182,7 +192,7 @@ def _session_part(events: _Events) -> None:
     with Application(logging_config=_LOGGING) as app:
         sessions = app.session_manager
         print(f"Application started, root pid {app.supervisor.pid}:")
-        _print_tree(app.supervisor)
+        _print_tree(app.supervisor, sessions=sessions)
         ids = []
         for task in ("refactor", "review", "tests"):
             children = [
@@ -203,7 +213,7 @@ def _session_part(events: _Events) -> None:
         _print_sessions(sessions)
 
         print("\nthe tree now:")
-        _print_tree(app.supervisor)
+        _print_tree(app.supervisor, sessions=sessions)
         for session_id in (ids[0], ids[2]):
             sessions.terminate_session(session_id)
         print("\nterminated the rest; list_sessions():")

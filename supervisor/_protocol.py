@@ -10,19 +10,29 @@ supervisor has stopped its children. Frozen values only: how they travel is :mod
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from .specs import ChildSpec
 
 __all__ = [
+    "KIND_DYNAMIC",
+    "KIND_SIMPLE",
+    "KIND_STATIC",
     "ChildAddress",
+    "ChildSupervisorOf",
     "CountChildren",
     "DeleteChild",
+    "GetChildspec",
     "Request",
     "RestartChild",
     "StartChild",
+    "StartSimpleChild",
     "Stop",
+    "SupervisorKind",
     "TerminateChild",
+    "WhichChild",
     "WhichChildren",
 ]
 
@@ -32,9 +42,38 @@ class StartChild:
     spec: ChildSpec
 
 
+KIND_STATIC = "static"
+"""A one_for_one, one_for_all or rest_for_one supervisor: ``start_child(spec)``, children by id."""
+KIND_SIMPLE = "simple"
+"""A simple_one_for_one supervisor: ``start_child(*extra_args)``, children by pid."""
+KIND_DYNAMIC = "dynamic"
+"""A DynamicSupervisor: ``start_child(spec)``, children by pid (the SessionManager's: by id)."""
+
+
+@attrs.frozen
+class StartSimpleChild:
+    """Start a child of a simple_one_for_one supervisor: its template's args, then *extra_args*."""
+
+    extra_args: tuple[Any, ...]
+
+
 @attrs.frozen
 class TerminateChild:
-    child_id: str
+    """*child_id* is an id, or a pid (an int) for a supervisor that knows its children by pid."""
+
+    child_id: str | int
+
+
+@attrs.frozen
+class SupervisorKind:
+    """Which of ``KIND_STATIC``, ``KIND_SIMPLE``, ``KIND_DYNAMIC`` the supervisor is."""
+
+
+@attrs.frozen
+class ChildSupervisorOf:
+    """The control address and tree id of the nested supervisor whose pid is *pid*."""
+
+    pid: int
 
 
 @attrs.frozen
@@ -58,6 +97,16 @@ class CountChildren:
 
 
 @attrs.frozen
+class WhichChild:
+    child_id: str | int
+
+
+@attrs.frozen
+class GetChildspec:
+    child_id: str | int
+
+
+@attrs.frozen
 class ChildAddress:
     """The control address of the nested supervisor *child_id*."""
 
@@ -77,5 +126,10 @@ Request = (
     | WhichChildren
     | CountChildren
     | ChildAddress
+    | WhichChild
+    | GetChildspec
     | Stop
+    | StartSimpleChild
+    | SupervisorKind
+    | ChildSupervisorOf
 )

@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import multiprocess
@@ -30,12 +30,13 @@ from multiprocess import spawn, util
 from . import _spawned, _wire
 from ._addresses import make_private_dir, socket_path
 from ._keys import Key
+from ._protocol import KIND_DYNAMIC, KIND_SIMPLE, KIND_STATIC
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
-from .specs import ChildSpec, Strategy, SupervisorSpec
+from .specs import ChildSpec, DynamicSupervisorSpec, Ignore, InitCall, Strategy, SupervisorSpec
 
-__all__ = ["Supervisor", "check_environment"]
+__all__ = ["DynamicSupervisor", "Supervisor", "check_environment"]
 
 _spawn = multiprocess.get_context("spawn")
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,59 +246,172 @@ class Supervisor:
             StartError: a child failed to start; the children already started were stopped in
                 reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
         """
-        if _spawned.importing_main():
-            message = _guard_missing_message()
-            _spawned.report(_spawned.GUARD_MISSING, message)
-            raise RuntimeError(message)
+        _refuse_start_while_importing_main()
         spec = SupervisorSpec(
             children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
-        if logging_config is not None and not isinstance(logging_config, dict):
-            raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
-        environment = check_environment(env)
-        payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
-        private_dir = make_private_dir()
-        # Spawn's preparation first, then the spec: the spec may name functions of the caller's
-        # __main__, importable in the root only once the preparation has loaded it.
-        preparation = spawn.get_preparation_data("supervisor:root")
-        preparation.pop("authkey", None)  # multiprocessing's key of this process: the tree needs none
-        launch = pickle.dumps((preparation, private_dir)) + payload
-        key = Key.random()
-        reader, writer = _spawn.Pipe(duplex=False)
-        try:
-            process = _spawn_root(launch, key, writer.fileno(), environment)
-        except BaseException:
-            reader.close()
-            shutil.rmtree(private_dir, ignore_errors=True)
-            raise
-        finally:
-            writer.close()
-        root = StartedRoot(process, reader, private_dir)
-        running = False
-        try:
-            kind, value = reader.recv()
-            if kind == "running":  # the root's bootstrap is over: it imported __main__ and runs
-                running = True
-                kind, value = reader.recv()
-        except (EOFError, OSError):
-            kind, value = "died", None
-        if kind == "ready":
-            return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root)
-        root.collect(None)
-        root.remove()
-        if kind == "start_error":
-            assert isinstance(value, StartError)
-            raise value
-        reason = root.exit_reason.describe() if root.exit_reason else "unknown"
-        if kind == _spawned.GUARD_MISSING:
-            raise SupervisorGoneError(f"the root supervisor died while starting: {value}", root.exit_reason)
-        if not running:
-            raise SupervisorGoneError(
-                f"the root supervisor died while starting, before it ran (exit reason: {reason}): it is "
-                "spawned, a new Python interpreter that first imports the main module; its traceback "
-                'is on stderr (a script that starts a tree needs `if __name__ == "__main__":`)',
-                root.exit_reason,
-            )
-        raise SupervisorGoneError(
-            f"the root supervisor died while starting (exit reason: {reason})", root.exit_reason
+        kind = KIND_SIMPLE if spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE else KIND_STATIC
+        handle = _start_root(spec, logging_config, env, kind)
+        assert handle is not None  # only an init function can decline
+        return handle
+
+    @staticmethod
+    def start_from(
+        init: Callable[..., SupervisorSpec | Ignore],
+        *args: Any,
+        logging_config: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> SupervisorHandle | None:
+        """
+        Start a root supervisor whose children come from ``init(*args)``, run in the root's process.
+
+        OTP's ``supervisor:start_link(Module, Args)``: the root calls *init* first (with the tree's
+        *env* and *logging_config* in effect), then starts the children of the
+        :class:`SupervisorSpec` it returns, each ready before the next, as :meth:`start` does. Blocks
+        until every child is ready, or until *init* has declined or failed. *init* and *args* must
+        be picklable; *init* is best a module-level function (see :meth:`start` for functions of
+        ``__main__``).
+
+        Returns:
+            The root's handle, or None if *init* returned :data:`supervisor.IGNORE`: then the root
+            has exited and nothing of the tree is left running.
+
+        Raises:
+            TypeError, ValueError: *init* is not callable, *args* cannot be pickled, or another
+                argument is invalid (the message names it); nothing is started.
+            StartError: *init* raised (its ``__cause__`` is the exception, with the traceback from
+                the root's process), returned something else than a SupervisorSpec or IGNORE
+                (OTP's ``bad_return``: a ``TypeError`` naming the value is the cause), or left a
+                thread running; or a child failed to start, as for :meth:`start`. Its ``child_id``
+                is ``"root"`` when the init function failed. Nothing is left running.
+            SupervisorGoneError: the root died while starting, as for :meth:`start`.
+        """
+        _refuse_start_while_importing_main()
+        call = InitCall(init, args)
+        return _start_root(call, logging_config, env)
+
+
+class DynamicSupervisor:
+    """
+    Starts root DynamicSupervisors (Elixir's): supervisors that start with no children and take
+    ``start_child(spec)`` later, one_for_one, children known by pid. Linux only.
+    """
+
+    @staticmethod
+    def start(
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        max_children: int | None = None,
+        extra_arguments: Sequence[Any] = (),
+        *,
+        logging_config: dict[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> SupervisorHandle:
+        """
+        Start a root DynamicSupervisor process; return its handle. It has no child yet.
+
+        Blocks until the supervisor listens. Its children are started by ``handle.start_child(spec)``
+        (each with *extra_arguments* prepended to its args; at most *max_children* at once, None for
+        no limit), each start in a lane of its own, so none waits on another's. They are known by
+        pid: ``terminate_child(pid)``; their ids read None in ``which_children``. It stops them all at
+        once. The tree lives until :meth:`SupervisorHandle.stop`, until it gives up after more than
+        *max_restarts* restarts within *max_seconds*, or until the calling process dies.
+
+        Args:
+            logging_config, env: as for :meth:`Supervisor.start`.
+
+        Call it under ``if __name__ == "__main__":``, as :meth:`Supervisor.start`.
+
+        Raises:
+            TypeError, ValueError: an invalid argument, named; nothing is started.
+            SupervisorGoneError: the root died while starting (see :meth:`Supervisor.start`).
+        """
+        _refuse_start_while_importing_main()
+        spec = DynamicSupervisorSpec(
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            max_children=max_children,
+            extra_arguments=extra_arguments,
         )
+        handle = _start_root(spec, logging_config, env, KIND_DYNAMIC)
+        assert handle is not None  # only an init function can decline
+        return handle
+
+
+def _refuse_start_while_importing_main() -> None:
+    if _spawned.importing_main():
+        message = _guard_missing_message()
+        _spawned.report(_spawned.GUARD_MISSING, message)
+        raise RuntimeError(message)
+
+
+def _start_root(
+    spec: SupervisorSpec | DynamicSupervisorSpec | InitCall,
+    logging_config: dict[str, Any] | None,
+    env: Mapping[str, str] | None,
+    supervisor_kind: str | None = None,
+) -> SupervisorHandle | None:
+    """
+    Spawn the root with *spec* and wait for its first word: its handle, None if its init declined.
+
+    *supervisor_kind* is the handle's ``_protocol.KIND_*`` when known (None: asked when needed).
+    """
+    if logging_config is not None and not isinstance(logging_config, dict):
+        raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
+    environment = check_environment(env)
+    try:
+        payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
+    except Exception as error:
+        if not isinstance(spec, InitCall):
+            raise
+        raise TypeError(
+            f"start_from: cannot send the init function {spec.init!r} and its args to the root: "
+            f"they cannot be pickled ({type(error).__name__}: {error}); nothing was started"
+        ) from error
+    private_dir = make_private_dir()
+    # Spawn's preparation first, then the spec: the spec may name functions of the caller's
+    # __main__, importable in the root only once the preparation has loaded it.
+    preparation = spawn.get_preparation_data("supervisor:root")
+    preparation.pop("authkey", None)  # multiprocessing's key of this process: the tree needs none
+    launch = pickle.dumps((preparation, private_dir)) + payload
+    key = Key.random()
+    reader, writer = _spawn.Pipe(duplex=False)
+    try:
+        process = _spawn_root(launch, key, writer.fileno(), environment)
+    except BaseException:
+        reader.close()
+        shutil.rmtree(private_dir, ignore_errors=True)
+        raise
+    finally:
+        writer.close()
+    root = StartedRoot(process, reader, private_dir)
+    running = False
+    try:
+        kind, value = reader.recv()
+        if kind == "running":  # the root's bootstrap is over: it imported __main__ and runs
+            running = True
+            kind, value = reader.recv()
+    except (EOFError, OSError):
+        kind, value = "died", None
+    if kind == "ready":
+        return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root, supervisor_kind)
+    root.collect(None)
+    root.remove()
+    if kind == "ignore":
+        return None
+    if kind == "start_error":
+        assert isinstance(value, StartError)
+        raise value
+    reason = root.exit_reason.describe() if root.exit_reason else "unknown"
+    if kind == _spawned.GUARD_MISSING:
+        raise SupervisorGoneError(f"the root supervisor died while starting: {value}", root.exit_reason)
+    if not running:
+        raise SupervisorGoneError(
+            f"the root supervisor died while starting, before it ran (exit reason: {reason}): it is "
+            "spawned, a new Python interpreter that first imports the main module; its traceback "
+            'is on stderr (a script that starts a tree needs `if __name__ == "__main__":`)',
+            root.exit_reason,
+        )
+    raise SupervisorGoneError(
+        f"the root supervisor died while starting (exit reason: {reason})", root.exit_reason
+    )

@@ -30,7 +30,7 @@ def restart_set(strategy: Strategy, ids_in_start_order: Sequence[str], failed_id
     The caller terminates the others in the set in reverse start order, drops the temporary ones among
     them, then starts the rest of the set in start order.
     """
-    if strategy is Strategy.ONE_FOR_ONE:
+    if strategy in (Strategy.ONE_FOR_ONE, Strategy.SIMPLE_ONE_FOR_ONE):
         return [failed_id]
     if strategy is Strategy.ONE_FOR_ALL:
         return list(ids_in_start_order)

@@ -23,8 +23,10 @@ __all__ = [
     "ChildRunningError",
     "DuplicateChildError",
     "HandleClosedError",
+    "MaxChildrenError",
     "RegistryUnavailableError",
     "SessionNotFoundError",
+    "SimpleOneForOneError",
     "StartError",
     "SupervisorError",
     "SupervisorGoneError",
@@ -54,9 +56,12 @@ def _rebuild(cls: type[SupervisorError], state: dict[str, Any]) -> SupervisorErr
 
 
 class ChildNotFoundError(SupervisorError, LookupError):
-    """No child of the supervisor has this id (for a temporary child: any more)."""
+    """
+    No child of the supervisor has this id (for a temporary child: any more); *child_id* is the pid
+    asked for when the supervisor knows its children by pid (simple_one_for_one, DynamicSupervisor).
+    """
 
-    def __init__(self, message: str, child_id: str) -> None:
+    def __init__(self, message: str, child_id: str | int) -> None:
         super().__init__(message)
         self.child_id = child_id
 
@@ -156,3 +161,26 @@ class SessionNotFoundError(SupervisorError, LookupError):
     def __init__(self, message: str, session_id: str) -> None:
         super().__init__(message)
         self.session_id = session_id
+
+
+class SimpleOneForOneError(SupervisorError):
+    """
+    A call a simple_one_for_one supervisor does not take (OTP's ``{error, simple_one_for_one}``):
+    ``restart_child``, ``delete_child``, or ``terminate_child`` with an id (its children have none).
+    *call* names the call.
+    """
+
+    def __init__(self, message: str, call: str) -> None:
+        super().__init__(message)
+        self.call = call
+
+
+class MaxChildrenError(SupervisorError):
+    """
+    ``start_child`` on a DynamicSupervisor that already has *max_children* children (Elixir's
+    ``{:error, :max_children}``); children being started or restarted count. Nothing was started.
+    """
+
+    def __init__(self, message: str, max_children: int) -> None:
+        super().__init__(message)
+        self.max_children = max_children

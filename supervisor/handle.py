@@ -21,13 +21,19 @@ from typing import Any, Protocol
 from . import _wire
 from ._keys import Key
 from ._protocol import (
+    KIND_SIMPLE,
     ChildAddress,
+    ChildSupervisorOf,
     CountChildren,
     DeleteChild,
+    GetChildspec,
     RestartChild,
     StartChild,
+    StartSimpleChild,
     Stop,
+    SupervisorKind,
     TerminateChild,
+    WhichChild,
     WhichChildren,
 )
 from ._transport import AUTH_TIMEOUT, KeyMismatch, connect
@@ -77,18 +83,24 @@ class SupervisorHandle:
     """
 
     def __init__(
-        self, address: str, authkey: Key | bytes, path: str, root: RootProcess | None = None
+        self,
+        address: str,
+        authkey: Key | bytes,
+        path: str,
+        root: RootProcess | None = None,
+        kind: str | None = None,
     ) -> None:
         self._address = address
         self._authkey = authkey if isinstance(authkey, Key) else Key(authkey)
         self._path = path
         self._root = root
+        self._kind = kind  # one of _protocol's KIND_*; None: asked of the supervisor when needed
         self._closed = False
         self._local = threading.local()
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SupervisorHandle, (self._address, self._authkey, self._path))
+        return (SupervisorHandle, (self._address, self._authkey, self._path, None, self._kind))
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else "running"
@@ -129,46 +141,70 @@ class SupervisorHandle:
 
     # ------------------------------------------------------------------ the admin API
 
-    def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> int | None:
+    def start_child(self, *args: Any, timeout: float | None = None) -> int | None:
         """
-        Add *spec* as the last child and start it; return its pid (None if it declined to start).
+        Start a new child; return its pid (None if it declined to start). Nothing is stored if it fails.
 
-        Blocks until the child is ready (or has failed). Nothing is stored if the start fails.
+        ``start_child(spec)`` with a :class:`ChildSpec`: a static supervisor adds it as the last
+        child; a DynamicSupervisor starts it with its ``extra_arguments`` prepended to the spec's
+        args, and ignores its id (its children are known by pid). ``start_child(*extra_args)`` on a
+        simple_one_for_one supervisor: a child from its template, called with the template's args
+        followed by *extra_args*.
+
+        Blocks until the child is ready (or has failed). A DynamicSupervisor starts children at once:
+        this call does not wait on another child's start.
 
         Raises:
-            TypeError: *spec* is not a ChildSpec, or it cannot be pickled (its start function, args
-                or kwargs): the message names the child and its start function, and nothing is sent.
+            TypeError: not one ChildSpec (except on simple_one_for_one), or what it sends cannot be
+                pickled (its start function, args or kwargs): the message names the child and its
+                start function, and nothing is sent.
             UnreadableRequestError: the supervisor could not unpickle the spec (say, a function or
                 class of ``__main__`` defined under ``if __name__ == "__main__":``, which the
                 supervisor's copy of ``__main__`` lacks); nothing was started.
             DuplicateChildError: a child with this id exists (its ``pid`` says whether it runs).
+            MaxChildrenError: a DynamicSupervisor that has ``max_children`` children already.
             StartError: the child failed to start; ``__cause__`` is its exception, if it raised.
             CallTimeout: no reply within *timeout* seconds; the child may still be started.
         """
-        if not isinstance(spec, ChildSpec):
-            raise TypeError(f"'spec' must be a ChildSpec (got {spec!r} that is a {type(spec).__name__})")
-        result: int | None = self._call("start_child", StartChild(spec), timeout)
+        deadline_from("timeout", timeout)
+        if self._supervisor_kind(timeout) == KIND_SIMPLE:
+            result: int | None = self._call("start_child", StartSimpleChild(tuple(args)), timeout)
+            return result
+        if len(args) != 1 or not isinstance(args[0], ChildSpec):
+            got = args[0] if len(args) == 1 else args
+            raise TypeError(
+                f"'spec' must be a ChildSpec, the only argument (got {got!r} that is a "
+                f"{type(got).__name__}); extra args are for simple_one_for_one supervisors"
+            )
+        result = self._call("start_child", StartChild(args[0]), timeout)
         return result
 
-    def terminate_child(self, child_id: str, *, timeout: float | None = None) -> None:
+    def terminate_child(self, child_id: str | int, *, timeout: float | None = None) -> None:
         """
         Stop the child *child_id* as its shutdown spec says; keep its spec unless it is temporary.
 
-        Blocks until its process has exited and been reaped. Idempotent: a stopped child is fine. It
-        also ends a pending restart loop of that child.
+        A simple_one_for_one supervisor or a DynamicSupervisor takes the child's pid instead of an id,
+        and forgets the child once stopped. Blocks until its process has exited and been reaped.
+        Idempotent: a stopped child is fine (simple_one_for_one: any dead pid). It also ends a
+        pending restart loop of that child (by its old pid, for children known by pid).
 
         Raises:
-            ChildNotFoundError: no child has this id.
+            TypeError: *child_id* is neither a str nor an int; nothing is sent.
+            ChildNotFoundError: no child has this id; for a pid: no child has it (simple_one_for_one:
+                and it is alive), or the supervisor knows its children by id.
+            SimpleOneForOneError: an id given to a simple_one_for_one supervisor.
             CallTimeout: no reply within *timeout* seconds; the child is still being stopped.
         """
-        self._call("terminate_child", TerminateChild(_check_id(child_id)), timeout)
+        self._call("terminate_child", TerminateChild(_check_child(child_id)), timeout)
 
     def restart_child(self, child_id: str, *, timeout: float | None = None) -> int | None:
         """
         Start the stopped child *child_id* again; return its pid. Does not count toward intensity.
 
         Raises:
-            ChildNotFoundError, ChildRunningError, ChildRestartingError: as the names say.
+            ChildNotFoundError, ChildRunningError, ChildRestartingError: as the names say (a
+                DynamicSupervisor's children have no ids: not found).
+            SimpleOneForOneError: the supervisor is simple_one_for_one.
             StartError: it failed to start; the spec stays, not running.
             CallTimeout: no reply within *timeout* seconds; the child may still be started.
         """
@@ -180,41 +216,101 @@ class SupervisorHandle:
         Forget the stopped child *child_id*.
 
         Raises:
-            ChildNotFoundError, ChildRunningError, ChildRestartingError: as the names say.
+            ChildNotFoundError, ChildRunningError, ChildRestartingError: as the names say (a
+                DynamicSupervisor's children have no ids: not found).
+            SimpleOneForOneError: the supervisor is simple_one_for_one.
             CallTimeout: no reply within *timeout* seconds.
         """
         self._call("delete_child", DeleteChild(_check_id(child_id)), timeout)
 
     def which_children(self, *, timeout: float | None = None) -> list[ChildInfo]:
         """
-        Every child in start order: id, pid (None if not running), type, restart, restarting, and its
+        Every child: id, pid (None unless running), type, restart, restarting, start info, and its
         state (:class:`~supervisor.info.ChildState`), restarts, last exit, start time and, in BACKOFF,
-        the time of its next start. Answered even while the supervisor waits on a child.
+        the time of its next start. In start order for a static supervisor; in no defined order, with
+        id None, for simple_one_for_one and DynamicSupervisor. Answered even while the supervisor
+        waits on a child.
         """
         result: list[ChildInfo] = self._call("which_children", WhichChildren(), timeout)
         return result
 
+    def which_child(self, child_id: str | int, *, timeout: float | None = None) -> ChildInfo:
+        """
+        The child *child_id* as :meth:`which_children` reports it, without listing the others
+        (OTP 28's ``which_child``).
+
+        Answered at once, even while the supervisor is starting or stopping a child; blocks only for
+        the round trip (at most *timeout* seconds).
+
+        A simple_one_for_one supervisor or a DynamicSupervisor takes the child's pid instead.
+
+        Raises:
+            TypeError: *child_id* is neither a str nor an int; nothing is sent.
+            ChildNotFoundError: no child has this id (never had, or was deleted or forgotten), or
+                this pid (a supervisor whose children have ids takes no pid).
+            SimpleOneForOneError: an id given to a simple_one_for_one supervisor.
+            CallTimeout: no reply within *timeout* seconds.
+        """
+        result: ChildInfo = self._call("which_child", WhichChild(_check_child(child_id)), timeout)
+        return result
+
+    def get_childspec(self, child_id: str | int, *, timeout: float | None = None) -> ChildSpec:
+        """
+        The spec of the child *child_id*, with every field filled in (OTP's ``get_childspec``).
+
+        A defaulted field comes back with its value (``shutdown`` 5.0 for a worker,
+        ``Shutdown.INFINITY`` for a supervisor, and so on). A temporary child that has started comes
+        back with empty ``args`` and ``kwargs``: its supervisor does not keep them. Answered at once,
+        as :meth:`which_child`, and by pid for a simple_one_for_one supervisor or a DynamicSupervisor
+        (the spec then has the id it was given: the template's, or the one passed to ``start_child``).
+
+        Raises:
+            TypeError: *child_id* is neither a str nor an int; nothing is sent.
+            ChildNotFoundError: no child has this id, or this pid.
+            SimpleOneForOneError: an id given to a simple_one_for_one supervisor.
+            CallTimeout: no reply within *timeout* seconds.
+        """
+        result: ChildSpec = self._call("get_childspec", GetChildspec(_check_child(child_id)), timeout)
+        return result
+
     def count_children(self, *, timeout: float | None = None) -> ChildCounts:
-        """Counts of specs, active (RUNNING: ready, not stopping) children, supervisors and workers."""
+        """
+        Counts of specs (simple_one_for_one: 1, the template), active (RUNNING: ready, not
+        stopping, not restarting) children, supervisors and workers.
+        """
         result: ChildCounts = self._call("count_children", CountChildren(), timeout)
         return result
 
-    def child_supervisor(self, child_id: str, *, timeout: float | None = None) -> SupervisorHandle:
+    def child_supervisor(self, child_id: str | int, *, timeout: float | None = None) -> SupervisorHandle:
         """
-        A handle for the nested supervisor *child_id* (built with ``ChildSpec.supervisor``).
+        A handle for the nested supervisor *child_id* (built with ``ChildSpec.supervisor`` or
+        ``ChildSpec.dynamic_supervisor``); its pid instead of an id for a supervisor whose children
+        are known by pid (simple_one_for_one, DynamicSupervisor).
 
         Its address is stable across the nested supervisor's restarts, so the handle stays usable.
+        Blocks for one call.
 
         Raises:
+            TypeError: *child_id* is neither a str nor an int; nothing is sent.
             ChildNotFoundError: no such child, or it is not a nested supervisor.
             ChildNotRunningError: it is not running now.
         """
-        address: str = self._call("child_supervisor", ChildAddress(_check_id(child_id)), timeout)
+        child = _check_child(child_id)
+        if isinstance(child, int):
+            located: tuple[str, str] = self._call("child_supervisor", ChildSupervisorOf(child), timeout)
+            return SupervisorHandle(located[0], self._authkey, f"{self._path}/{located[1]}")
+        address: str = self._call("child_supervisor", ChildAddress(child), timeout)
         return SupervisorHandle(address, self._authkey, f"{self._path}/{child_id}")
+
+    def _supervisor_kind(self, timeout: float | None) -> str:
+        """Which kind of supervisor this is (``_protocol.KIND_*``): known, or asked once."""
+        if self._kind is None:
+            self._kind = self._call("start_child", SupervisorKind(), timeout)
+        return self._kind
 
     def _with_key(self, authkey: Key) -> SupervisorHandle:
         """A handle for the same supervisor holding *authkey* instead (a session's own key)."""
-        return SupervisorHandle(self._address, authkey, self._path)
+        return SupervisorHandle(self._address, authkey, self._path, None, self._kind)
 
     def stop(self, timeout: float | None = None) -> None:
         """
@@ -406,6 +502,18 @@ def _about(request: Any) -> str:
     module = getattr(start, "__module__", None)
     function = f"{module}.{name}" if module and name else repr(start)
     return f" for child {request.spec.id!r} (start function {function})"
+
+
+def _check_child(child_id: object) -> str | int:
+    """An id (str) or a pid (int, not bool), as given; TypeError naming the argument otherwise."""
+    if isinstance(child_id, int) and not isinstance(child_id, bool):
+        return child_id
+    if not isinstance(child_id, str):
+        raise TypeError(
+            f"'child_id' must be a str (an id) or an int (a pid) (got {child_id!r} "
+            f"that is a {type(child_id).__name__})"
+        )
+    return child_id
 
 
 def _check_id(child_id: object) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+from typing import Any
 
 import attrs
 
@@ -53,14 +54,19 @@ class ChildInfo:
     group restart it was part of; the retries of a failed restart are part of the same restart);
     ``last_exit`` is the exit reason of its last process, or None; ``started_at`` is when the shown
     process was forked (UTC, for display; None without one); ``retry_at`` is when a child in BACKOFF
-    is due to be started again (UTC, for display), else None.
+    is due to be started again (UTC, for display), else None. ``start_info`` is what the running
+    process passed to :func:`supervisor.notify_ready` (OTP's ``{ok, Pid, Info}``), kept while that
+    process runs; None when it passed nothing, is not running, or is a nested supervisor. ``id`` is
+    None for the children of a simple_one_for_one supervisor or a DynamicSupervisor (OTP's
+    ``undefined``): they are known by pid.
     """
 
-    id: str
+    id: str | None
     pid: int | None
     type: ChildType
     restart: Restart
     restarting: bool = False
+    start_info: Any = None
     state: ChildState = attrs.field(default=attrs.Factory(_default_state, takes_self=True))
     restarts: int = 0
     last_exit: ExitReason | None = None

@@ -20,9 +20,14 @@ import attrs
 from ._entrypoint import EntryPoint
 
 __all__ = [
+    "IGNORE",
+    "NESTED_SUPERVISOR_FROM",
     "Backoff",
     "ChildSpec",
     "ChildType",
+    "DynamicSupervisorSpec",
+    "Ignore",
+    "InitCall",
     "Restart",
     "Shutdown",
     "StartMode",
@@ -62,6 +67,8 @@ class Strategy(enum.Enum):
     ONE_FOR_ONE = "one_for_one"
     ONE_FOR_ALL = "one_for_all"
     REST_FOR_ONE = "rest_for_one"
+    SIMPLE_ONE_FOR_ONE = "simple_one_for_one"
+    """One child spec, the template; ``start_child(*extra_args)`` starts children from it (OTP's)."""
 
 
 class StartMode(enum.Enum):
@@ -77,6 +84,25 @@ DEFAULT_WORKER_SHUTDOWN = 5.0
 
 NESTED_SUPERVISOR = EntryPoint("supervisor._engine.entry", "run_nested_supervisor")
 """The start of a child built with :meth:`ChildSpec.supervisor`: the engine's nested supervisor."""
+
+NESTED_SUPERVISOR_FROM = EntryPoint("supervisor._engine.entry", "run_nested_supervisor_from")
+"""The start of a child built with :meth:`ChildSpec.supervisor_from`: its init function, then a supervisor."""
+
+
+class Ignore(enum.Enum):
+    """The type of :data:`IGNORE`, the one value an init function returns to start no supervisor."""
+
+    IGNORE = "ignore"
+
+
+IGNORE = Ignore.IGNORE
+"""What an init function returns instead of a :class:`SupervisorSpec` to decline (OTP's ``ignore``).
+
+At the root, :meth:`Supervisor.start_from` then returns None and nothing is left running; for a nested
+supervisor (:meth:`ChildSpec.supervisor_from`) the child is ignored, as a child that calls
+:func:`supervisor.ignore_start`: kept with no process (a temporary one is forgotten)."""
+
+_RESERVED_SUPERVISOR_FROM = ("start", "args", "kwargs", "type", "start_mode")
 
 
 def _fail_type(name: str, expected: str, value: object) -> TypeError:
@@ -305,10 +331,103 @@ class ChildSpec:
             backoff=backoff,
         )
 
+    @classmethod
+    def dynamic_supervisor(
+        cls,
+        id: str,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        max_children: int | None = None,
+        extra_arguments: Sequence[Any] = (),
+        **spec_options: Any,
+    ) -> ChildSpec:
+        """
+        The spec of a nested DynamicSupervisor (Elixir's): no children at start, ``start_child(spec)`` later.
+
+        *spec_options* are this child's own ChildSpec fields (``restart``, ``shutdown``...; shutdown
+        defaults to ``Shutdown.INFINITY``); ``start``, ``args``, ``kwargs``, ``type`` and
+        ``start_mode`` are set here. Does not block.
+
+        Raises:
+            TypeError, ValueError: a bad argument or option, named; ``start`` and the other fields
+                set here are refused as options.
+        """
+        fixed = sorted({"start", "args", "kwargs", "type", "start_mode"} & set(spec_options))
+        if fixed:
+            raise TypeError(
+                f"dynamic_supervisor: {', '.join(map(repr, fixed))} cannot be given: a nested "
+                "DynamicSupervisor sets them itself"
+            )
+        nested = DynamicSupervisorSpec(
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            max_children=max_children,
+            extra_arguments=extra_arguments,
+        )
+        options = {"shutdown": Shutdown.INFINITY, **spec_options}
+        return cls(
+            id=id,
+            start=NESTED_SUPERVISOR,
+            args=(nested,),
+            type=ChildType.SUPERVISOR,
+            start_mode=StartMode.NOTIFY,
+            **options,
+        )
+
+    @classmethod
+    def supervisor_from(
+        cls, id: str, init: Callable[..., SupervisorSpec | Ignore], *args: Any, **spec_options: Any
+    ) -> ChildSpec:
+        """
+        The spec of a nested supervisor whose children come from *init*, as OTP's ``init/1`` does.
+
+        ``init(*args)`` runs in the nested supervisor's own process each time it is started or
+        restarted (so a restart reads its children again), and returns a :class:`SupervisorSpec` or
+        :data:`IGNORE`. Raising, returning anything else (OTP's ``bad_return``) or leaving threads
+        running in the supervisor's process is a start failure of this child, whose
+        :class:`~supervisor.StartError` carries the exception as ``__cause__``. :data:`IGNORE` makes
+        the child ignored: kept with pid None, as a child that calls ``ignore_start()``.
+
+        *init* and *args* must be picklable (a module-level function, or one ``dill`` can send). The
+        spec's ``start`` is the engine's entry point and its ``args`` are ``(init, *args)``.
+
+        Args:
+            spec_options: the other :class:`ChildSpec` fields, such as ``restart``, ``shutdown`` or
+                ``start_timeout`` (``shutdown`` defaults to ``Shutdown.INFINITY``, as for any
+                supervisor); ``start``, ``args``, ``kwargs``, ``type`` and ``start_mode`` are set here.
+
+        Raises:
+            TypeError, ValueError: *init* is not callable, a reserved field is given, or a field is
+                invalid; the message names it.
+        """
+        if not callable(init):
+            raise _fail_type("init", "a callable returning a SupervisorSpec or IGNORE", init)
+        for name in _RESERVED_SUPERVISOR_FROM:
+            if name in spec_options:
+                raise TypeError(
+                    f"supervisor_from: '{name}' is set by supervisor_from itself and cannot be given "
+                    f"(got {name}={spec_options[name]!r})"
+                )
+        return cls(
+            id,
+            NESTED_SUPERVISOR_FROM,
+            (init, *args),
+            type=ChildType.SUPERVISOR,
+            start_mode=StartMode.NOTIFY,
+            **spec_options,
+        )
+
     @property
-    def nested(self) -> SupervisorSpec | None:
-        """The nested supervisor's spec, for a child built with :meth:`supervisor`; else None."""
-        if self.type is ChildType.SUPERVISOR and self.args and isinstance(self.args[0], SupervisorSpec):
+    def nested(self) -> SupervisorSpec | DynamicSupervisorSpec | None:
+        """
+        The nested supervisor's spec, for a child built with :meth:`supervisor` or
+        :meth:`dynamic_supervisor`; else None.
+        """
+        if (
+            self.type is ChildType.SUPERVISOR
+            and self.args
+            and isinstance(self.args[0], (SupervisorSpec, DynamicSupervisorSpec))
+        ):
             return self.args[0]
         return None
 
@@ -354,3 +473,75 @@ class SupervisorSpec:
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, validator=_validate_enum(Strategy))
     max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
     max_seconds: float = attrs.field(default=5.0, converter=_to_seconds, validator=_validate_max_seconds)
+
+    def __attrs_post_init__(self) -> None:
+        if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE and len(self.children) != 1:
+            ids = ", ".join(repr(c.id) for c in self.children) or "none"
+            raise ValueError(
+                "'children' must be exactly one ChildSpec, the template, with Strategy.SIMPLE_ONE_FOR_ONE "
+                f"(OTP's bad_start_spec) (got {len(self.children)}: {ids})"
+            )
+
+
+def _validate_max_children(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail_type(attribute.name, "an int >= 0 or None (no limit)", value)
+    if value < 0:
+        raise ValueError(f"'{attribute.name}' must be an int >= 0 or None (no limit) (got {value!r})")
+
+
+def _to_extra_arguments(value: object) -> tuple[Any, ...]:
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    raise _fail_type("extra_arguments", "a tuple or list", value)
+
+
+@attrs.frozen
+class DynamicSupervisorSpec:
+    """
+    A DynamicSupervisor's flags (Elixir's): no children at start, one_for_one, children added by
+    ``start_child(spec)`` and known by pid.
+
+    Args:
+        max_restarts, max_seconds: the restart intensity, as for :class:`SupervisorSpec`.
+        max_children: how many children it may have at once (running, starting or restarting);
+            None: no limit. A full supervisor refuses ``start_child`` with ``MaxChildrenError``.
+        extra_arguments: prepended to every started child's ``args``.
+
+    Raises:
+        TypeError, ValueError: a field is invalid; the message names it.
+    """
+
+    max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
+    max_seconds: float = attrs.field(default=5.0, converter=_to_seconds, validator=_validate_max_seconds)
+    max_children: int | None = attrs.field(default=None, validator=_validate_max_children)
+    extra_arguments: tuple[Any, ...] = attrs.field(default=(), converter=_to_extra_arguments)
+
+    @property
+    def strategy(self) -> Strategy:
+        """Always ``Strategy.ONE_FOR_ONE``, as Elixir's DynamicSupervisor."""
+        return Strategy.ONE_FOR_ONE
+
+    @property
+    def children(self) -> tuple[ChildSpec, ...]:
+        """Always empty: a DynamicSupervisor starts with no children."""
+        return ()
+
+
+def _validate_init(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        raise _fail_type(attribute.name, "a callable returning a SupervisorSpec or IGNORE", value)
+
+
+@attrs.frozen
+class InitCall:
+    """
+    A root supervisor whose children come from ``init(*args)``, run in the root's own process.
+
+    What :meth:`Supervisor.start_from` sends to the root in place of a :class:`SupervisorSpec`.
+    """
+
+    init: Callable[..., SupervisorSpec | Ignore] = attrs.field(validator=_validate_init)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_to_args)

@@ -20,7 +20,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from supervisor import ShutdownExit, ignore_start, notify_ready
+from supervisor import (
+    IGNORE,
+    ChildSpec,
+    ShutdownExit,
+    StartMode,
+    Strategy,
+    SupervisorSpec,
+    ignore_start,
+    notify_ready,
+)
 
 HANG_TIMEOUT = 30.0
 """Seconds a test waits for an event before declaring a hang; only reached when something is broken."""
@@ -407,4 +416,84 @@ class Tracked:
 
 def sleep_with(*args: Any, **kwargs: Any) -> None:
     """Take any arguments and run until stopped."""
+    sleep_forever()
+
+
+# ------------------------------------------------------------------ start info and init functions
+
+
+def notify_with_info(path: str, key: Any, info: Any) -> None:
+    """Report ``started``, become ready with *info* as the start info, and run until stopped."""
+    emit(path, "started", key)
+    notify_ready(info)
+    sleep_forever()
+
+
+def _reporting_children(path: str, ids: Any) -> list[ChildSpec]:
+    return [
+        ChildSpec(child_id, report_then_sleep, args=(path, child_id), start_mode=StartMode.NOTIFY)
+        for child_id in ids
+    ]
+
+
+def init_children(path: str, key: Any, ids: Any, strategy_name: str = "ONE_FOR_ONE") -> SupervisorSpec:
+    """An init function: report ``init`` (with the pid it runs in), then a spec of reporting workers."""
+    emit(path, "init", key)
+    return SupervisorSpec(
+        _reporting_children(path, ids), Strategy[strategy_name], max_restarts=5, max_seconds=30
+    )
+
+
+def init_children_from_file(path: str, key: Any, ids_file: str) -> Any:
+    """An init function: report ``init``, then reporting workers named in *ids_file*, one a line."""
+    emit(path, "init", key)
+    with open(ids_file) as file:
+        ids = file.read().split()
+    return SupervisorSpec(_reporting_children(path, ids))
+
+
+def init_ignore(path: str, key: Any) -> Any:
+    """An init function that reports ``init`` and declines: ``supervisor.IGNORE``."""
+    emit(path, "init", key)
+    return IGNORE
+
+
+def init_raises(message: str) -> Any:
+    """An init function that raises ValueError(*message*)."""
+    raise ValueError(message)
+
+
+def init_bad_return(value: Any) -> Any:
+    """An init function that returns *value*, which is not a SupervisorSpec."""
+    return value
+
+
+def init_starts_thread() -> Any:
+    """An init function that leaves a thread running, which a supervisor's process must not have."""
+    threading.Thread(target=sleep_forever, daemon=True).start()
+    return SupervisorSpec([])
+
+
+def notify_with_unpicklable_info() -> None:
+    """Become ready with a start info that cannot be pickled."""
+    notify_ready(Unpicklable())
+    sleep_forever()
+
+
+def _load_only_in(pid: int) -> str:
+    if os.getpid() != pid:
+        raise RuntimeError(f"this value loads only in pid {pid}")
+    return "loaded"
+
+
+class LoadsOnlyHere:
+    """A value that pickles anywhere but loads only in the process that pickled it."""
+
+    def __reduce__(self) -> Any:
+        return (_load_only_in, (os.getpid(),))
+
+
+def notify_with_info_only_this_process_loads() -> None:
+    """Become ready with a start info that loads in this process but not in its supervisor."""
+    notify_ready(LoadsOnlyHere())
     sleep_forever()

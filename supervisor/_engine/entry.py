@@ -9,10 +9,17 @@ Each gets its context as arguments (its place in the tree, its spec, and for the
 pid and the result pipe) and reads no global. Both are named by
 :class:`~supervisor._entrypoint.EntryPoint` values in the code that starts them, so that code never
 imports the engine.
+
+A supervisor started with ``Supervisor.start_from`` or built with ``ChildSpec.supervisor_from`` gets
+an init function instead of its spec, and calls it here, in its own process, before it listens
+(:func:`run_init`, OTP's ``init/1``): at the root, an init that declines or fails is reported to the
+starter on the result pipe (``("ignore", None)``, ``("start_error", error)``); nested, it is the
+child's ``ignore`` or start failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.config
 import os
@@ -28,12 +35,20 @@ from multiprocess.connection import Connection
 from .. import _child, _linux, _spawned
 from .._addresses import TreeContext
 from .._keys import Key
-from ..reasons import ShutdownExit
-from ..specs import SupervisorSpec
+from ..errors import StartError
+from ..reasons import ExitReason, ShutdownExit
+from ..specs import IGNORE, DynamicSupervisorSpec, Ignore, InitCall, SupervisorSpec
 from .loop import SupervisorProcess
 from .processes import raise_open_files_limit
 
-__all__ = ["boot_root", "keep_existing_loggers", "run_nested_supervisor", "run_root"]
+__all__ = [
+    "boot_root",
+    "keep_existing_loggers",
+    "run_init",
+    "run_nested_supervisor",
+    "run_nested_supervisor_from",
+    "run_root",
+]
 
 _DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 
@@ -67,7 +82,7 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
 
 
 def run_root(
-    spec: SupervisorSpec,
+    spec: SupervisorSpec | DynamicSupervisorSpec | InitCall,
     tree: TreeContext,
     starter_pid: int,
     result: Any,
@@ -95,6 +110,20 @@ def run_root(
         return
     raise_open_files_limit()
     _linux.make_fds_close_on_exec()  # the result pipe came through the spawn
+    if isinstance(spec, InitCall):
+        try:
+            from_init = run_init(spec.init, spec.args)
+        except BaseException as error:  # SystemExit too: the root's init failing is a start failure
+            _report_root_init_failure(result, spec, error)
+            shutil.rmtree(tree.private_dir, ignore_errors=True)
+            return
+        if from_init is None:
+            # OTP: start_link returns ignore and the supervisor exits normal; nothing was started.
+            with contextlib.suppress(OSError):
+                result.send(("ignore", None))
+            shutil.rmtree(tree.private_dir, ignore_errors=True)
+            return
+        spec = from_init
     supervisor = SupervisorProcess(spec, tree, watch_fd=watch)
     supervisor.serve(lambda: result.send(("ready", os.getpid())))
     try:
@@ -133,6 +162,78 @@ def run_supervisor(supervisor: SupervisorProcess, ready_info: Callable[[], Any])
     raise ShutdownExit()
 
 
-def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec) -> None:
-    """The start of a child built with ``ChildSpec.supervisor``, at *tree*; see :func:`run_supervisor`."""
+def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec | DynamicSupervisorSpec) -> None:
+    """
+    The start of a child built with ``ChildSpec.supervisor`` or ``ChildSpec.dynamic_supervisor``, at
+    *tree*; see :func:`run_supervisor`.
+    """
     run_supervisor(SupervisorProcess(spec, tree), lambda: {"address": tree.address})
+
+
+def run_nested_supervisor_from(tree: TreeContext, init: Callable[..., Any], *args: Any) -> None:
+    """
+    The start of a child built with ``ChildSpec.supervisor_from``: ``init(*args)``, then the supervisor.
+
+    Runs in the nested supervisor's own process at each of its starts. :data:`IGNORE` declines the
+    start (OTP's ``ignore``); an exception from :func:`run_init` is this child's start failure.
+    """
+    spec = run_init(init, args)
+    if spec is None:
+        _child.ignore_start()
+        return
+    run_nested_supervisor(tree, spec)
+
+
+def run_init(init: Callable[..., Any], args: tuple[Any, ...]) -> SupervisorSpec | None:
+    """
+    Call a supervisor's init function in this, the supervisor's, process: its spec, or None for IGNORE.
+
+    Blocks for as long as *init* runs.
+
+    Raises:
+        Exception: what *init* raised.
+        TypeError: *init* returned neither a :class:`SupervisorSpec` nor :data:`IGNORE` (OTP's
+            ``bad_return``); the message names the function and the value.
+        RuntimeError: *init* left a thread running; a supervisor forks its children and must have
+            only its loop's thread.
+    """
+    returned = init(*args)
+    if _thread_count() > 1:
+        raise RuntimeError(
+            f"init function {_describe(init)} left {_thread_count() - 1} thread(s) running in the "
+            "supervisor's process, which forks its children and must be single-threaded"
+        )
+    if isinstance(returned, Ignore) and returned is IGNORE:
+        return None
+    if isinstance(returned, SupervisorSpec):
+        return returned
+    raise TypeError(
+        f"bad_return: init function {_describe(init)} must return a SupervisorSpec or supervisor.IGNORE "
+        f"(got {returned!r} that is a {type(returned).__name__})"
+    )
+
+
+def _thread_count() -> int:
+    # Every thread of this process, native ones included (threading only knows Python's).
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _describe(function: Any) -> str:
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    module = getattr(function, "__module__", None)
+    return f"{module}.{name}" if module and name else repr(function)
+
+
+def _report_root_init_failure(result: Any, spec: InitCall, error: BaseException) -> None:
+    """Tell the starter that the root's init function failed: a StartError with *error* as its cause."""
+    reason = ExitReason.from_exception(error)
+    failure = StartError(
+        f"start_from: the root supervisor's init function {_describe(spec.init)} failed: {reason.describe()}",
+        "root",
+        reason,
+    )
+    with contextlib.suppress(OSError):
+        result.send(("start_error", failure))

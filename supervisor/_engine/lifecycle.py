@@ -106,9 +106,14 @@ class Lifecycle:
                 timed_out, deadline = True, None
                 processes.kill(proc.pid, signal.SIGKILL)
 
-    def shutdown(self, child: ChildRecord) -> Generator[Wait, list[Any], ExitReason]:
+    def shutdown(
+        self, child: ChildRecord, since: float | None = None
+    ) -> Generator[Wait, list[Any], ExitReason]:
         """
         Stop *child* by its shutdown spec and reap it; log a ``shutdown_error`` for an odd reason.
+
+        *since* (monotonic) is when its shutdown timer starts, if not now: children stopped together
+        with the same shutdown time share one deadline (simple_one_for_one's one timer).
 
         SIGTERM is sent again at growing intervals (see ``RESEND_FIRST``) until the child exits or its
         deadline passes. A child already being stopped (a stop preempted the ``terminate_child`` that
@@ -125,7 +130,8 @@ class Lifecycle:
                 child.shutdown_deadline = now
             else:
                 processes.kill(proc.pid, signal.SIGTERM)
-                child.shutdown_deadline = math.inf if isinstance(shutdown, Shutdown) else now + shutdown
+                start = now if since is None else since
+                child.shutdown_deadline = math.inf if isinstance(shutdown, Shutdown) else start + shutdown
         killed = False
         interval = RESEND_FIRST
         resend_at = now + interval

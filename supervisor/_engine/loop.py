@@ -24,18 +24,26 @@ from typing import Any
 from .. import _linux
 from .._addresses import TreeContext
 from .._protocol import (
+    KIND_DYNAMIC,
+    KIND_SIMPLE,
+    KIND_STATIC,
     ChildAddress,
+    ChildSupervisorOf,
     CountChildren,
     DeleteChild,
+    GetChildspec,
     RestartChild,
     StartChild,
+    StartSimpleChild,
     Stop,
+    SupervisorKind,
     TerminateChild,
+    WhichChild,
     WhichChildren,
 )
 from ..errors import StartError, SupervisorError, SupervisorGoneError
 from ..reasons import ExitReason
-from ..specs import Strategy, SupervisorSpec
+from ..specs import DynamicSupervisorSpec, SupervisorSpec
 from . import processes
 from .hooks import LoopHooks
 from .jobs import Job, Pending, Scheduler
@@ -67,24 +75,28 @@ class SupervisorProcess:
 
     def __init__(
         self,
-        spec: SupervisorSpec,
+        spec: SupervisorSpec | DynamicSupervisorSpec,
         tree: TreeContext,
         watch_fd: int | None = None,
         *,
-        concurrent: bool = False,
+        keep_ids: bool = False,
         hooks: LoopHooks | None = None,
     ) -> None:
         """
         Listen at *tree*'s address and get ready to serve; starts no child (see :meth:`serve`).
 
+        A :class:`DynamicSupervisorSpec` makes a DynamicSupervisor: each child's jobs run in a lane of
+        their own (concurrent), so one child's start or stop never delays another's.
+
         Args:
             watch_fd: a pidfd whose firing (the tree's starter died) stops the supervisor.
-            concurrent: run each child's jobs in a lane of its own, so one child's start or stop never
-                delays another's (a dynamic supervisor; one_for_one only).
+            keep_ids: a DynamicSupervisor that keeps its children's ids and addresses them by id, as
+                a static supervisor does (the SessionManager's sessions).
             hooks: told about children's life cycles; see :class:`LoopHooks`.
         """
-        if concurrent and spec.strategy is not Strategy.ONE_FOR_ONE:
-            raise ValueError(f"a concurrent supervisor must be one_for_one (got {spec.strategy})")
+        concurrent = isinstance(spec, DynamicSupervisorSpec)
+        if keep_ids and not concurrent:
+            raise ValueError("'keep_ids' is for a DynamicSupervisor (a DynamicSupervisorSpec)")
         self.tree = tree
         self.hooks = hooks if hooks is not None else LoopHooks()
         self.watch_fd = watch_fd
@@ -97,7 +109,9 @@ class SupervisorProcess:
         self.reactor = Reactor()
         self.scheduler = Scheduler(concurrent, self._job_done, self._job_crashed)
         self.lifecycle = Lifecycle(tree, self.reactor, self.hooks)
-        self.supervision = Supervision(tree, self.state, self.scheduler, self.lifecycle, self.hooks)
+        self.supervision = Supervision(
+            tree, self.state, self.scheduler, self.lifecycle, self.hooks, keep_ids=keep_ids
+        )
         self.server = ControlServer(tree, self.reactor, self.hooks, self._routes(), self._submit)
         if watch_fd is not None:
             self.reactor.watch(watch_fd, self)
@@ -114,16 +128,35 @@ class SupervisorProcess:
         def child_id(request: Any) -> str:
             return str(request.child_id)
 
+        if otp.simple:
+            kind = KIND_SIMPLE
+        elif otp.dynamic:
+            kind = KIND_DYNAMIC
+        else:
+            kind = KIND_STATIC
+        start_child = Route(
+            RouteKind.QUEUED, lambda request: otp.start_child(request.spec), lambda r: r.spec.id
+        )
+        if otp.dynamic and otp.anonymous:
+            # The new child's key, made up here, is its lane: no other child's jobs wait on its start.
+            start_child = Route(RouteKind.DIRECT, self._start_dynamic_child)
         return {
+            SupervisorKind: Route(RouteKind.READ, lambda _: kind),
+            ChildSupervisorOf: Route(RouteKind.READ, lambda request: otp.child_supervisor_of(request.pid)),
+            StartSimpleChild: Route(
+                RouteKind.QUEUED, lambda request: otp.start_simple_child(request.extra_args), lambda _: ""
+            ),
             WhichChildren: Route(RouteKind.READ, lambda _: self.state.which_children()),
             CountChildren: Route(RouteKind.READ, lambda _: self.state.count_children()),
             ChildAddress: Route(RouteKind.READ, lambda request: otp.child_address(request.child_id)),
+            WhichChild: Route(RouteKind.READ, lambda request: otp.which_child(request.child_id)),
+            GetChildspec: Route(RouteKind.READ, lambda request: otp.get_childspec(request.child_id)),
             Stop: Route(RouteKind.DIRECT, lambda conn, _: self._begin_stop(conn)),
-            StartChild: Route(
-                RouteKind.QUEUED, lambda request: otp.start_child(request.spec), lambda r: r.spec.id
-            ),
+            StartChild: start_child,
             TerminateChild: Route(
-                RouteKind.QUEUED, lambda request: otp.terminate_child(request.child_id), child_id
+                RouteKind.QUEUED,
+                lambda request: otp.terminate_child(request.child_id),
+                lambda request: otp.lane_of(request.child_id),
             ),
             RestartChild: Route(
                 RouteKind.QUEUED, lambda request: otp.restart_child(request.child_id), child_id
@@ -132,6 +165,11 @@ class SupervisorProcess:
                 RouteKind.QUEUED, lambda request: otp.delete_child(request.child_id), child_id
             ),
         }
+
+    def _start_dynamic_child(self, conn: Any, request: StartChild) -> None:
+        key = self.supervision.new_key(request.spec.id)
+        job = self.supervision.start_child(request.spec, key)
+        self._submit(key, conn, self.server.reply_job(conn, job))
 
     # ------------------------------------------------------------------ the loop
 

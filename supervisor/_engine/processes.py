@@ -131,8 +131,24 @@ class ChildProcess:
             try:
                 if not report.poll(0):
                     break
-                kind, payload = _wire.recv(report)
+                frame = _wire.recv_frame(report)
             except (EOFError, OSError):
+                self.close_report(unwatch)
+                break
+            try:
+                kind, payload = _wire.loads(frame)
+            except Exception as error:
+                # The child checks that what it sends loads again (notify_ready's info), but a value
+                # can still fail to load here (a class only the child could import). The child can
+                # no longer be understood: it is killed, with this as its exit reason, and the
+                # supervisor goes on.
+                self.reported = ExitReason.from_exception(
+                    RuntimeError(
+                        f"its supervisor could not read a report from child pid {self.pid} "
+                        f"({type(error).__name__}: {error}); it was killed"
+                    )
+                )
+                kill(self.pid, signal.SIGKILL)
                 self.close_report(unwatch)
                 break
             if kind == "exit":

@@ -18,7 +18,14 @@ from .._strategy import should_restart
 from ..errors import ChildNotFoundError, ChildRestartingError, ChildRunningError, DuplicateChildError
 from ..info import ChildCounts, ChildInfo, ChildState
 from ..reasons import ExitReason
-from ..specs import ChildSpec, ChildType, SupervisorSpec
+from ..specs import (
+    NESTED_SUPERVISOR_FROM,
+    ChildSpec,
+    ChildType,
+    DynamicSupervisorSpec,
+    Strategy,
+    SupervisorSpec,
+)
 from .hooks import ChildEvent
 from .processes import ChildProcess
 
@@ -59,6 +66,11 @@ class ChildRecord:
     ``Shutdown.INFINITY``; a later shutdown of the same process (a stop after a ``terminate_child``)
     keeps it. ``nested`` says whether the child is a nested supervisor (``ChildSpec.nested``), kept
     here because a started temporary child's spec loses its arguments (:meth:`forget_start_arguments`).
+    ``anonymous`` marks a child of a simple_one_for_one supervisor or a DynamicSupervisor: its spec's
+    id is a key the supervisor made up (its lane and tree path), reported as None; it is known by
+    pid. ``exit_pid`` is the pid of its last process to die outside a job, so that a
+    ``terminate_child`` with that pid still finds it while its restart is being retried (OTP's
+    ``{restarting, Pid}``).
 
     What ``which_children`` shows besides: ``starting`` is set from the fork until the process
     reports ready (or is reaped); ``group`` is the automatic restart the child is part of until it is
@@ -75,6 +87,8 @@ class ChildRecord:
     restarting: bool = False
     busy: bool = False
     shutdown_deadline: float | None = None
+    anonymous: bool = False
+    exit_pid: int | None = None
     nested: bool = attrs.field(init=False)
     starting: bool = False
     group: RestartGroup | None = None
@@ -85,7 +99,7 @@ class ChildRecord:
     running_since: float | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.nested = self.spec.nested is not None
+        self.nested = self.spec.nested is not None or self.spec.start == NESTED_SUPERVISOR_FROM
 
     @property
     def id(self) -> str:
@@ -124,17 +138,29 @@ class ChildRecord:
         shown = state is not ChildState.RESTARTING and self.proc is not None
         group = self.group
         return ChildInfo(
-            self.id,
+            None if self.anonymous else self.id,
             self.pid if shown else None,
             self.spec.type,
             self.spec.restart,
             self.restarting,
-            state,
-            self.restarts,
-            self.last_exit,
-            self.started_at if shown else None,
-            group.retry_at_utc if state is ChildState.BACKOFF and group is not None else None,
+            start_info=self.start_info(),
+            state=state,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            started_at=self.started_at if shown else None,
+            retry_at=group.retry_at_utc if state is ChildState.BACKOFF and group is not None else None,
         )
+
+    def start_info(self) -> Any:
+        """
+        What the running process passed to ``notify_ready`` (OTP's ``{ok, Pid, Info}``), else None.
+
+        None while the child is not running or is being restarted, and for a nested supervisor,
+        whose ready report is the package's own (its address), not its user's.
+        """
+        if self.proc is None or self.restarting or self.nested:
+            return None
+        return self.proc.ready_info
 
     def event(self) -> ChildEvent:
         """This child as the hooks see it: a frozen value, not this record."""
@@ -144,7 +170,7 @@ class ChildRecord:
 class SupervisorState:
     """The children of one supervisor, in start order and by id, and its restart times."""
 
-    def __init__(self, spec: SupervisorSpec, path: str) -> None:
+    def __init__(self, spec: SupervisorSpec | DynamicSupervisorSpec, path: str) -> None:
         self.spec = spec
         self.path = path  # for error messages
         self.children: list[ChildRecord] = []
@@ -162,16 +188,50 @@ class SupervisorState:
     def find(self, child_id: str) -> ChildRecord | None:
         return self.by_id.get(child_id)
 
+    def find_pid(self, pid: int, past: bool = False) -> ChildRecord | None:
+        """
+        The child whose process is *pid*, or whose restart loop (or backoff) began with the death of
+        *pid*; with *past*, also a child whose last process to die was *pid*, whatever it is doing now.
+        """
+        for child in self.children:
+            pending = child.restarting or child.group is not None
+            if child.pid == pid or (child.exit_pid == pid and (past or pending)):
+                return child
+        return None
+
     def running_pids(self) -> set[int]:
         return {c.proc.pid for c in self.children if c.proc is not None}
 
     def which_children(self) -> list[ChildInfo]:
         return [c.info() for c in self.children]
 
+    def which_child(self, child_id: str) -> ChildInfo:
+        """The child *child_id* as ``which_children`` reports it (OTP 28's ``which_child``)."""
+        child = self.find(child_id)
+        if child is None:
+            raise self.not_found("which_child", child_id)
+        return child.info()
+
+    def get_childspec(self, child_id: str) -> ChildSpec:
+        """
+        The spec of the child *child_id*, every field filled in; a started temporary child's without
+        its args and kwargs, which are not kept (OTP's ``get_childspec``).
+        """
+        child = self.find(child_id)
+        if child is None:
+            raise self.not_found("get_childspec", child_id)
+        return child.spec
+
     def count_children(self) -> ChildCounts:
+        """
+        OTP's counts: ``specs`` is the number of children, but 1 (the template) for simple_one_for_one;
+        ``active`` counts RUNNING children (not starting, stopping, restarting or in backoff); the rest
+        count children by type.
+        """
         supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
+        simple = self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE
         return ChildCounts(
-            specs=len(self.children),
+            specs=1 if simple else len(self.children),
             active=sum(1 for c in self.children if c.state() is ChildState.RUNNING),
             supervisors=supervisors,
             workers=len(self.children) - supervisors,

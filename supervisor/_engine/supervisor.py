@@ -16,6 +16,14 @@ through it. The children of a group restart are stopped at once and wait as one 
 :class:`~supervisor._engine.state.RestartGroup`); with no backoff, or a delay of 0, nothing is armed
 and the restart starts in the same job, as before.
 
+Two kinds of supervisor know their children by pid, not id (their records are *anonymous*: the id
+is a key made up here, for the child's lane and tree path): simple_one_for_one (OTP's: one template,
+``start_child(*extra_args)``, one lane, parallel shutdown under one timer) and the DynamicSupervisor
+(Elixir's: ``start_child(spec)``, ``max_children``, ``extra_arguments``, a lane per child, parallel
+shutdown). In both, a child that is not restarted is dropped, as is one whose restart ignores its
+start. The SessionManager is a DynamicSupervisor that keeps its children's ids (``keep_ids``): its
+children are static records, addressed by session id.
+
 How one child is started or stopped is ``lifecycle.py``; how requests arrive and how the process
 stops is ``loop.py``. This module never touches a socket or the epoll set.
 """
@@ -23,19 +31,31 @@ stops is ``loop.py``. This module never touches a socket or the epoll set.
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
+import os
 import random
 import time
 from collections.abc import Generator
 from typing import Any
 
+import attrs
+
 from .. import _backoff
 from .._addresses import TreeContext
 from .._intensity import add_restart
 from .._strategy import restart_set, should_restart
-from ..errors import ChildNotFoundError, ChildNotRunningError, StartError
+from ..errors import (
+    ChildNotFoundError,
+    ChildNotRunningError,
+    MaxChildrenError,
+    SimpleOneForOneError,
+    StartError,
+    SupervisorError,
+)
+from ..info import ChildInfo
 from ..reasons import ExitReason
-from ..specs import ChildSpec, Restart
+from ..specs import ChildSpec, DynamicSupervisorSpec, Restart, Strategy
 from .hooks import LoopHooks
 from .jobs import Job, Pending, Scheduler, Wait, all_of
 from .lifecycle import IGNORED, Lifecycle
@@ -62,6 +82,7 @@ class Supervision:
         scheduler: Scheduler,
         lifecycle: Lifecycle,
         hooks: LoopHooks,
+        keep_ids: bool = False,
     ) -> None:
         self.tree = tree
         self.spec = state.spec
@@ -73,9 +94,28 @@ class Supervision:
         self.giving_up = False
         self.start_error: StartError | None = None
         self.random = random.Random()  # seeded in this process: forked supervisors jitter apart
+        self.simple = self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE
+        self.dynamic = isinstance(self.spec, DynamicSupervisorSpec)
+        # Children known by pid, reported with id None: simple_one_for_one's, a DynamicSupervisor's.
+        self.anonymous = self.simple or (self.dynamic and not keep_ids)
+        self._serial = itertools.count(1)
+
+    def new_key(self, base: str) -> str:
+        """A key for a new anonymous child (its lane and tree path): *base*, then a serial number."""
+        return f"{base}#{next(self._serial)}"
+
+    def lane_of(self, child: str | int) -> str:
+        """The lane key of a request about *child* (an id, or a pid when children are known by pid)."""
+        if isinstance(child, int):
+            # An old pid too: a terminate_child of a child whose restart is in progress waits for it
+            # in its lane, then finds it restarting (ends the loop) or running anew (not found).
+            found = self.state.find_pid(child, past=True)
+            return found.id if found is not None else f"pid:{child}"
+        return child
 
     def child_died(self, child: ChildRecord) -> None:
         """A running child's pidfd fired outside any job: reap it and queue its exit (OTP's 'EXIT')."""
+        child.exit_pid = child.pid
         reason = self.lifecycle.reap(child)
         restarting = not self.stopping and should_restart(child.spec.restart, reason)
         self.hooks.child_down(child.event(), reason, restarting)
@@ -98,21 +138,24 @@ class Supervision:
             if child.proc is None:
                 self.hooks.child_removed(child.event())
         running = [c for c in reversed(self.state.children) if c.proc is not None]
-        if not self.scheduler.concurrent:
+        if not (self.scheduler.concurrent or self.simple):
             for child in running:
                 if child.proc is not None:
                     yield from self.lifecycle.shutdown(child)
                 self.hooks.child_removed(child.event())
             return
-        yield from all_of([self._shutdown_and_forget(child) for child in running])
+        # All at once, in no defined order: every timer starts now, so children with the same shutdown
+        # time share one deadline (simple_one_for_one's one timer; a DynamicSupervisor's one per value).
+        now = time.monotonic()
+        yield from all_of([self._shutdown_and_forget(child, now) for child in running])
 
-    def _shutdown_and_forget(self, child: ChildRecord) -> Job:
-        yield from self.lifecycle.shutdown(child)
+    def _shutdown_and_forget(self, child: ChildRecord, since: float) -> Job:
+        yield from self.lifecycle.shutdown(child, since)
         self.hooks.child_removed(child.event())
 
     def child_address(self, child_id: str) -> str:
         """The control address of the running nested supervisor *child_id*."""
-        child = self.state.find(child_id)
+        child = None if self.anonymous else self.state.find(child_id)
         if child is None:
             raise self.state.not_found("child_supervisor", child_id)
         if not child.nested:
@@ -123,11 +166,24 @@ class Supervision:
             raise ChildNotRunningError(message, child_id)
         return self.tree.child(child_id).address
 
+    def child_supervisor_of(self, pid: int) -> tuple[str, str]:
+        """The control address and tree id of the running nested supervisor child whose pid is *pid*."""
+        child = self.state.find_pid(pid) if self.anonymous else None
+        if child is None or child.pid != pid:
+            raise self._pid_not_found("child_supervisor", pid)
+        if not child.nested:
+            raise ChildNotFoundError(f"child_supervisor: child pid {pid} is not a nested supervisor", pid)
+        return self.tree.child(child.id).address, child.id
+
     # ------------------------------------------------------------------ init, exits, restarts
 
     def init(self) -> Generator[Wait, list[Any], bool]:
-        """Start the children in order; True once all are; on a failure stop those started, False."""
-        for spec in self.spec.children:
+        """
+        Start the children in order; True once all are; on a failure stop those started, False.
+
+        A simple_one_for_one supervisor starts none: its one spec is the template.
+        """
+        for spec in () if self.simple else self.spec.children:
             child = ChildRecord(spec)
             self.state.add(child)
             outcome = yield from self.lifecycle.start(child, progress=logging.INFO)
@@ -152,7 +208,7 @@ class Supervision:
         else:
             log_report(self.tree.path, "child_exited", child.spec, reason, logging.INFO)
         if not restart:
-            if child.spec.restart is Restart.TEMPORARY:
+            if child.spec.restart is Restart.TEMPORARY or child.anonymous:
                 self._remove(child)
             return
         yield from self._restart(child)
@@ -216,7 +272,10 @@ class Supervision:
                 self.scheduler.enqueue(child.id, Pending(self._retry_job(child)))
                 return
             child.restarting = False
-            self._leave_group(child)
+            if outcome == IGNORED and child.anonymous:
+                self._remove(child)  # simple_one_for_one and DynamicSupervisor drop it
+            else:
+                self._leave_group(child)
 
     # ------------------------------------------------------------------ backoff
 
@@ -284,29 +343,155 @@ class Supervision:
         self.state.remove(child)
         self.hooks.child_removed(child.event())
 
-    def start_child(self, spec: ChildSpec) -> Generator[Wait, list[Any], int | None]:
-        self.state.check_new(spec.id)
-        child = ChildRecord(spec)
+    def start_child(self, spec: ChildSpec, key: str | None = None) -> Generator[Wait, list[Any], int | None]:
+        """
+        Add *spec* as a child and start it; its pid, or None if it ignored its start.
+
+        A DynamicSupervisor refuses when it has ``max_children`` children, prepends its
+        ``extra_arguments`` to the spec's args, and stores nothing for a child that ignores its start;
+        its children are anonymous unless it keeps ids, *key* being the key the loop made up for it.
+        """
+        if self.simple:
+            raise SimpleOneForOneError(
+                f"start_child: supervisor {self.tree.path} is simple_one_for_one: it starts children from "
+                "its template, with extra args (start_child(*extra_args)), not from a ChildSpec",
+                "start_child",
+            )
+        if not self.anonymous:
+            self.state.check_new(spec.id)
+        record = ChildRecord(spec)
+        if isinstance(self.spec, DynamicSupervisorSpec):
+            self._check_room(spec.id)
+            if self.anonymous or self.spec.extra_arguments:
+                args = self.spec.extra_arguments + spec.args
+                child_id = key if self.anonymous and key is not None else spec.id
+                record = ChildRecord(attrs.evolve(spec, id=child_id, args=args), anonymous=self.anonymous)
+        return (yield from self._start_new(record, spec.id))
+
+    def start_simple_child(self, extra_args: tuple[Any, ...]) -> Generator[Wait, list[Any], int | None]:
+        """OTP's ``start_child(Sup, ExtraArgs)``: a child from the template, its args then *extra_args*."""
+        if not self.simple:
+            raise SupervisorError(
+                f"start_child: supervisor {self.tree.path} is not simple_one_for_one: it takes a ChildSpec"
+            )
+        template = self.spec.children[0]
+        spec = attrs.evolve(template, id=self.new_key(template.id), args=template.args + tuple(extra_args))
+        return (yield from self._start_new(ChildRecord(spec, anonymous=True), template.id))
+
+    def _check_room(self, child_id: str) -> None:
+        assert isinstance(self.spec, DynamicSupervisorSpec)
+        limit = self.spec.max_children
+        if limit is not None and len(self.state.children) >= limit:
+            raise MaxChildrenError(
+                f"start_child: DynamicSupervisor {self.tree.path} already has {len(self.state.children)} "
+                f"children (max_children={limit}); child {child_id!r} was not started",
+                limit,
+            )
+
+    def _start_new(self, child: ChildRecord, name: str) -> Generator[Wait, list[Any], int | None]:
+        """Add and start *child* (an API start); a failure stores nothing and raises StartError."""
         self.state.add(child)
         outcome = yield from self.lifecycle.start(child, progress=logging.DEBUG)
         if isinstance(outcome, ExitReason):
             self._remove(child)
-            raise self._start_error("start_child", child, outcome)
-        if spec.restart is Restart.TEMPORARY:
+            raise self._start_error("start_child", child, outcome, name)
+        if outcome == IGNORED and child.anonymous:
+            self._remove(child)  # simple_one_for_one and DynamicSupervisor store nothing
+            return None
+        if child.spec.restart is Restart.TEMPORARY:
             self._started_temporary(child, outcome)
         return child.pid
 
-    def terminate_child(self, child_id: str) -> Job:
-        child = self.state.find(child_id)
+    def terminate_child(self, child_id: str | int) -> Job:
+        child = self._child_to_terminate(child_id)
         if child is None:
-            raise self.state.not_found("terminate_child", child_id)
+            return
         self._cancel_restart(child)
         if child.proc is not None:
             yield from self.lifecycle.shutdown(child)
-        if child.spec.restart is Restart.TEMPORARY and child in self.state.children:
+        if (child.spec.restart is Restart.TEMPORARY or child.anonymous) and child in self.state.children:
             self._remove(child)
 
+    def _child_to_terminate(self, child_id: str | int) -> ChildRecord | None:
+        """The child ``terminate_child`` stops, None when there is nothing to do; raises as OTP replies."""
+        if not self.anonymous:
+            child = self.state.find(child_id) if isinstance(child_id, str) else None
+            if child is None:
+                if isinstance(child_id, int):
+                    raise self._pid_not_found("terminate_child", child_id)
+                raise self.state.not_found("terminate_child", child_id)
+            return child
+        if isinstance(child_id, str):
+            if self.simple:
+                raise self._simple_error("terminate_child", f"with an id ({child_id!r})")
+            raise ChildNotFoundError(
+                f"terminate_child: DynamicSupervisor {self.tree.path} knows its children by pid, "
+                f"not id (got {child_id!r})",
+                child_id,
+            )
+        child = self.state.find_pid(child_id)
+        if child is None and (not self.simple or _alive(child_id)):
+            # simple_one_for_one: a dead pid is fine (OTP); a live one that is not a child is not found.
+            # DynamicSupervisor: any pid that is not a child is not found (Elixir).
+            raise self._pid_not_found("terminate_child", child_id)
+        return child
+
+    def which_child(self, child_id: str | int) -> ChildInfo:
+        """One child's ChildInfo (OTP 28's ``which_child``): by id, or by pid when known by pid."""
+        return self._lookup("which_child", child_id).info()
+
+    def get_childspec(self, child_id: str | int) -> ChildSpec:
+        """
+        One child's spec, every field filled in: by id, or by pid when known by pid; then with the
+        id it was given (the template's, or the DynamicSupervisor's caller's) and the args it runs with.
+        """
+        child = self._lookup("get_childspec", child_id)
+        if child.anonymous:
+            return attrs.evolve(child.spec, id=child.id.rpartition("#")[0])
+        return child.spec
+
+    def _lookup(self, call: str, child_id: str | int) -> ChildRecord:
+        if isinstance(child_id, int):
+            child = self.state.find_pid(child_id) if self.anonymous else None
+            if child is None:
+                raise self._pid_not_found(call, child_id)
+            return child
+        if self.anonymous:
+            raise self._no_ids(call, child_id)
+        child = self.state.find(child_id)
+        if child is None:
+            raise self.state.not_found(call, child_id)
+        return child
+
+    def _pid_not_found(self, call: str, pid: int) -> ChildNotFoundError:
+        return ChildNotFoundError(
+            f"{call}: no child with pid {pid} under supervisor {self.tree.path} (pid {os.getpid()})", pid
+        )
+
+    def _simple_error(self, call: str, what: str = "") -> SimpleOneForOneError:
+        if what:
+            why = "its children have no ids: terminate_child takes a pid"
+        else:
+            why = "its children are started from the template and stopped by pid, not restarted or deleted"
+        return SimpleOneForOneError(
+            f"{call}{' ' + what if what else ''}: supervisor {self.tree.path} is simple_one_for_one "
+            f"(OTP's {{error, simple_one_for_one}}): {why}",
+            call,
+        )
+
+    def _no_ids(self, call: str, child_id: str) -> SupervisorError:
+        """The error of a call by id that a supervisor knowing its children by pid does not take."""
+        if self.simple:
+            return self._simple_error(call)
+        return ChildNotFoundError(
+            f"{call}: DynamicSupervisor {self.tree.path} knows its children by pid; none has the id "
+            f"{child_id!r}",
+            child_id,
+        )
+
     def restart_child(self, child_id: str) -> Generator[Wait, list[Any], int | None]:
+        if self.anonymous:
+            raise self._no_ids("restart_child", child_id)
         child = self.state.existing("restart_child", child_id)
         self._leave_group(child)  # a child in BACKOFF starts now
         outcome = yield from self.lifecycle.start(child, progress=logging.DEBUG)
@@ -316,13 +501,30 @@ class Supervision:
 
     def delete_child(self, child_id: str) -> Job:
         yield from ()
+        if self.anonymous:
+            raise self._no_ids("delete_child", child_id)
         child = self.state.existing("delete_child", child_id)
         child.exit_pending = None
         self._remove(child)  # a pending restart of it (BACKOFF) is cancelled
 
-    def _start_error(self, call: str, child: ChildRecord, reason: ExitReason) -> StartError:
+    def _start_error(
+        self, call: str, child: ChildRecord, reason: ExitReason, name: str | None = None
+    ) -> StartError:
+        """*name*: the id the caller gave (a simple_one_for_one child's: its template's)."""
+        child_id = child.id if name is None else name
         return StartError(
-            f"{call}: child {child.id!r} of supervisor {self.tree.path} failed to start: {reason.describe()}",
-            child.id,
+            f"{call}: child {child_id!r} of supervisor {self.tree.path} failed to start: {reason.describe()}",
+            child_id,
             reason,
         )
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process *pid* exists (a zombie counts: it is not reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -4,8 +4,8 @@ SessionManager.
 
 The Application's supervisor (one_for_one; its intensity is an option, 3 restarts in 5 s by
 default) has two children: the registry server (a table holding ``session_id → SessionInfo``) and the
-SessionManager (a dynamic supervisor of sessions, the registry's only writer). Each session is a
-SessionSupervisor process with the session's children.
+SessionManager (a DynamicSupervisor of sessions keeping their ids, the registry's only writer). Each
+session is a SessionSupervisor process with the session's children.
 Their start functions are named entry points, so starting an Application loads no engine module here.
 """
 
@@ -20,7 +20,7 @@ from .._addresses import REGISTRY_ID, SESSION_MANAGER_ID
 from .._entrypoint import EntryPoint
 from .._root import Supervisor, check_environment
 from ..handle import SupervisorHandle, deadline_from
-from ..specs import ChildSpec, ChildType, Restart, StartMode, Strategy, SupervisorSpec
+from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Restart, StartMode, Strategy
 from .client import SessionManagerHandle
 from .values import positive_seconds
 
@@ -68,7 +68,7 @@ class Application:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self._env = check_environment(env)
-        self._manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
+        self._manager_spec = DynamicSupervisorSpec(max_restarts=max_restarts, max_seconds=max_seconds)
         self._root_intensity = _intensity(root_max_restarts, root_max_seconds)
         self._registry_timeout = positive_seconds("registry_timeout", registry_timeout)
         if logging_config is not None and not isinstance(logging_config, dict):
@@ -80,14 +80,14 @@ class Application:
         self._handle: SupervisorHandle | None = None
 
     @staticmethod
-    def children(manager_spec: SupervisorSpec | None = None) -> list[ChildSpec]:
+    def children(manager_spec: DynamicSupervisorSpec | None = None) -> list[ChildSpec]:
         """The Application supervisor's children: the registry server, then the SessionManager."""
         return [
             ChildSpec(REGISTRY_ID, _RUN_REGISTRY, start_mode=StartMode.NOTIFY),
             ChildSpec(
                 SESSION_MANAGER_ID,
                 _RUN_MANAGER,
-                args=(manager_spec or SupervisorSpec(children=()),),
+                args=(manager_spec or DynamicSupervisorSpec(),),
                 type=ChildType.SUPERVISOR,
                 start_mode=StartMode.NOTIFY,
             ),
@@ -109,7 +109,7 @@ class Application:
         The intensities are as for :class:`Application`; *root_max_restarts* and *root_max_seconds*
         are the nested Application supervisor's.
         """
-        manager_spec = SupervisorSpec(children=(), max_restarts=max_restarts, max_seconds=max_seconds)
+        manager_spec = DynamicSupervisorSpec(max_restarts=max_restarts, max_seconds=max_seconds)
         restarts, seconds = _intensity(root_max_restarts, root_max_seconds)
         return ChildSpec.supervisor(
             id, cls.children(manager_spec), Strategy.ONE_FOR_ONE, restarts, seconds, restart=Restart.PERMANENT

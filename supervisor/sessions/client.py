@@ -21,6 +21,7 @@ from typing import Any
 from .._addresses import TreeContext
 from .._entrypoint import EntryPoint
 from .._keys import Key
+from .._protocol import KIND_DYNAMIC
 from ..errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFoundError
 from ..handle import SupervisorHandle, deadline_from, remaining
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
@@ -50,7 +51,7 @@ class SessionManagerHandle:
         app = TreeContext.at(app_address, authkey, app_path)
         self._app = (app_address, app_path, authkey, registry_timeout)
         manager = app.session_manager
-        self._manager = SupervisorHandle(manager.address, authkey, manager.path)
+        self._manager = SupervisorHandle(manager.address, authkey, manager.path, kind=KIND_DYNAMIC)
         self._registry = RegistryClient(app.registry.address, authkey, registry_timeout)
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -1,9 +1,10 @@
 """
 The SessionManager process: a dynamic supervisor of sessions, and the registry's only writer.
 
-It runs the engine in concurrent mode (one lane per session, so a slow start delays no other request)
-with the :class:`~supervisor.sessions.publisher.RegistryPublisher` as its hooks. When it starts, it
-clears the registry: the sessions of a previous incarnation died with it.
+It is a DynamicSupervisor (the public one's machinery: one lane per session, so a slow start delays
+no other request; sessions stopped all at once) that keeps its children's ids, the session ids, and
+addresses them by id; the :class:`~supervisor.sessions.publisher.RegistryPublisher` is its hooks.
+When it starts, it clears the registry: the sessions of a previous incarnation died with it.
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ from __future__ import annotations
 from .._addresses import TreeContext
 from .._engine.entry import run_supervisor
 from .._engine.loop import SupervisorProcess
-from ..specs import SupervisorSpec
+from ..specs import DynamicSupervisorSpec
 from .publisher import RegistryPublisher
 from .registry_writer import RegistryWriter
 
 __all__ = ["run_session_manager"]
 
 
-def run_session_manager(tree: TreeContext, spec: SupervisorSpec) -> None:
+def run_session_manager(tree: TreeContext, spec: DynamicSupervisorSpec) -> None:
     """The start of the SessionManager child at *tree* (under an Application's supervisor); never returns."""
     registry = RegistryWriter(tree.parent().registry.address, tree.authkey)
     publisher = RegistryPublisher(registry)
     publisher.publish_all()
-    supervisor = SupervisorProcess(spec, tree, concurrent=True, hooks=publisher)
+    supervisor = SupervisorProcess(spec, tree, keep_ids=True, hooks=publisher)
     run_supervisor(supervisor, lambda: {"address": tree.address})

@@ -254,7 +254,7 @@ class TestBadArguments:
         ("call", "argument"),
         [
             (lambda h: h.start_child("a"), "'spec'"),
-            (lambda h: h.terminate_child(1), "'child_id'"),
+            (lambda h: h.terminate_child(1.5), "'child_id'"),
             (lambda h: h.restart_child(None), "'child_id'"),
             (lambda h: h.delete_child(b"a"), "'child_id'"),
             (lambda h: h.child_supervisor(["a"]), "'child_id'"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor import ChildSpec, ChildType, Shutdown, SupervisorSpec
+from supervisor import ChildSpec, ChildType, Shutdown, Strategy, SupervisorSpec
 
 from ..strategies import (
     INVALID_FLAGS,
@@ -72,7 +73,14 @@ def test_child_spec_pickles_to_an_equal_spec(built: ChildSpec) -> None:
 def test_valid_supervisor_spec_builds_and_pickles(
     kids: list[ChildSpec], strategy: Any, max_restarts: int, max_seconds: float
 ) -> None:
-    """Children with unique ids and valid flags build a SupervisorSpec that pickles unchanged."""
+    """
+    Children with unique ids and valid flags build a SupervisorSpec that pickles unchanged; but
+    simple_one_for_one takes exactly one, its template (OTP's bad_start_spec).
+    """
+    if strategy is Strategy.SIMPLE_ONE_FOR_ONE and len(kids) != 1:
+        with pytest.raises(ValueError, match="'children' must be exactly one ChildSpec"):
+            SupervisorSpec(children=kids, strategy=strategy)
+        return
     built = SupervisorSpec(
         children=kids, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
     )
@@ -117,7 +125,11 @@ def test_one_invalid_flag_raises_its_error_naming_it(data: st.DataObject) -> Non
 def test_nested_supervisor_carries_its_spec(
     kids: list[ChildSpec], strategy: Any, max_restarts: int, max_seconds: float
 ) -> None:
-    """ChildSpec.supervisor keeps exactly the children and flags it was given."""
+    """ChildSpec.supervisor keeps exactly the children and flags it was given (sofo: one, else refused)."""
+    if strategy is Strategy.SIMPLE_ONE_FOR_ONE and len(kids) != 1:
+        with pytest.raises(ValueError, match="'children' must be exactly one ChildSpec"):
+            ChildSpec.supervisor("sub", kids, strategy, max_restarts, max_seconds)
+        return
     built = ChildSpec.supervisor("sub", kids, strategy, max_restarts, max_seconds)
 
     assert SupervisorSpec(kids, strategy, max_restarts, max_seconds) == built.nested

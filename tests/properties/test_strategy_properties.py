@@ -37,7 +37,7 @@ def test_transient_is_restarted_after_an_abnormal_exit(reason: ExitReason) -> No
 
 def model_restart_set(strategy: Strategy, ids: list[str], failed: str) -> list[str]:
     """OTP's restart/3 sets, written from section 3 of the reference."""
-    if strategy is Strategy.ONE_FOR_ONE:
+    if strategy in (Strategy.ONE_FOR_ONE, Strategy.SIMPLE_ONE_FOR_ONE):
         return [failed]
     if strategy is Strategy.ONE_FOR_ALL:
         return ids

@@ -213,15 +213,25 @@ class TestChildInfo:
         )
 
     def test_new_fields_come_last_and_pickle(self) -> None:
-        """The new fields follow the old ones, in order, and a full value round-trips through pickle."""
+        """The new fields follow the old ones (start_info included), in order, and a full value pickles."""
         names = [field.name for field in attrs.fields(ChildInfo)]
         when = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
         info = ChildInfo(
-            "a", None, ChildType.WORKER, Restart.PERMANENT, False, ChildState.BACKOFF, 2, None, None, when
+            "a",
+            None,
+            ChildType.WORKER,
+            Restart.PERMANENT,
+            False,
+            None,
+            ChildState.BACKOFF,
+            2,
+            None,
+            None,
+            when,
         )
 
         assert names == [
-            *("id", "pid", "type", "restart", "restarting"),
+            *("id", "pid", "type", "restart", "restarting", "start_info"),
             *("state", "restarts", "last_exit", "started_at", "retry_at"),
         ]
         assert pickle.loads(pickle.dumps(info)) == info

@@ -18,8 +18,10 @@ from supervisor.errors import (
     ChildRunningError,
     DuplicateChildError,
     HandleClosedError,
+    MaxChildrenError,
     RegistryUnavailableError,
     SessionNotFoundError,
+    SimpleOneForOneError,
     StartError,
     SupervisorError,
     SupervisorGoneError,
@@ -41,6 +43,12 @@ def crashed() -> ExitReason:
 EXAMPLES: list[tuple[SupervisorError, dict[str, Any]]] = [
     (SupervisorError("something"), {}),
     (ChildNotFoundError("terminate_child: no child with id 'db'", "db"), {"child_id": "db"}),
+    (ChildNotFoundError("terminate_child: no child with pid 4242", 4242), {"child_id": 4242}),
+    (
+        SimpleOneForOneError("restart_child: supervisor root is simple_one_for_one", "restart_child"),
+        {"call": "restart_child"},
+    ),
+    (MaxChildrenError("start_child: root already has 2 children", 2), {"max_children": 2}),
     (DuplicateChildError("start_child: 'db' is running", "db", 4242), {"child_id": "db", "pid": 4242}),
     (DuplicateChildError("start_child: 'db' is present", "db", None), {"child_id": "db", "pid": None}),
     (ChildRunningError("delete_child: 'db' is running", "db"), {"child_id": "db"}),

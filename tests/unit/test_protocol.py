@@ -19,10 +19,12 @@ from supervisor._protocol import (
     ChildAddress,
     CountChildren,
     DeleteChild,
+    GetChildspec,
     RestartChild,
     StartChild,
     Stop,
     TerminateChild,
+    WhichChild,
     WhichChildren,
 )
 from supervisor._transport import (
@@ -274,6 +276,8 @@ class TestMessages:
             WhichChildren(),
             CountChildren(),
             ChildAddress("sub"),
+            WhichChild("db"),
+            GetChildspec("db"),
             Stop(),
         ],
         ids=lambda r: type(r).__name__,

@@ -17,6 +17,7 @@ from supervisor import (
     Strategy,
     SupervisorSpec,
 )
+from supervisor.specs import IGNORE, Ignore, InitCall
 
 from .. import children
 
@@ -311,3 +312,35 @@ def test_integer_durations_become_float_seconds() -> None:
     nested = SupervisorSpec(children=[spec], max_seconds=7)
     assert (3.0, float) == (spec.start_timeout, type(spec.start_timeout))
     assert (7.0, float) == (nested.max_seconds, type(nested.max_seconds))
+
+
+def _init(*args: object) -> SupervisorSpec:
+    return SupervisorSpec([])
+
+
+class TestSupervisorFrom:
+    def test_spec_carries_the_init_and_its_args(self) -> None:
+        """``supervisor_from`` builds a NOTIFY supervisor child whose args are the init and its args."""
+        spec = ChildSpec.supervisor_from("sub", _init, 1, "two", restart=Restart.TRANSIENT, shutdown=7)
+
+        assert spec.args == (_init, 1, "two")
+        assert (spec.type, spec.start_mode, spec.restart, spec.shutdown) == (
+            ChildType.SUPERVISOR,
+            StartMode.NOTIFY,
+            Restart.TRANSIENT,
+            7.0,
+        )
+        assert ChildSpec.supervisor_from("sub", _init).shutdown is Shutdown.INFINITY
+
+    def test_ignore_is_one_enum_value(self) -> None:
+        """``IGNORE`` is the single member of ``Ignore`` and is exported by the package."""
+        import supervisor
+
+        assert list(Ignore) == [IGNORE]
+        assert supervisor.IGNORE is IGNORE
+
+    def test_init_call_validates_its_init(self) -> None:
+        """``InitCall`` names 'init' when it is not callable, and turns a list of args into a tuple."""
+        with pytest.raises(TypeError, match="'init' must be a callable"):
+            InitCall(3)  # type: ignore[arg-type]
+        assert InitCall(_init, [1, 2]).args == (1, 2)
