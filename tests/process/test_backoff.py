@@ -20,6 +20,7 @@ import pytest
 from supervisor import (
     Application,
     Backoff,
+    ChildNotFoundError,
     ChildSpec,
     ChildState,
     ChildType,
@@ -354,3 +355,34 @@ class TestSessions:
             assert (entry.status, entry.pid, entry.restarts) == (SessionStatus.INITIALIZING, None, 2)
             assert sessions.list_sessions() == []
             assert sid not in [child.id for child in sessions.supervisor.which_children()]
+
+
+class TestSimpleOneForOne:
+    def test_a_child_in_backoff_is_found_and_terminated_by_the_pid_that_died(
+        self, start_tree, events: EventSink
+    ) -> None:
+        """The template's backoff applies; which_child(old pid) shows BACKOFF; terminate_child drops it."""
+        template = ChildSpec(
+            "w", report_then_sleep, args=(events.path,), start_mode=StartMode.NOTIFY, backoff=LONG
+        )
+        handle = start_tree([template], Strategy.SIMPLE_ONE_FOR_ONE)
+        first = handle.start_child("k")
+        assert events.expect("started", "k") == first
+
+        kill(first)
+        second = events.expect("started", "k")
+        sofo_settle(handle)
+        kill(second)
+        sofo_settle(handle)
+        info = handle.which_child(second)
+        handle.terminate_child(second)
+
+        assert (info.id, info.pid, info.state, info.restarts) == (None, None, ChildState.BACKOFF, 2)
+        assert handle.which_children() == []
+        assert handle.count_children().active == 0
+
+
+def sofo_settle(handle: SupervisorHandle) -> None:
+    """Return once a simple_one_for_one supervisor handled what it saw: a failing call in its one lane."""
+    with pytest.raises(ChildNotFoundError):
+        handle.terminate_child(os.getpid())  # a live pid that is not its child
