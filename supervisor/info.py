@@ -52,7 +52,8 @@ class ChildInfo:
     ``undefined``).
     ``restarts`` counts the child's automatic restarts (one per exit that led to a restart, or per
     group restart it was part of; the retries of a failed restart are part of the same restart);
-    ``last_exit`` is the exit reason of its last process, or None; ``started_at`` is when the shown
+    ``last_exit`` is the exit reason of its last process (a start declined with ``ignore_start()`` is
+    not an exit), or None; ``started_at`` is when the shown
     process was forked (UTC, for display; None without one); ``retry_at`` is when a child in BACKOFF
     is due to be started again (UTC, for display), else None. ``start_info`` is what the running
     process passed to :func:`supervisor.notify_ready` (OTP's ``{ok, Pid, Info}``), kept while that

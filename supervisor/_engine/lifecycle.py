@@ -63,6 +63,7 @@ class Lifecycle:
         restart by the supervisor itself, which a failure does not end (a retry follows).
         """
         child.exit_pending = None
+        last_exit = child.last_exit
         try:
             proc = processes.fork(child.spec, self.tree.child(child.id))
         except Exception as error:
@@ -97,6 +98,7 @@ class Lifecycle:
                 reason = self.reap(child)
                 self.hooks.child_down(child.event(), reason, automatic)
                 if proc.declined:
+                    child.last_exit = last_exit  # a declined start (OTP's ignore) is not an exit
                     return IGNORED
                 if timed_out and child.spec.start_timeout is not None:
                     child.last_exit = ExitReason.start_timeout(child.spec.start_timeout)
