@@ -25,7 +25,7 @@ from .errors import (
     UnreadableRequestError,
 )
 from .handle import SupervisorHandle
-from .info import ChildCounts, ChildInfo
+from .info import ChildCounts, ChildInfo, ChildState
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
 from .sessions.application import Application
 from .sessions.client import SessionManagerHandle
@@ -39,6 +39,7 @@ from .sessions.values import (
 )
 from .specs import (
     IGNORE,
+    Backoff,
     ChildSpec,
     ChildType,
     DynamicSupervisorSpec,
@@ -54,6 +55,7 @@ __all__ = [
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",
+    "Backoff",
     "CallTimeout",
     "ChildCounts",
     "ChildInfo",
@@ -62,6 +64,7 @@ __all__ = [
     "ChildRestartingError",
     "ChildRunningError",
     "ChildSpec",
+    "ChildState",
     "ChildSummary",
     "ChildType",
     "DuplicateChildError",

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from ..specs import ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
+from ..specs import Backoff, ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
 
 __all__ = [
     "MAX_LIMIT",
@@ -61,7 +61,8 @@ class SessionInfo:
     """
     A session's registry entry.
 
-    ``pid`` is its SessionSupervisor's; ``children`` lists the session's children and their pids as of
+    ``pid`` is its SessionSupervisor's (None while a restart of the session has not forked its new
+    process yet, say during a backoff); ``children`` lists the session's children and their pids as of
     the moment the session last became ACTIVE (empty before); ``restarts`` counts automatic restarts
     of the session under the same id.
     """
@@ -141,6 +142,13 @@ def _check_restart(_: Any, attribute: attrs.Attribute[Any], value: object) -> No
         raise TypeError(f"'restart' must be a Restart (got {value!r} that is a {type(value).__name__})")
 
 
+def _check_backoff(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Backoff):
+        raise TypeError(
+            f"'backoff' must be a Backoff or None (got {value!r} that is a {type(value).__name__})"
+        )
+
+
 def _check_metadata(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     try:
         pickle.dumps(value)
@@ -193,6 +201,8 @@ class SessionOptions:
             RLIMIT_NOFILE) of each process of the session, the SessionSupervisor included: each an
             int from 1 (``max_memory_bytes``: :data:`MIN_MEMORY_BYTES`, 64 MiB) to the calling
             process's hard limit (:class:`LimitCeilings`; ``2**63 - 1`` where it is unlimited).
+        backoff: how long a restart of the session (``restart`` TRANSIENT or PERMANENT) waits; see
+            :class:`~supervisor.specs.Backoff`. None (the default) restarts it at once.
 
     Raises:
         TypeError: an option of the wrong type, named.
@@ -211,6 +221,7 @@ class SessionOptions:
     max_memory_bytes: int | None = attrs.field(default=None, validator=_check_limit)
     max_cpu_seconds: int | None = attrs.field(default=None, validator=_check_limit)
     max_open_files: int | None = attrs.field(default=None, validator=_check_limit)
+    backoff: Backoff | None = attrs.field(default=None, validator=_check_backoff)
 
     def __attrs_post_init__(self) -> None:
         self.supervisor_spec()
