@@ -26,7 +26,7 @@ from .errors import (
     UnreadableRequestError,
 )
 from .handle import SupervisorHandle
-from .info import ChildCounts, ChildInfo
+from .info import ChildCounts, ChildInfo, ChildState
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
 from .sessions.application import Application
 from .sessions.client import SessionManagerHandle
@@ -41,6 +41,7 @@ from .sessions.values import (
 from .specs import (
     IGNORE,
     AutoShutdown,
+    Backoff,
     ChildSpec,
     ChildType,
     DynamicSupervisorSpec,
@@ -57,6 +58,7 @@ __all__ = [
     "Application",
     "AuthenticationError",
     "AutoShutdown",
+    "Backoff",
     "BadCombinationError",
     "CallTimeout",
     "ChildCounts",
@@ -66,6 +68,7 @@ __all__ = [
     "ChildRestartingError",
     "ChildRunningError",
     "ChildSpec",
+    "ChildState",
     "ChildSummary",
     "ChildType",
     "DuplicateChildError",

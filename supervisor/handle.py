@@ -248,9 +248,11 @@ class SupervisorHandle:
 
     def which_children(self, *, timeout: float | None = None) -> list[ChildInfo]:
         """
-        Every child: id, pid (None unless running), type, restart, restarting, start info. In start
-        order for a static supervisor; in no defined order, with id None, for simple_one_for_one and
-        DynamicSupervisor.
+        Every child: id, pid (None unless running), type, restart, restarting, start info, and its
+        state (:class:`~supervisor.info.ChildState`), restarts, last exit, start time and, in BACKOFF,
+        the time of its next start. In start order for a static supervisor; in no defined order, with
+        id None, for simple_one_for_one and DynamicSupervisor. Answered even while the supervisor
+        waits on a child.
         """
         result: list[ChildInfo] = self._call("which_children", WhichChildren(), timeout)
         return result
@@ -296,8 +298,8 @@ class SupervisorHandle:
 
     def count_children(self, *, timeout: float | None = None) -> ChildCounts:
         """
-        Counts of specs (simple_one_for_one: 1, the template), active (running, not restarting)
-        children, supervisors and workers.
+        Counts of specs (simple_one_for_one: 1, the template), active (RUNNING: ready, not
+        stopping, not restarting) children, supervisors and workers.
         """
         result: ChildCounts = self._call("count_children", CountChildren(), timeout)
         return result

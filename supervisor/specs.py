@@ -24,6 +24,7 @@ __all__ = [
     "IGNORE",
     "NESTED_SUPERVISOR_FROM",
     "AutoShutdown",
+    "Backoff",
     "ChildSpec",
     "ChildType",
     "DynamicSupervisorSpec",
@@ -208,6 +209,75 @@ def _validate_start_timeout(_: Any, attribute: attrs.Attribute[Any], value: obje
         raise ValueError(f"'{attribute.name}' must be seconds > 0 or None (got {value!r})")
 
 
+def _seconds_validator(
+    expected: str, minimum: float, inclusive: bool = True, maximum: float | None = None
+) -> Callable[[Any, attrs.Attribute[Any], object], None]:
+    """A validator of finite float seconds (or a ratio) in a range, naming the field when it fails."""
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not _is_number(value):
+            raise _fail_type(attribute.name, expected, value)
+        assert isinstance(value, (int, float))
+        below = value < minimum if inclusive else value <= minimum
+        if not math.isfinite(value) or below or (maximum is not None and value > maximum):
+            raise ValueError(f"'{attribute.name}' must be {expected} (got {value!r})")
+
+    return check
+
+
+@attrs.frozen
+class Backoff:
+    """
+    How long an automatic restart of a child waits, growing while the child keeps crashing.
+
+    The first restart after a healthy period waits *initial* seconds (0, the default, restarts at
+    once, as without a backoff); the n-th consecutive one (n >= 2) waits
+    ``min(max, base * factor ** (n - 2))``; each delay is spread at random by ``± jitter`` times
+    itself. A child that ran *reset_after* seconds before it exited starts the sequence again. A
+    failed restart's retry is the next restart of the sequence. The restart intensity still counts
+    every exit when it happens, before the delay, so a backoff cannot hide a crash storm.
+
+    Args:
+        initial: seconds >= 0 before the first restart after a healthy period.
+        base: seconds >= 0 before the second consecutive restart.
+        factor: >= 1, how much each later delay grows.
+        max: seconds >= 0, the longest delay (before jitter).
+        jitter: from 0 to 1, the random spread of each delay, as a fraction of it.
+        reset_after: seconds > 0 a child must run for its next crash to count as the first again.
+
+    Raises:
+        TypeError, ValueError: a field is invalid; the message names it.
+    """
+
+    initial: float = attrs.field(
+        default=0.0, converter=_to_seconds, validator=_seconds_validator("seconds >= 0", 0.0)
+    )
+    base: float = attrs.field(
+        default=0.1, converter=_to_seconds, validator=_seconds_validator("seconds >= 0", 0.0)
+    )
+    factor: float = attrs.field(
+        default=2.0, converter=_to_seconds, validator=_seconds_validator("a number >= 1", 1.0)
+    )
+    max: float = attrs.field(
+        default=30.0, converter=_to_seconds, validator=_seconds_validator("seconds >= 0", 0.0)
+    )
+    jitter: float = attrs.field(
+        default=0.2,
+        converter=_to_seconds,
+        validator=_seconds_validator("a fraction from 0 to 1", 0.0, maximum=1.0),
+    )
+    reset_after: float = attrs.field(
+        default=60.0,
+        converter=_to_seconds,
+        validator=_seconds_validator("seconds > 0", 0.0, inclusive=False),
+    )
+
+
+def _validate_backoff(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Backoff):
+        raise _fail_type(attribute.name, "a Backoff or None", value)
+
+
 @attrs.frozen
 class ChildSpec:
     """
@@ -227,6 +297,8 @@ class ChildSpec:
         significant: the child's own end may stop its supervisor, as the supervisor's
             :class:`AutoShutdown` says. Only for a TRANSIENT or TEMPORARY child, and only under a
             supervisor whose ``auto_shutdown`` is not NEVER.
+        backoff: how long an automatic restart waits (see :class:`Backoff`); ``None`` (the
+            default) restarts at once, as OTP does. Ignored for a temporary child (never restarted).
 
     Raises:
         TypeError, ValueError: a field is invalid; the message names it.
@@ -245,6 +317,7 @@ class ChildSpec:
         default=None, converter=_to_seconds, validator=_validate_start_timeout
     )
     significant: bool = attrs.field(default=False, validator=_validate_significant)
+    backoff: Backoff | None = attrs.field(default=None, validator=_validate_backoff)
 
     def __attrs_post_init__(self) -> None:
         if self.significant and self.restart is Restart.PERMANENT:
@@ -273,15 +346,17 @@ class ChildSpec:
         shutdown: float | Shutdown = Shutdown.INFINITY,
         auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
         significant: bool = False,
+        backoff: Backoff | None = None,
     ) -> ChildSpec:
         """
         The spec of a nested supervisor with its own children, strategy and restart intensity.
 
-        It is restarted like any child; it is ready once all its children are. The spec carries the
-        nested :class:`SupervisorSpec` as its only argument; the engine runs it. *auto_shutdown* is
-        the nested supervisor's own (see :class:`AutoShutdown`); *significant* is this child's in its
-        parent: a significant nested supervisor that stops itself (with reason *shutdown*) may stop
-        its parent in turn, if it is TRANSIENT or TEMPORARY.
+        It is restarted like any child (after *backoff*, if given: see :class:`Backoff`); it is ready
+        once all its children are. The spec carries the nested :class:`SupervisorSpec` as its only
+        argument; the engine runs it. *auto_shutdown* is the nested supervisor's own (see
+        :class:`AutoShutdown`); *significant* is this child's in its parent: a significant nested
+        supervisor that stops itself (with reason *shutdown*) may stop its parent in turn, if it is
+        TRANSIENT or TEMPORARY.
 
         Raises:
             TypeError, ValueError: a bad argument, named (the nested flags and children included).
@@ -304,6 +379,7 @@ class ChildSpec:
             type=ChildType.SUPERVISOR,
             start_mode=StartMode.NOTIFY,
             significant=significant,
+            backoff=backoff,
         )
 
     @classmethod

@@ -12,6 +12,7 @@ follows, is the supervisor's decision (``supervisor.py``), not this module's.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import signal
@@ -19,6 +20,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
+from .. import _backoff
 from .._addresses import TreeContext
 from ..reasons import ExitKind, ExitReason
 from ..specs import Restart, Shutdown, StartMode
@@ -61,6 +63,7 @@ class Lifecycle:
         restart by the supervisor itself, which a failure does not end (a retry follows).
         """
         child.exit_pending = None
+        last_exit = child.last_exit
         try:
             proc = processes.fork(child.spec, self.tree.child(child.id))
         except Exception as error:
@@ -69,6 +72,9 @@ class Lifecycle:
             log.error("supervisor %s: could not fork child %r: %s", self.tree.path, child.id, error)
             return ExitReason.from_exception(error)
         child.proc = proc
+        child.starting = True
+        child.started_at = datetime.datetime.now(datetime.timezone.utc)
+        child.running_since = None
         self.reactor.watch(proc.pidfd, child)
         self.reactor.watch(proc.report, child)
         child.busy = True
@@ -81,6 +87,8 @@ class Lifecycle:
             fired = yield Wait(proc.fds(), deadline)
             if proc.report is not None and proc.report in fired and "ready" in self.drain(child):
                 child.busy = False
+                child.starting = False
+                child.running_since = _backoff.clock()
                 log.log(
                     progress, "supervisor %s: started child %r (pid %s)", self.tree.path, child.id, proc.pid
                 )
@@ -90,9 +98,11 @@ class Lifecycle:
                 reason = self.reap(child)
                 self.hooks.child_down(child.event(), reason, automatic)
                 if proc.declined:
+                    child.last_exit = last_exit  # a declined start (OTP's ignore) is not an exit
                     return IGNORED
                 if timed_out and child.spec.start_timeout is not None:
-                    return ExitReason.start_timeout(child.spec.start_timeout)
+                    child.last_exit = ExitReason.start_timeout(child.spec.start_timeout)
+                    return child.last_exit
                 return reason
             if not fired and deadline is not None and time.monotonic() >= deadline:
                 timed_out, deadline = True, None
@@ -167,6 +177,9 @@ class Lifecycle:
         reason = proc.reap(self.reactor.unwatch)
         child.proc = None
         child.busy = False
+        child.starting = False
+        child.started_at = None
+        child.last_exit = reason
         child.shutdown_deadline = None
         self.reaped_any = True
         return reason

@@ -5,8 +5,9 @@ The supervisor process's loop: one thread, one wait per turn, and the order in w
 OTP semantics in :class:`~supervisor._engine.supervisor.Supervision`) and runs the turn. Each turn
 makes one wait on the reactor, then handles what became ready in a fixed order: signals, the
 starter's death, new connections, report pipes, *deaths* (reaped at once, their exits queued as jobs
-and begun before any request, as OTP handles an ``'EXIT'`` queued before a call), requests, the hooks'
-fds, and last the jobs whose waits were met. Stopping preempts every job (a stop is bounded even while
+and begun before any request, as OTP handles an ``'EXIT'`` queued before a call), the reactor's due
+timers (a backoff that has passed queues its restart), requests, the hooks' fds, and last the jobs
+whose waits were met. Stopping preempts every job (a stop is bounded even while
 a child hangs in its start), then stops the children by their shutdown specs and closes everything.
 
 Children are forked from this single-threaded process, so forking is safe. This process is a child
@@ -207,6 +208,10 @@ class SupervisorProcess:
         server_deadline = self.server.deadline()
         if server_deadline is not None:
             deadlines.append(server_deadline)
+        timers = self.reactor.timers
+        timer_deadline = timers.deadline() if timers else None
+        if timer_deadline is not None:
+            deadlines.append(timer_deadline)
         ready, ready_fds = self.reactor.wait(deadlines)
         owners = self.reactor.owners
         hook_ready = any(owners.get(fd) is self.hooks for fd in ready_fds)
@@ -235,6 +240,8 @@ class SupervisorProcess:
             child = owners.get(fd)
             if isinstance(child, ChildRecord) and not child.busy and _is_pidfd(child, fd):
                 self.supervision.child_died(child)
+        if timer_deadline is not None:
+            timers.run_due(time.monotonic())
         # Begin handling those exits (a temporary child forgotten, a restart forked) before serving
         # requests, as OTP handles an 'EXIT' queued before a call.
         self.scheduler.schedule()

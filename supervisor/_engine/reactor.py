@@ -8,22 +8,26 @@ child's pidfd, say), and a late ``unwatch`` of the old owner would then remove t
 owner unwatches first, then closes.
 
 SIGTERM and SIGCHLD are turned into bytes on a non-blocking wake-up pipe (``signal.set_wakeup_fd``)
-whose read end is in the set; the handlers do nothing else, so a signal only ever ends a wait. This
-module knows fds and signals, not children or requests.
+whose read end is in the set; the handlers do nothing else, so a signal only ever ends a wait.
+:class:`Timers` holds callbacks due at monotonic times (a restart's backoff): their nearest time is one
+of the wait's deadlines, and the loop runs the due ones after the wait. This module knows fds, signals
+and times, not children or requests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import select
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
-__all__ = ["MAX_WAIT", "Reactor", "Signals"]
+__all__ = ["MAX_WAIT", "Reactor", "Signals", "Timer", "Timers"]
 
 MAX_WAIT = 86400.0
 """The longest single wait, in seconds. epoll_wait takes at most ~24.8 days (2**31 - 1 ms); a later
@@ -39,6 +43,62 @@ class Signals:
     def __init__(self, data: bytes) -> None:
         self.child_exited = signal.SIGCHLD in data
         self.terminate = signal.SIGTERM in data
+
+
+class Timer:
+    """A callback due at a monotonic time; :meth:`Timers.cancel` makes it never run."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+
+class Timers:
+    """
+    Callbacks due at monotonic times, earliest first; nothing runs by itself.
+
+    The loop adds :meth:`deadline` to its wait's deadlines and calls :meth:`run_due` after the wait.
+    A cancelled timer stays in the heap until it reaches the top, where it is dropped unrun. Not
+    thread-safe: the supervisor process has one thread.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Run *callback* in the first :meth:`run_due` at or after the monotonic time *when*."""
+        timer = Timer(when, callback)
+        heapq.heappush(self._heap, (when, next(self._order), timer))
+        return timer
+
+    @staticmethod
+    def cancel(timer: Timer | None) -> None:
+        """Make *timer* never run (nothing if it is None, already run or already cancelled)."""
+        if timer is not None:
+            timer.cancelled = True
+
+    def deadline(self) -> float | None:
+        """The time of the earliest timer that is not cancelled, or None."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def run_due(self, now: float) -> None:
+        """Run, earliest first, every timer due at *now* and not cancelled; each runs once."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            timer = heapq.heappop(heap)[2]
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
 
 
 def _note_signal(signum: int, frame: FrameType | None) -> None:
@@ -62,6 +122,7 @@ class Reactor:
             signal.signal(signum, _note_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.poller = select.epoll()
+        self.timers = Timers()
         self.watched: dict[int, Any] = {}
         self.owners: dict[int, Any] = {}
         self.watch(self.wakeup_r, self)

@@ -8,13 +8,15 @@ it forks nothing and waits on nothing.
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any
 
 import attrs
 
+from .._strategy import should_restart
 from ..errors import ChildNotFoundError, ChildRestartingError, ChildRunningError, DuplicateChildError
-from ..info import ChildCounts, ChildInfo
+from ..info import ChildCounts, ChildInfo, ChildState
 from ..reasons import ExitReason
 from ..specs import (
     NESTED_SUPERVISOR_FROM,
@@ -27,7 +29,27 @@ from ..specs import (
 from .hooks import ChildEvent
 from .processes import ChildProcess
 
-__all__ = ["ChildRecord", "SupervisorState"]
+__all__ = ["ChildRecord", "RestartGroup", "SupervisorState"]
+
+
+@attrs.define(eq=False)
+class RestartGroup:
+    """
+    One automatic restart in progress: the children it is to start, in start order.
+
+    ``cause`` is the child whose exit, or failed start, the restart is for: terminating it abandons
+    the restart (as OTP's ``terminate_child`` ends a restart loop), and the members left without a
+    process stay stopped. ``timer`` (the reactor's) and ``retry_at`` (monotonic) are set while the
+    restart waits out a backoff, ``retry_at_utc`` being the same moment for display; a group restart
+    waits as one. A member leaves the group once started (or declined), terminated, restarted or
+    deleted through the API.
+    """
+
+    members: list[ChildRecord]
+    cause: ChildRecord
+    timer: Any = None
+    retry_at: float | None = None
+    retry_at_utc: datetime.datetime | None = None
 
 
 @attrs.define(eq=False)
@@ -49,6 +71,14 @@ class ChildRecord:
     pid. ``exit_pid`` is the pid of its last process to die outside a job, so that a
     ``terminate_child`` with that pid still finds it while its restart is being retried (OTP's
     ``{restarting, Pid}``).
+
+    What ``which_children`` shows besides: ``starting`` is set from the fork until the process
+    reports ready (or is reaped); ``group`` is the automatic restart the child is part of until it is
+    started again (:class:`RestartGroup`, which holds a backoff's timer); ``restarts`` counts its
+    automatic restarts; ``last_exit`` is its last process's exit reason; ``started_at`` is the UTC
+    time of its current process's fork, None without one. For backoff, ``consecutive`` counts its
+    consecutive automatic restarts and ``running_since`` is ``_backoff.clock()`` when its current
+    process became ready (None before, and once its exit has been counted).
     """
 
     spec: ChildSpec
@@ -60,6 +90,13 @@ class ChildRecord:
     anonymous: bool = False
     exit_pid: int | None = None
     nested: bool = attrs.field(init=False)
+    starting: bool = False
+    group: RestartGroup | None = None
+    restarts: int = 0
+    last_exit: ExitReason | None = None
+    started_at: datetime.datetime | None = None
+    consecutive: int = 0
+    running_since: float | None = None
 
     def __attrs_post_init__(self) -> None:
         self.nested = self.spec.nested is not None or self.spec.start == NESTED_SUPERVISOR_FROM
@@ -77,16 +114,41 @@ class ChildRecord:
         if self.spec.args or self.spec.kwargs:
             self.spec = attrs.evolve(self.spec, args=(), kwargs={})
 
+    def state(self) -> ChildState:
+        """Where the child is in its life (see :class:`ChildState`)."""
+        if self.proc is not None:
+            if self.shutdown_deadline is not None:
+                return ChildState.STOPPING
+            if self.restarting:
+                return ChildState.RESTARTING
+            return ChildState.STARTING if self.starting else ChildState.RUNNING
+        group = self.group
+        if group is not None and group.retry_at is not None:
+            return ChildState.BACKOFF
+        if self.restarting or group is not None:
+            return ChildState.RESTARTING
+        pending = self.exit_pending
+        if pending is not None and should_restart(self.spec.restart, pending):
+            return ChildState.RESTARTING  # reaped; the restart is queued
+        return ChildState.STOPPED
+
     def info(self) -> ChildInfo:
+        state = self.state()
         # A retry in progress has a process, but the child is not up until the retry succeeds.
-        pid = None if self.restarting else self.pid
+        shown = state is not ChildState.RESTARTING and self.proc is not None
+        group = self.group
         return ChildInfo(
             None if self.anonymous else self.id,
-            pid,
+            self.pid if shown else None,
             self.spec.type,
             self.spec.restart,
             self.restarting,
             start_info=self.start_info(),
+            state=state,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            started_at=self.started_at if shown else None,
+            retry_at=group.retry_at_utc if state is ChildState.BACKOFF and group is not None else None,
         )
 
     def start_info(self) -> Any:
@@ -128,11 +190,12 @@ class SupervisorState:
 
     def find_pid(self, pid: int, past: bool = False) -> ChildRecord | None:
         """
-        The child whose process is *pid*, or whose restart loop began with the death of *pid*; with
-        *past*, also a child whose last process to die was *pid*, whatever it is doing now.
+        The child whose process is *pid*, or whose restart loop (or backoff) began with the death of
+        *pid*; with *past*, also a child whose last process to die was *pid*, whatever it is doing now.
         """
         for child in self.children:
-            if child.pid == pid or (child.exit_pid == pid and (past or child.restarting)):
+            pending = child.restarting or child.group is not None
+            if child.pid == pid or (child.exit_pid == pid and (past or pending)):
                 return child
         return None
 
@@ -162,13 +225,14 @@ class SupervisorState:
     def count_children(self) -> ChildCounts:
         """
         OTP's counts: ``specs`` is the number of children, but 1 (the template) for simple_one_for_one;
-        ``active`` counts running children, not restarting ones; the rest count children by type.
+        ``active`` counts RUNNING children (not starting, stopping, restarting or in backoff); the rest
+        count children by type.
         """
         supervisors = sum(1 for c in self.children if c.spec.type is ChildType.SUPERVISOR)
         simple = self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE
         return ChildCounts(
             specs=1 if simple else len(self.children),
-            active=sum(1 for c in self.children if c.proc is not None and not c.restarting),
+            active=sum(1 for c in self.children if c.state() is ChildState.RUNNING),
             supervisors=supervisors,
             workers=len(self.children) - supervisors,
         )

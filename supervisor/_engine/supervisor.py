@@ -9,6 +9,14 @@ decision that waits on children is a job; a failed automatic restart queues its 
 everything already queued (OTP's ``try_again_restart``), so a ``stop`` or a ``terminate_child``
 cuts through a restart loop.
 
+A child with a :class:`~supervisor.specs.Backoff` may wait before its automatic restart (the delay is
+``_backoff.restart_delay``). The restart is counted toward the intensity first, when the exit is
+handled; the wait is a timer in the reactor, not a job, so the supervisor keeps serving, reaping and
+restarting other children meanwhile, and ``terminate_child``, ``restart_child`` and ``stop`` cut
+through it. The children of a group restart are stopped at once and wait as one (a
+:class:`~supervisor._engine.state.RestartGroup`); with no backoff, or a delay of 0, nothing is armed
+and the restart starts in the same job, as before.
+
 Two kinds of supervisor know their children by pid, not id (their records are *anonymous*: the id
 is a key made up here, for the child's lane and tree path): simple_one_for_one (OTP's: one template,
 ``start_child(*extra_args)``, one lane, parallel shutdown under one timer) and the DynamicSupervisor
@@ -23,15 +31,18 @@ stops is ``loop.py``. This module never touches a socket or the epoll set.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import logging
 import os
+import random
 import time
 from collections.abc import Generator
 from typing import Any
 
 import attrs
 
+from .. import _backoff
 from .._addresses import TreeContext
 from .._intensity import add_restart
 from .._strategy import restart_set, should_restart
@@ -49,8 +60,9 @@ from ..specs import AutoShutdown, ChildSpec, DynamicSupervisorSpec, Restart, Str
 from .hooks import LoopHooks
 from .jobs import Job, Pending, Scheduler, Wait, all_of
 from .lifecycle import IGNORED, Lifecycle
+from .reactor import Timers
 from .reports import log_report
-from .state import ChildRecord, SupervisorState
+from .state import ChildRecord, RestartGroup, SupervisorState
 
 __all__ = ["Supervision"]
 
@@ -84,6 +96,7 @@ class Supervision:
         self.giving_up = False
         self.auto_shutting_down = False
         self.start_error: StartError | None = None
+        self.random = random.Random()  # seeded in this process: forked supervisors jitter apart
         self.simple = self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE
         self.dynamic = isinstance(self.spec, DynamicSupervisorSpec)
         # Children known by pid, reported with id None: simple_one_for_one's, a DynamicSupervisor's.
@@ -123,8 +136,7 @@ class Supervision:
         cancelled), a running one once it has been stopped and reaped (``child_down`` first).
         """
         for child in self.state.children:
-            child.restarting = False
-            child.exit_pending = None
+            self._cancel_restart(child)
         for child in self.state.children:
             if child.proc is None:
                 self.hooks.child_removed(child.event())
@@ -211,14 +223,16 @@ class Supervision:
         stops the supervisor if it is significant and ``auto_shutdown`` says so.
 
         ALL_SIGNIFICANT waits until no significant child has a process: a running one, one being
-        restarted, or one whose exit is still queued (in OTP, its ``'EXIT'`` is still in the mailbox
-        and its pid still in the state) all have one.
+        restarted (a retry, or a restart waiting out its backoff: OTP's ``restarting``), or one whose
+        exit is still queued (in OTP, its ``'EXIT'`` is still in the mailbox and its pid still in the
+        state) all have one.
         """
         mode = self.spec.auto_shutdown
         if mode is AutoShutdown.NEVER or not ended.spec.significant:
             return
         if mode is AutoShutdown.ALL_SIGNIFICANT and any(
-            c.spec.significant and (c.proc is not None or c.restarting or c.exit_pending is not None)
+            c.spec.significant
+            and (c.proc is not None or c.restarting or c.exit_pending is not None or c.group is not None)
             for c in self.state.children
             if c is not ended
         ):
@@ -236,10 +250,14 @@ class Supervision:
 
     def _retry_job(self, child: ChildRecord) -> Job:
         if child in self.state.children and child.restarting:
-            yield from self._restart(child)
+            yield from self._restart(child, retry=True)
 
-    def _restart(self, failed: ChildRecord) -> Job:
-        """OTP's ``restart/2``: count the restart, then restart the strategy's set of children."""
+    def _restart(self, failed: ChildRecord, retry: bool = False) -> Job:
+        """
+        OTP's ``restart/2``: count the restart, then restart the strategy's set of children, at once
+        or, when *failed* has a backoff with a delay, once the delay has passed (the others of the
+        set are stopped now). *retry*: a failed restart is being retried (the same restart).
+        """
         state = self.state
         state.restart_times, exceeded = add_restart(
             state.restart_times, time.monotonic(), self.spec.max_restarts, self.spec.max_seconds
@@ -253,8 +271,18 @@ class Supervision:
             self.giving_up = True
             return
         group_ids = restart_set(self.spec.strategy, [c.id for c in state.children], failed.id)
-        group = [c for c in state.children if c.id in group_ids]
-        for child in reversed(group):
+        members = [c for c in state.children if c.id in group_ids]
+        group = RestartGroup(list(members), failed)
+        for child in members:
+            self._leave_group(child)
+            child.group = group
+            if not retry:
+                child.restarts += 1
+        delay = 0.0 if failed.spec.backoff is None else self._backoff_delay(failed)
+        if delay > 0:
+            failed.restarting = False  # BACKOFF, not RESTARTING: restart_child may start it now
+            self._arm(group, delay)
+        for child in reversed(members):
             if child is failed:
                 continue
             child.restarting = False
@@ -263,18 +291,77 @@ class Supervision:
                 yield from self.lifecycle.shutdown(child)
             if child.spec.restart is Restart.TEMPORARY:
                 self._remove(child)
-        for child in group:
-            if child not in state.children:
+        if delay <= 0:
+            yield from self._start_group(group)
+
+    def _start_group(self, group: RestartGroup) -> Job:
+        """Start *group*'s members in start order; on a failure, queue its retry and stop there."""
+        for child in list(group.members):
+            if child.group is not group or child not in self.state.children:
                 continue
             outcome = yield from self.lifecycle.start(child, progress=logging.INFO, automatic=True)
             if isinstance(outcome, ExitReason):
                 log_report(self.tree.path, "start_error", child.spec, outcome, logging.ERROR)
                 child.restarting = True
+                group.cause = child
                 self.scheduler.enqueue(child.id, Pending(self._retry_job(child)))
                 return
             child.restarting = False
             if outcome == IGNORED and child.anonymous:
                 self._remove(child)  # simple_one_for_one and DynamicSupervisor drop it
+            else:
+                self._leave_group(child)
+
+    # ------------------------------------------------------------------ backoff
+
+    def _backoff_delay(self, failed: ChildRecord) -> float:
+        """Count *failed*'s consecutive restart (reset after a long enough run); return its delay."""
+        backoff = failed.spec.backoff
+        assert backoff is not None
+        ran = None if failed.running_since is None else _backoff.clock() - failed.running_since
+        failed.running_since = None
+        failed.consecutive = _backoff.consecutive_restarts(backoff, failed.consecutive, ran)
+        return _backoff.restart_delay(backoff, failed.consecutive, self.random.uniform(-1.0, 1.0))
+
+    def _arm(self, group: RestartGroup, delay: float) -> None:
+        """Put *group* in BACKOFF: its start is queued when *delay* seconds have passed."""
+        group.retry_at = time.monotonic() + delay
+        group.retry_at_utc = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
+        group.timer = self.lifecycle.reactor.timers.call_at(group.retry_at, lambda: self._backoff_over(group))
+
+    def _backoff_over(self, group: RestartGroup) -> None:
+        """The reactor's timer: queue the start of *group*'s members (RESTARTING until it runs)."""
+        group.timer, group.retry_at, group.retry_at_utc = None, None, None
+        if self.stopping or not group.members:
+            return
+        self.scheduler.enqueue(group.members[0].id, Pending(self._start_group(group)))
+
+    def _leave_group(self, child: ChildRecord) -> None:
+        """Take *child* out of its pending automatic restart; an emptied one's timer is cancelled."""
+        group = child.group
+        if group is None:
+            return
+        child.group = None
+        if child in group.members:
+            group.members.remove(child)
+        if not group.members:
+            Timers.cancel(group.timer)
+            group.timer, group.retry_at, group.retry_at_utc = None, None, None
+
+    def _cancel_restart(self, child: ChildRecord) -> None:
+        """
+        Cancel *child*'s pending automatic restart (``terminate_child``, a stop): its queued exit, its
+        retry, its backoff. If the restart is for *child*'s own exit or failed start, it is abandoned
+        for every member, as OTP's ``terminate_child`` ends a restart loop: those without a process
+        stay stopped.
+        """
+        child.restarting = False
+        child.exit_pending = None
+        group = child.group
+        if group is not None and group.cause is child:
+            for member in list(group.members):
+                self._leave_group(member)
+        self._leave_group(child)
 
     # ------------------------------------------------------------------ the admin API
 
@@ -287,6 +374,7 @@ class Supervision:
 
     def _remove(self, child: ChildRecord) -> None:
         """Forget *child*'s spec and tell the hooks."""
+        self._leave_group(child)
         self.state.remove(child)
         self.hooks.child_removed(child.event())
 
@@ -354,8 +442,7 @@ class Supervision:
         child = self._child_to_terminate(child_id)
         if child is None:
             return
-        child.restarting = False
-        child.exit_pending = None
+        self._cancel_restart(child)
         if child.proc is not None:
             yield from self.lifecycle.shutdown(child)
         if (child.spec.restart is Restart.TEMPORARY or child.anonymous) and child in self.state.children:
@@ -442,6 +529,7 @@ class Supervision:
         if self.anonymous:
             raise self._no_ids("restart_child", child_id)
         child = self.state.existing("restart_child", child_id)
+        self._leave_group(child)  # a child in BACKOFF starts now
         outcome = yield from self.lifecycle.start(child, progress=logging.DEBUG)
         if isinstance(outcome, ExitReason):
             raise self._start_error("restart_child", child, outcome)
@@ -453,7 +541,7 @@ class Supervision:
             raise self._no_ids("delete_child", child_id)
         child = self.state.existing("delete_child", child_id)
         child.exit_pending = None
-        self._remove(child)
+        self._remove(child)  # a pending restart of it (BACKOFF) is cancelled
 
     def _start_error(
         self, call: str, child: ChildRecord, reason: ExitReason, name: str | None = None

@@ -64,7 +64,9 @@ class SessionManagerHandle:
         Options are those of :class:`SessionOptions`: ``children``, ``strategy``, ``max_restarts``,
         ``max_seconds``, ``metadata``, ``restart``, ``cwd``, ``env``, ``max_memory_bytes``,
         ``max_cpu_seconds``, ``max_open_files``, ``auto_shutdown`` (with significant children, a
-        session that ends itself when its work is done and leaves the registry).
+        session that ends itself when its work is done and leaves the registry),
+        ``backoff`` (a restartable session's restart
+        delay, see :class:`~supervisor.specs.Backoff`).
 
         Raises:
             TypeError, ValueError: an unknown or bad option, named; nothing is created.
@@ -91,6 +93,7 @@ class SessionManagerHandle:
             shutdown=Shutdown.INFINITY,
             type=ChildType.SUPERVISOR,
             start_mode=StartMode.NOTIFY,
+            backoff=parsed.backoff,
         )
         self._manager.start_child(spec, timeout=timeout)
         return session_id
@@ -139,7 +142,8 @@ class SessionManagerHandle:
             return False  # the terminate request still stops it, once its start is over
         if not isinstance(info, SessionInfo) or info.status is not SessionStatus.INITIALIZING:
             return False
-        assert info.pid is not None
+        if info.pid is None:
+            return False  # waiting to be restarted (a backoff): no process, no start to interrupt
         try:
             pidfd = os.pidfd_open(info.pid)
         except ProcessLookupError:

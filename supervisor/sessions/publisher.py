@@ -92,9 +92,13 @@ class RegistryPublisher(LoopHooks):
             # restarted session is ready, which is after the hook that publishes it as ACTIVE. A
             # failed retry (the entry still INITIALIZING) is part of the same restart.
             restarts = previous.restarts + (previous.status is not SessionStatus.INITIALIZING)
+            # No pid until the restart forks one: with a backoff that may be long after this process
+            # is gone, and its pid may be reused meanwhile.
             self._write(
                 child.child_id,
-                attrs.evolve(previous, status=SessionStatus.INITIALIZING, children=(), restarts=restarts),
+                attrs.evolve(
+                    previous, pid=None, status=SessionStatus.INITIALIZING, children=(), restarts=restarts
+                ),
             )
         else:
             self._remove(child.child_id)

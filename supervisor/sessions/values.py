@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from ..specs import AutoShutdown, ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
+from ..specs import AutoShutdown, Backoff, ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
 
 __all__ = [
     "MAX_LIMIT",
@@ -61,7 +61,8 @@ class SessionInfo:
     """
     A session's registry entry.
 
-    ``pid`` is its SessionSupervisor's; ``children`` lists the session's children and their pids as of
+    ``pid`` is its SessionSupervisor's (None while a restart of the session has not forked its new
+    process yet, say during a backoff); ``children`` lists the session's children and their pids as of
     the moment the session last became ACTIVE (empty before); ``restarts`` counts automatic restarts
     of the session under the same id.
     """
@@ -148,6 +149,13 @@ def _check_auto_shutdown(_: Any, attribute: attrs.Attribute[Any], value: object)
         )
 
 
+def _check_backoff(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Backoff):
+        raise TypeError(
+            f"'backoff' must be a Backoff or None (got {value!r} that is a {type(value).__name__})"
+        )
+
+
 def _check_metadata(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     try:
         pickle.dumps(value)
@@ -204,6 +212,8 @@ class SessionOptions:
             ANY_SIGNIFICANT or ALL_SIGNIFICANT, the session ends itself (with reason *shutdown*) when
             its significant children (``ChildSpec(..., significant=True)``) have finished, and leaves
             the registry. NEVER by default, and then no child may be significant.
+        backoff: how long a restart of the session (``restart`` TRANSIENT or PERMANENT) waits; see
+            :class:`~supervisor.specs.Backoff`. None (the default) restarts it at once.
 
     Raises:
         TypeError: an option of the wrong type, named.
@@ -224,6 +234,7 @@ class SessionOptions:
     max_cpu_seconds: int | None = attrs.field(default=None, validator=_check_limit)
     max_open_files: int | None = attrs.field(default=None, validator=_check_limit)
     auto_shutdown: AutoShutdown = attrs.field(default=AutoShutdown.NEVER, validator=_check_auto_shutdown)
+    backoff: Backoff | None = attrs.field(default=None, validator=_check_backoff)
 
     def __attrs_post_init__(self) -> None:
         self.supervisor_spec()

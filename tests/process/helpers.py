@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from supervisor import ChildNotFoundError, ChildSpec, StartMode, SupervisorHandle
+from supervisor import ChildInfo, ChildNotFoundError, ChildSpec, StartMode, SupervisorHandle
 from tests.children import EventSink, report_then_sleep
 
 BARRIER_ID = "no-such-child-barrier"
@@ -46,3 +46,9 @@ def log_config(path: Any) -> dict[str, Any]:
         },
         "loggers": {"supervisor": {"level": "DEBUG", "handlers": ["file"], "propagate": False}},
     }
+
+
+def otp_fields(info: ChildInfo) -> tuple[Any, ...]:
+    """What OTP's ``which_children`` says of a child (and its start info), without the per-process
+    fields (state, restarts, last exit, start and retry times) a hand-built ChildInfo cannot know."""
+    return (info.id, info.pid, info.type, info.restart, info.restarting, info.start_info)

@@ -21,9 +21,11 @@ import pytest
 from supervisor import (
     Application,
     AutoShutdown,
+    Backoff,
     BadCombinationError,
     ChildRunningError,
     ChildSpec,
+    ChildState,
     DynamicSupervisor,
     ExitKind,
     Restart,
@@ -252,6 +254,31 @@ class TestSignificantTransient:
 
         marker.unlink()
         restarted = events.expect("started", "x")
+        os.kill(restarted, signal.SIGTERM)  # reason shutdown: normal for a transient child
+
+        assert_shut_down(handle, [*started.values(), restarted])
+
+    def test_significant_transient_all_counts_a_child_in_backoff(
+        self, start_tree: Any, events: EventSink
+    ) -> None:
+        """ALL_SIGNIFICANT: a significant child waiting out its restart's backoff still has a process."""
+        waiting = ender(
+            events, "x", Restart.TRANSIENT, "exception", backoff=Backoff(initial=3600.0, jitter=0.0)
+        )
+        specs = [waiting, ender(events, "s", Restart.TEMPORARY, "return")]
+        handle = start_tree(specs, auto_shutdown=AutoShutdown.ALL_SIGNIFICANT)
+        started = events.expect_all("started", {"x", "s"})
+        end(started["x"])  # crashes: its restart waits an hour
+
+        end(started["s"])
+        settle(handle)
+
+        assert not handle.stopped
+        [info] = handle.which_children()
+        assert (info.id, info.state) == ("x", ChildState.BACKOFF)
+
+        restarted = handle.restart_child("x")  # cuts through the wait
+        assert restarted == events.expect("started", "x")
         os.kill(restarted, signal.SIGTERM)  # reason shutdown: normal for a transient child
 
         assert_shut_down(handle, [*started.values(), restarted])
