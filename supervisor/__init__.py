@@ -8,6 +8,7 @@ from ._child import ignore_start, notify_ready
 from ._root import DynamicSupervisor, Supervisor
 from .errors import (
     AuthenticationError,
+    BadCombinationError,
     CallTimeout,
     ChildNotFoundError,
     ChildNotRunningError,
@@ -39,6 +40,7 @@ from .sessions.values import (
 )
 from .specs import (
     IGNORE,
+    AutoShutdown,
     Backoff,
     ChildSpec,
     ChildType,
@@ -55,7 +57,9 @@ __all__ = [
     "MIN_MEMORY_BYTES",
     "Application",
     "AuthenticationError",
+    "AutoShutdown",
     "Backoff",
+    "BadCombinationError",
     "CallTimeout",
     "ChildCounts",
     "ChildInfo",

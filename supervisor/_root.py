@@ -34,7 +34,7 @@ from ._protocol import KIND_DYNAMIC, KIND_SIMPLE, KIND_STATIC
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
-from .specs import ChildSpec, DynamicSupervisorSpec, Ignore, InitCall, Strategy, SupervisorSpec
+from .specs import AutoShutdown, ChildSpec, DynamicSupervisorSpec, Ignore, InitCall, Strategy, SupervisorSpec
 
 __all__ = ["DynamicSupervisor", "Supervisor", "check_environment"]
 
@@ -218,13 +218,15 @@ class Supervisor:
         *,
         logging_config: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
     ) -> SupervisorHandle:
         """
         Start a root supervisor process with *children*, each started and ready before the next.
 
         Blocks until every child is ready. The tree lives until :meth:`SupervisorHandle.stop`, until it
-        gives up after more than *max_restarts* restarts within *max_seconds*, or until the calling
-        process dies, whichever comes first; it never outlives the caller.
+        gives up after more than *max_restarts* restarts within *max_seconds*, until its significant
+        children end (*auto_shutdown*), or until the calling process dies, whichever comes first; it
+        never outlives the caller. :meth:`SupervisorHandle.wait` blocks until it has exited.
 
         Args:
             logging_config: a :func:`logging.config.dictConfig` dict applied in the root supervisor
@@ -234,6 +236,9 @@ class Supervisor:
                 ``/proc/<pid>/environ``, its ``os.environ`` and those of every process below it
                 (all forked from it) hold these variables and nothing of the caller's. By default
                 (None) the tree inherits the caller's whole environment, as :mod:`subprocess` does.
+            auto_shutdown: whether the end of the root's significant children (``ChildSpec(...,
+                significant=True)``) stops the tree, with exit reason *shutdown*; see
+                :class:`AutoShutdown`. NEVER by default, and then no child may be significant.
 
         Call it under ``if __name__ == "__main__":`` in a script: the root is spawned, a new Python
         interpreter that imports the main module before it runs, and a start at import time would
@@ -241,6 +246,8 @@ class Supervisor:
 
         Raises:
             TypeError, ValueError: an invalid argument; nothing is started.
+            BadCombinationError: a significant child while *auto_shutdown* is NEVER (a
+                ``ValueError``); nothing is started.
             SupervisorGoneError: the root died while starting; the message says why when it knows
                 (the main module lacks the ``if __name__ == "__main__":`` guard).
             StartError: a child failed to start; the children already started were stopped in
@@ -248,7 +255,11 @@ class Supervisor:
         """
         _refuse_start_while_importing_main()
         spec = SupervisorSpec(
-            children=children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
+            children=children,
+            strategy=strategy,
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            auto_shutdown=auto_shutdown,
         )
         kind = KIND_SIMPLE if spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE else KIND_STATIC
         handle = _start_root(spec, logging_config, env, kind)

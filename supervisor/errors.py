@@ -1,7 +1,9 @@
 """
 Every error the package raises about the state of a tree, under one base class.
 
-Bad arguments are not here: they raise plain ``TypeError`` or ``ValueError`` naming the argument.
+Bad arguments are not here: they raise plain ``TypeError`` or ``ValueError`` naming the argument
+(but for :class:`BadCombinationError`, a ``ValueError`` that ``start_child`` can also raise from the
+supervisor, as its check needs the supervisor's flags).
 Each class keeps its details as attributes and round-trips through pickle, because errors are raised
 in a supervisor process and re-raised at the caller of a handle. This module imports nothing from
 the package except, lazily, the exit-reason type it mentions in annotations.
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "BadCombinationError",
     "CallTimeout",
     "ChildNotFoundError",
     "ChildNotRunningError",
@@ -161,6 +164,26 @@ class SessionNotFoundError(SupervisorError, LookupError):
     def __init__(self, message: str, session_id: str) -> None:
         super().__init__(message)
         self.session_id = session_id
+
+
+class BadCombinationError(SupervisorError, ValueError):
+    """
+    Settings that are each valid but not together (OTP's ``bad_combination``): a significant child
+    that is permanent, or a significant child under a supervisor whose ``auto_shutdown`` is NEVER.
+
+    Raised where the combination is made: when a :class:`~supervisor.ChildSpec` or a supervisor's
+    spec is built (``Supervisor.start``, ``ChildSpec.supervisor``, ``create_session``), or by
+    ``start_child`` on a supervisor whose ``auto_shutdown`` is NEVER; nothing is started.
+    ``combination`` holds the clashing settings as ``(name, value)`` pairs; ``child_id`` names the
+    child (None when the settings are a supervisor's own).
+    """
+
+    def __init__(
+        self, message: str, combination: tuple[tuple[str, object], ...], child_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.combination = combination
+        self.child_id = child_id
 
 
 class SimpleOneForOneError(SupervisorError):

@@ -139,6 +139,29 @@ class SupervisorHandle:
             return None
         return self._root.exit_reason
 
+    def wait(self, timeout: float | None = None) -> ExitReason | None:
+        """
+        Wait until the root supervisor exits on its own; return its exit reason (None at *timeout*).
+
+        Blocks until the root has exited and been reaped, or *timeout* seconds (None: as long as it
+        takes). A tree exits on its own when it gives up after too many restarts, or when its
+        significant children end (``auto_shutdown``): the reason is then *shutdown*. Does not stop
+        the tree; :meth:`stop` (or leaving the ``with`` block) still releases the handle.
+
+        Raises:
+            TypeError, ValueError: *timeout* is not seconds >= 0 or None.
+            RuntimeError: this handle did not start the tree (only :meth:`Supervisor.start`'s does).
+        """
+        deadline = deadline_from("timeout", timeout)
+        if self._root is None:
+            raise RuntimeError(
+                f"wait: only the handle returned by Supervisor.start can wait for its root to exit "
+                f"(this is a handle of supervisor {self._path})"
+            )
+        if not self._root.collect(remaining(deadline)):
+            return None
+        return self._root.exit_reason
+
     # ------------------------------------------------------------------ the admin API
 
     def start_child(self, *args: Any, timeout: float | None = None) -> int | None:

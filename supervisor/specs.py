@@ -18,10 +18,12 @@ from typing import Any
 import attrs
 
 from ._entrypoint import EntryPoint
+from .errors import BadCombinationError
 
 __all__ = [
     "IGNORE",
     "NESTED_SUPERVISOR_FROM",
+    "AutoShutdown",
     "Backoff",
     "ChildSpec",
     "ChildType",
@@ -69,6 +71,23 @@ class Strategy(enum.Enum):
     REST_FOR_ONE = "rest_for_one"
     SIMPLE_ONE_FOR_ONE = "simple_one_for_one"
     """One child spec, the template; ``start_child(*extra_args)`` starts children from it (OTP's)."""
+
+
+class AutoShutdown(enum.Enum):
+    """
+    Whether a supervisor stops itself when its significant children end (OTP 24's ``auto_shutdown``).
+
+    Only a significant child's own exit that is not restarted counts: a transient one exiting with
+    reason *normal* or *shutdown*, or a temporary one exiting in any way. A ``terminate_child``, a
+    sibling stopped by a one_for_all or rest_for_one restart, or the supervisor's own stop do not.
+    """
+
+    NEVER = "never"
+    """Never (the default); no child may be significant."""
+    ANY_SIGNIFICANT = "any_significant"
+    """Stop, with reason *shutdown*, when any significant child ends."""
+    ALL_SIGNIFICANT = "all_significant"
+    """Stop, with reason *shutdown*, once no significant child has a process (a restarting one has)."""
 
 
 class StartMode(enum.Enum):
@@ -175,6 +194,11 @@ def _validate_shutdown(_: Any, attribute: attrs.Attribute[Any], value: object) -
         raise ValueError(f"'{attribute.name}' must be {expected} (got {value!r})")
 
 
+def _validate_significant(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise _fail_type(attribute.name, "a bool", value)
+
+
 def _validate_start_timeout(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
@@ -270,11 +294,15 @@ class ChildSpec:
         start_mode: when the child counts as ready; see :class:`StartMode`.
         start_timeout: with ``StartMode.NOTIFY``, seconds to wait for readiness before the child is
             killed and the start fails; ``None`` waits for ever, as OTP does.
+        significant: the child's own end may stop its supervisor, as the supervisor's
+            :class:`AutoShutdown` says. Only for a TRANSIENT or TEMPORARY child, and only under a
+            supervisor whose ``auto_shutdown`` is not NEVER.
         backoff: how long an automatic restart waits (see :class:`Backoff`); ``None`` (the
             default) restarts at once, as OTP does. Ignored for a temporary child (never restarted).
 
     Raises:
         TypeError, ValueError: a field is invalid; the message names it.
+        BadCombinationError: *significant* with ``Restart.PERMANENT`` (a ``ValueError``).
     """
 
     id: str = attrs.field(validator=_validate_id)
@@ -288,9 +316,17 @@ class ChildSpec:
     start_timeout: float | None = attrs.field(
         default=None, converter=_to_seconds, validator=_validate_start_timeout
     )
+    significant: bool = attrs.field(default=False, validator=_validate_significant)
     backoff: Backoff | None = attrs.field(default=None, validator=_validate_backoff)
 
     def __attrs_post_init__(self) -> None:
+        if self.significant and self.restart is Restart.PERMANENT:
+            raise BadCombinationError(
+                f"bad combination for child {self.id!r}: restart=Restart.PERMANENT with significant=True "
+                "(a significant child must be TRANSIENT or TEMPORARY: a permanent one never ends on its own)",
+                (("restart", Restart.PERMANENT), ("significant", True)),
+                self.id,
+            )
         if self.shutdown is None:
             default = Shutdown.INFINITY if self.type is ChildType.SUPERVISOR else DEFAULT_WORKER_SHUTDOWN
             object.__setattr__(self, "shutdown", default)
@@ -308,6 +344,8 @@ class ChildSpec:
         *,
         restart: Restart = Restart.PERMANENT,
         shutdown: float | Shutdown = Shutdown.INFINITY,
+        auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+        significant: bool = False,
         backoff: Backoff | None = None,
     ) -> ChildSpec:
         """
@@ -315,10 +353,22 @@ class ChildSpec:
 
         It is restarted like any child (after *backoff*, if given: see :class:`Backoff`); it is ready
         once all its children are. The spec carries the nested :class:`SupervisorSpec` as its only
-        argument; the engine runs it.
+        argument; the engine runs it. *auto_shutdown* is the nested supervisor's own (see
+        :class:`AutoShutdown`); *significant* is this child's in its parent: a significant nested
+        supervisor that stops itself (with reason *shutdown*) may stop its parent in turn, if it is
+        TRANSIENT or TEMPORARY.
+
+        Raises:
+            TypeError, ValueError: a bad argument, named (the nested flags and children included).
+            BadCombinationError: a significant child under ``AutoShutdown.NEVER``, or *significant*
+                with ``Restart.PERMANENT``.
         """
         nested = SupervisorSpec(
-            children=tuple(children), strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
+            children=tuple(children),
+            strategy=strategy,
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            auto_shutdown=auto_shutdown,
         )
         return cls(
             id=id,
@@ -328,6 +378,7 @@ class ChildSpec:
             shutdown=shutdown,
             type=ChildType.SUPERVISOR,
             start_mode=StartMode.NOTIFY,
+            significant=significant,
             backoff=backoff,
         )
 
@@ -466,13 +517,21 @@ class SupervisorSpec:
     A supervisor's children and flags.
 
     More than *max_restarts* restarts within *max_seconds* makes the supervisor stop all its children
-    and exit with reason *shutdown* (OTP's restart intensity; Elixir's defaults).
+    and exit with reason *shutdown* (OTP's restart intensity; Elixir's defaults). *auto_shutdown*
+    says whether the end of its significant children stops it (see :class:`AutoShutdown`).
+
+    Raises:
+        TypeError, ValueError: a bad child list or flag, named.
+        BadCombinationError: a significant child while *auto_shutdown* is ``AutoShutdown.NEVER``.
     """
 
     children: tuple[ChildSpec, ...] = attrs.field(converter=_to_children)
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, validator=_validate_enum(Strategy))
     max_restarts: int = attrs.field(default=3, validator=_validate_max_restarts)
     max_seconds: float = attrs.field(default=5.0, converter=_to_seconds, validator=_validate_max_seconds)
+    auto_shutdown: AutoShutdown = attrs.field(
+        default=AutoShutdown.NEVER, validator=_validate_enum(AutoShutdown)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE and len(self.children) != 1:
@@ -481,6 +540,40 @@ class SupervisorSpec:
                 "'children' must be exactly one ChildSpec, the template, with Strategy.SIMPLE_ONE_FOR_ONE "
                 f"(OTP's bad_start_spec) (got {len(self.children)}: {ids})"
             )
+        if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE and self.auto_shutdown is not AutoShutdown.NEVER:
+            # OTP's significant_simple: its children are anonymous and many, none can be significant.
+            raise BadCombinationError(
+                "bad combination: strategy=Strategy.SIMPLE_ONE_FOR_ONE with "
+                f"auto_shutdown={self.auto_shutdown} (a simple_one_for_one supervisor takes only "
+                "AutoShutdown.NEVER, and no significant child)",
+                (("strategy", Strategy.SIMPLE_ONE_FOR_ONE), ("auto_shutdown", self.auto_shutdown)),
+            )
+        kind = "simple_one_for_one supervisor" if self.strategy is Strategy.SIMPLE_ONE_FOR_ONE else None
+        for child in self.children:
+            check_significant(child, self.auto_shutdown, kind)
+
+
+def check_significant(spec: ChildSpec, auto_shutdown: AutoShutdown, kind: str | None = None) -> None:
+    """
+    Refuse *spec* as a child of a supervisor whose ``auto_shutdown`` is *auto_shutdown*, if it is
+    significant there while that is NEVER (OTP's ``bad_combination``). *kind* names a supervisor
+    that only takes NEVER (``"DynamicSupervisor"``), for the message. Does not block.
+
+    Raises:
+        BadCombinationError: naming the child and the two settings.
+    """
+    if not spec.significant or auto_shutdown is not AutoShutdown.NEVER:
+        return
+    if kind is None:
+        why = "a significant child needs ANY_SIGNIFICANT or ALL_SIGNIFICANT"
+    else:
+        why = f"a {kind} takes no significant child: its auto_shutdown is always NEVER"
+    raise BadCombinationError(
+        f"bad combination for child {spec.id!r}: significant=True under a supervisor with "
+        f"auto_shutdown=AutoShutdown.NEVER ({why})",
+        (("auto_shutdown", AutoShutdown.NEVER), ("significant", True)),
+        spec.id,
+    )
 
 
 def _validate_max_children(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -528,6 +621,11 @@ class DynamicSupervisorSpec:
     def children(self) -> tuple[ChildSpec, ...]:
         """Always empty: a DynamicSupervisor starts with no children."""
         return ()
+
+    @property
+    def auto_shutdown(self) -> AutoShutdown:
+        """Always ``AutoShutdown.NEVER``, as Elixir's DynamicSupervisor: it takes no significant child."""
+        return AutoShutdown.NEVER
 
 
 def _validate_init(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -22,7 +22,9 @@ from typing import Any
 
 from supervisor import (
     IGNORE,
+    AutoShutdown,
     ChildSpec,
+    Restart,
     ShutdownExit,
     StartMode,
     Strategy,
@@ -419,6 +421,22 @@ def sleep_with(*args: Any, **kwargs: Any) -> None:
     sleep_forever()
 
 
+def end_on_sigusr1(path: str, key: Any, how: str) -> None:
+    """
+    Become ready, report ``started``, and run until SIGUSR1 comes; then end as ``EXITS[how]``.
+
+    SIGUSR1 is blocked before ``started`` is reported, so a test may send it as soon as it has the pid.
+    A stop by the supervisor (SIGTERM) before that ends the child with reason *shutdown*, as usual.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    notify_ready()
+    emit(path, "started", key)
+    # sigwaitinfo, not sigwait: glibc's sigwait resumes after a handled SIGTERM, so the handler's
+    # ShutdownExit would wait for SIGUSR1; sigwaitinfo returns EINTR and Python raises it.
+    signal.sigwaitinfo({signal.SIGUSR1})
+    EXITS[how]()
+
+
 # ------------------------------------------------------------------ start info and init functions
 
 
@@ -497,3 +515,17 @@ def notify_with_info_only_this_process_loads() -> None:
     """Become ready with a start info that loads in this process but not in its supervisor."""
     notify_ready(LoadsOnlyHere())
     sleep_forever()
+
+
+def init_significant(path: str, mode_name: str) -> SupervisorSpec:
+    """An init function: a worker ``a`` and a significant transient :func:`end_on_sigusr1` child ``s``."""
+    significant = ChildSpec(
+        "s",
+        end_on_sigusr1,
+        args=(path, "s", "return"),
+        restart=Restart.TRANSIENT,
+        start_mode=StartMode.NOTIFY,
+        significant=True,
+    )
+    worker = ChildSpec("a", report_then_sleep, args=(path, "a"), start_mode=StartMode.NOTIFY)
+    return SupervisorSpec([worker, significant], auto_shutdown=AutoShutdown[mode_name])

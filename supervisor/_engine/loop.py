@@ -274,7 +274,8 @@ class SupervisorProcess:
             self.scheduler.enqueue(key, Pending(job, conn))
 
     def _job_done(self, pending: Pending) -> None:
-        if self.supervision.giving_up and not self.supervision.stopping:
+        must_stop = self.supervision.giving_up or self.supervision.auto_shutting_down
+        if must_stop and not self.supervision.stopping:
             self._begin_stop(None)
 
     def _job_crashed(self, pending: Pending) -> None:

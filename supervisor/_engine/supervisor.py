@@ -3,10 +3,11 @@ OTP's supervisor semantics over OS processes: init, exits and restarts, the admi
 
 The decisions are OTP's exactly: which exits restart (``_strategy.should_restart``), which children a
 restart touches (``_strategy.restart_set``), the restart intensity (``_intensity.add_restart``), the
-temporary-bystander rule, and escalation by giving up (the loop then stops the supervisor, which
-exits with reason *shutdown*). Each decision that waits on children is a job; a failed automatic
-restart queues its retry behind everything already queued (OTP's ``try_again_restart``), so a
-``stop`` or a ``terminate_child`` cuts through a restart loop.
+temporary-bystander rule, escalation by giving up, and auto_shutdown when significant children end
+(in both cases the loop then stops the supervisor, which exits with reason *shutdown*). Each
+decision that waits on children is a job; a failed automatic restart queues its retry behind
+everything already queued (OTP's ``try_again_restart``), so a ``stop`` or a ``terminate_child``
+cuts through a restart loop.
 
 A child with a :class:`~supervisor.specs.Backoff` may wait before its automatic restart (the delay is
 ``_backoff.restart_delay``). The restart is counted toward the intensity first, when the exit is
@@ -55,7 +56,7 @@ from ..errors import (
 )
 from ..info import ChildInfo
 from ..reasons import ExitReason
-from ..specs import ChildSpec, DynamicSupervisorSpec, Restart, Strategy
+from ..specs import AutoShutdown, ChildSpec, DynamicSupervisorSpec, Restart, Strategy, check_significant
 from .hooks import LoopHooks
 from .jobs import Job, Pending, Scheduler, Wait, all_of
 from .lifecycle import IGNORED, Lifecycle
@@ -71,8 +72,9 @@ class Supervision:
     OTP's ``supervisor`` callbacks for one supervisor: what to start, restart, stop and forget.
 
     ``stopping`` is set by the loop when the supervisor begins to stop (exits are then no longer
-    handled); ``giving_up`` is set here when the restart intensity is exceeded, and the loop stops
-    the supervisor once the job that set it has ended; ``start_error`` is the initial start's failure.
+    handled); ``giving_up`` is set here when the restart intensity is exceeded, and
+    ``auto_shutting_down`` when a significant child's end triggers auto_shutdown: the loop stops the
+    supervisor once the job that set either has ended; ``start_error`` is the initial start's failure.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Supervision:
         self.hooks = hooks
         self.stopping = False
         self.giving_up = False
+        self.auto_shutting_down = False
         self.start_error: StartError | None = None
         self.random = random.Random()  # seeded in this process: forked supervisors jitter apart
         self.simple = self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE
@@ -210,8 +213,40 @@ class Supervision:
         if not restart:
             if child.spec.restart is Restart.TEMPORARY or child.anonymous:
                 self._remove(child)
+            self._auto_shutdown(child, reason)
             return
         yield from self._restart(child)
+
+    def _auto_shutdown(self, ended: ChildRecord, reason: ExitReason) -> None:
+        """
+        OTP's ``do_auto_shutdown``: *ended*, a child that exited on its own and will not be restarted,
+        stops the supervisor if it is significant and ``auto_shutdown`` says so.
+
+        ALL_SIGNIFICANT waits until no significant child has a process: a running one, one being
+        restarted (a retry, or a restart waiting out its backoff: OTP's ``restarting``), or one whose
+        exit is still queued (in OTP, its ``'EXIT'`` is still in the mailbox and its pid still in the
+        state) all have one.
+        """
+        mode = self.spec.auto_shutdown
+        if mode is AutoShutdown.NEVER or not ended.spec.significant:
+            return
+        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
+            c.spec.significant
+            and (c.proc is not None or c.restarting or c.exit_pending is not None or c.group is not None)
+            for c in self.state.children
+            if c is not ended
+        ):
+            return
+        # Not an error: OTP's supervisor stops with reason shutdown and writes no report of its own.
+        log_report(
+            self.tree.path,
+            "auto_shutdown",
+            ended.spec,
+            None,
+            logging.INFO,
+            f"{reason.describe()}; significant, auto_shutdown={mode.value}: stopping with reason shutdown",
+        )
+        self.auto_shutting_down = True
 
     def _retry_job(self, child: ChildRecord) -> Job:
         if child in self.state.children and child.restarting:
@@ -357,6 +392,7 @@ class Supervision:
                 "its template, with extra args (start_child(*extra_args)), not from a ChildSpec",
                 "start_child",
             )
+        check_significant(spec, self.spec.auto_shutdown, "DynamicSupervisor" if self.dynamic else None)
         if not self.anonymous:
             self.state.check_new(spec.id)
         record = ChildRecord(spec)

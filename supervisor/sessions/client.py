@@ -63,11 +63,15 @@ class SessionManagerHandle:
 
         Options are those of :class:`SessionOptions`: ``children``, ``strategy``, ``max_restarts``,
         ``max_seconds``, ``metadata``, ``restart``, ``cwd``, ``env``, ``max_memory_bytes``,
-        ``max_cpu_seconds``, ``max_open_files``, ``backoff`` (a restartable session's restart
+        ``max_cpu_seconds``, ``max_open_files``, ``auto_shutdown`` (with significant children, a
+        session that ends itself when its work is done and leaves the registry),
+        ``backoff`` (a restartable session's restart
         delay, see :class:`~supervisor.specs.Backoff`).
 
         Raises:
             TypeError, ValueError: an unknown or bad option, named; nothing is created.
+            BadCombinationError: a significant child without ``auto_shutdown`` (a ValueError);
+                nothing is created.
             StartError: a child of the session failed to start; nothing is left behind. Its
                 ``__cause__`` chain ends with the child's own exception and remote traceback.
             CallTimeout: not created within *timeout* seconds; the session may still be created.

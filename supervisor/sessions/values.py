@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from ..specs import Backoff, ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
+from ..specs import AutoShutdown, Backoff, ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
 
 __all__ = [
     "MAX_LIMIT",
@@ -142,6 +142,13 @@ def _check_restart(_: Any, attribute: attrs.Attribute[Any], value: object) -> No
         raise TypeError(f"'restart' must be a Restart (got {value!r} that is a {type(value).__name__})")
 
 
+def _check_auto_shutdown(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, AutoShutdown):
+        raise TypeError(
+            f"'auto_shutdown' must be an AutoShutdown (got {value!r} that is a {type(value).__name__})"
+        )
+
+
 def _check_backoff(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not isinstance(value, Backoff):
         raise TypeError(
@@ -201,6 +208,10 @@ class SessionOptions:
             RLIMIT_NOFILE) of each process of the session, the SessionSupervisor included: each an
             int from 1 (``max_memory_bytes``: :data:`MIN_MEMORY_BYTES`, 64 MiB) to the calling
             process's hard limit (:class:`LimitCeilings`; ``2**63 - 1`` where it is unlimited).
+        auto_shutdown: the SessionSupervisor's :class:`~supervisor.AutoShutdown`: with
+            ANY_SIGNIFICANT or ALL_SIGNIFICANT, the session ends itself (with reason *shutdown*) when
+            its significant children (``ChildSpec(..., significant=True)``) have finished, and leaves
+            the registry. NEVER by default, and then no child may be significant.
         backoff: how long a restart of the session (``restart`` TRANSIENT or PERMANENT) waits; see
             :class:`~supervisor.specs.Backoff`. None (the default) restarts it at once.
 
@@ -208,6 +219,7 @@ class SessionOptions:
         TypeError: an option of the wrong type, named.
         ValueError: an option out of its range, named (an ``env`` name with "=" or NUL, a limit
             above the hard limit...). Nothing is started: validation runs in the calling process.
+        BadCombinationError: a significant child while *auto_shutdown* is NEVER (a ValueError).
     """
 
     children: tuple[ChildSpec, ...] = attrs.field(default=(), converter=_to_children)
@@ -221,6 +233,7 @@ class SessionOptions:
     max_memory_bytes: int | None = attrs.field(default=None, validator=_check_limit)
     max_cpu_seconds: int | None = attrs.field(default=None, validator=_check_limit)
     max_open_files: int | None = attrs.field(default=None, validator=_check_limit)
+    auto_shutdown: AutoShutdown = attrs.field(default=AutoShutdown.NEVER, validator=_check_auto_shutdown)
     backoff: Backoff | None = attrs.field(default=None, validator=_check_backoff)
 
     def __attrs_post_init__(self) -> None:
@@ -233,6 +246,7 @@ class SessionOptions:
             strategy=self.strategy,
             max_restarts=self.max_restarts,
             max_seconds=self.max_seconds,
+            auto_shutdown=self.auto_shutdown,
         )
 
     @classmethod

@@ -11,6 +11,7 @@ import supervisor
 from supervisor import errors
 from supervisor.errors import (
     AuthenticationError,
+    BadCombinationError,
     CallTimeout,
     ChildNotFoundError,
     ChildNotRunningError,
@@ -28,6 +29,7 @@ from supervisor.errors import (
     UnreadableRequestError,
 )
 from supervisor.reasons import ExitReason
+from supervisor.specs import Restart
 
 from .. import children
 
@@ -69,6 +71,12 @@ EXAMPLES: list[tuple[SupervisorError, dict[str, Any]]] = [
     ),
     (RegistryUnavailableError("registry did not answer"), {}),
     (SessionNotFoundError("no session 's1'", "s1"), {"session_id": "s1"}),
+    (
+        BadCombinationError(
+            "bad combination for child 'w'", (("restart", Restart.PERMANENT), ("significant", True)), "w"
+        ),
+        {"combination": (("restart", Restart.PERMANENT), ("significant", True)), "child_id": "w"},
+    ),
     (
         UnreadableRequestError("start_child: could not read the request", "ModuleNotFoundError: late"),
         {"why": "ModuleNotFoundError: late"},
@@ -164,6 +172,7 @@ class TestHierarchy:
             (ChildNotFoundError, LookupError),
             (SessionNotFoundError, LookupError),
             (DuplicateChildError, ValueError),
+            (BadCombinationError, ValueError),
         ],
     )
     def test_refines_a_builtin(self, cls: type[SupervisorError], builtin: type[Exception]) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from supervisor import (
+    AutoShutdown,
+    BadCombinationError,
     ChildSpec,
     ChildType,
     Restart,
@@ -40,6 +42,7 @@ class TestChildSpecDefaults:
         assert ChildType.WORKER is built.type
         assert StartMode.IMMEDIATE is built.start_mode
         assert built.start_timeout is None
+        assert built.significant is False
 
     def test_supervisor_type_defaults_to_infinity_shutdown(self) -> None:
         """A child of type SUPERVISOR defaults to Shutdown.INFINITY."""
@@ -156,6 +159,7 @@ class TestSupervisorSpec:
         assert Strategy.ONE_FOR_ONE is built.strategy
         assert built.max_restarts == 3
         assert built.max_seconds == 5.0
+        assert AutoShutdown.NEVER is built.auto_shutdown
 
     def test_children_list_becomes_tuple_in_order(self) -> None:
         """Children keep their order and are stored as a tuple."""
@@ -289,6 +293,7 @@ class TestPickling:
             shutdown=Shutdown.BRUTAL_KILL,
             start_mode=StartMode.NOTIFY,
             start_timeout=2.5,
+            significant=True,
         )
 
         assert built == pickle.loads(pickle.dumps(built))
@@ -301,6 +306,52 @@ class TestPickling:
 
         assert built == copy
         assert built.nested == copy.nested
+
+
+class TestSignificant:
+    @pytest.mark.parametrize("restart", [Restart.TRANSIENT, Restart.TEMPORARY])
+    @pytest.mark.parametrize("mode", [AutoShutdown.ANY_SIGNIFICANT, AutoShutdown.ALL_SIGNIFICANT])
+    def test_a_significant_child_is_accepted_under_auto_shutdown(
+        self, restart: Restart, mode: AutoShutdown
+    ) -> None:
+        """A transient or temporary significant child fits a supervisor with auto_shutdown."""
+        child = spec(restart=restart, significant=True)
+
+        built = SupervisorSpec(children=[child], auto_shutdown=mode)
+
+        assert (built.children, built.auto_shutdown) == ((child,), mode)
+
+    def test_the_permanent_combination_is_refused_before_the_never_one(self) -> None:
+        """A permanent significant child is refused as it is built, whatever its supervisor."""
+        with pytest.raises(BadCombinationError) as info:
+            spec(significant=True)
+
+        assert ("restart", Restart.PERMANENT) in info.value.combination
+
+    def test_a_significant_child_under_never_is_refused_naming_it(self) -> None:
+        """SupervisorSpec refuses a significant child when its auto_shutdown is NEVER; the error pickles."""
+        with pytest.raises(BadCombinationError, match="child 'worker'") as info:
+            SupervisorSpec(children=[spec(restart=Restart.TEMPORARY, significant=True)])
+
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert (copy.child_id, copy.combination) == (
+            "worker",
+            (("auto_shutdown", AutoShutdown.NEVER), ("significant", True)),
+        )
+
+    def test_nested_supervisor_carries_both_settings(self) -> None:
+        """ChildSpec.supervisor puts auto_shutdown in the nested spec and significant on the child."""
+        built = ChildSpec.supervisor(
+            "sub",
+            [spec(restart=Restart.TRANSIENT, significant=True)],
+            restart=Restart.TEMPORARY,
+            auto_shutdown=AutoShutdown.ALL_SIGNIFICANT,
+            significant=True,
+        )
+
+        assert built.significant is True
+        assert built.nested is not None
+        assert AutoShutdown.ALL_SIGNIFICANT is built.nested.auto_shutdown
 
 
 def test_integer_durations_become_float_seconds() -> None:
