@@ -164,7 +164,7 @@ class TestRestartChild:
         assert info.value.child_id == "a"
         assert pids(handle) == old
 
-    def test_failed_restart_child_leaves_the_spec_stopped(
+    def test_sup_start_restart_child_returns_error_leaves_the_spec_stopped(
         self, start_tree, events: EventSink, tmp_path: Path
     ) -> None:
         """A failing ``restart_child`` raises StartError; the spec stays, not running, and can be retried."""

@@ -52,7 +52,9 @@ class TestGivingUp:
         assert wait_gone([handle.pid], HANG_TIMEOUT) == []
         assert handle.exit_reason.kind is ExitKind.SHUTDOWN
 
-    def test_restarts_spaced_wider_than_max_seconds_never_trip(self, start_tree, events: EventSink) -> None:
+    def test_multiple_restarts_spaced_wider_than_max_seconds_never_trip(
+        self, start_tree, events: EventSink
+    ) -> None:
         """A child that takes longer than max_seconds to start again can die any number of times."""
         spec = ChildSpec("x", slow_start, args=(events.path, "x", 0.5), start_mode=StartMode.NOTIFY)
         handle = start_tree([spec], max_restarts=1, max_seconds=0.3)

@@ -140,7 +140,7 @@ class TestHangingRestartLoop:
         assert events.expect("stopping", "c") == loop.started["c"]
         assert events.expect("stopping", "a") == loop.started["a"]
 
-    def test_failing_restarts_count_toward_intensity(
+    def test_one_for_one_escalation_failing_restarts_count_toward_intensity(
         self, start_tree, events: EventSink, log_file: LogFile, tmp_path: Path
     ) -> None:
         """Each retry counts: with max_restarts=3 the supervisor gives up and exits shutdown."""
@@ -168,7 +168,7 @@ class TestHangingRestartLoop:
 
 
 class TestGroupRetry:
-    def test_one_for_all_retry_restarts_the_whole_group(
+    def test_one_for_all_other_child_fails_restart_retry_restarts_the_whole_group(
         self, start_tree, events: EventSink, log_file: LogFile, tmp_path: Path
     ) -> None:
         """When x fails in a one_for_all group restart, the retry restarts a again, then all come up."""
@@ -185,7 +185,7 @@ class TestGroupRetry:
         assert pids(loop.handle) == {"a": a_pids[-1], "x": up["x"], "c": up["c"]}
         assert wait_gone(a_pids[:-1], HANG_TIMEOUT) == []
 
-    def test_rest_for_one_retry_starts_from_the_failed_child(
+    def test_rest_for_one_other_child_fails_restart_retry_starts_from_it(
         self, start_tree, events: EventSink, log_file: LogFile, tmp_path: Path
     ) -> None:
         """When x fails in a rest_for_one group restart, the retry starts x and c only; a keeps its pid."""

@@ -95,9 +95,7 @@ class TestTemporary:
         assert pid == events.expect("started", "x")
         assert pids(handle) == {"x": pid}
 
-    def test_temporary_childs_start_arguments_are_forgotten_once_it_started(
-        self, start_tree, events: EventSink
-    ) -> None:
+    def test_do_not_save_start_parameters_for_temporary_children(self, start_tree, events: EventSink) -> None:
         """The supervisor drops a running temporary child's args and kwargs (OTP never stores them)."""
         handle = start_tree([])
         spec = ChildSpec(

@@ -95,7 +95,9 @@ class TestShutdownSpecs:
         assert [events.next()[1] for _ in range(2)] == ["c", "a"]
         assert "shutdown_error" not in log_file.read()
 
-    def test_infinity_waits_for_a_slow_child(self, start_tree, events: EventSink, log_file: LogFile) -> None:
+    def test_sup_stop_infinity_waits_for_a_slow_child(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
         """An ``INFINITY`` child is never killed: its slow cleanup completes before the supervisor exits."""
         spec = ChildSpec(
             "slow",
@@ -111,6 +113,7 @@ class TestShutdownSpecs:
 
         assert [events.next()[:2] for _ in range(2)] == [("stopping", "slow"), ("cleaned", "slow")]
         assert "shutdown_error" not in log_file.read()
+        assert ExitKind.SHUTDOWN is handle.exit_reason.kind
 
     def test_numeric_shutdown_kills_a_slow_child_at_its_deadline(
         self, start_tree, events: EventSink, log_file: LogFile
@@ -206,7 +209,7 @@ class TestSigterm:
 
 
 class TestProgressLog:
-    def test_init_starts_log_at_info_and_api_starts_at_debug(
+    def test_external_start_no_progress_log_api_starts_log_only_at_debug(
         self, start_tree, events: EventSink, log_file: LogFile
     ) -> None:
         """Starts at init and automatic restarts are logged at INFO; ``start_child`` starts only at DEBUG."""

@@ -105,6 +105,9 @@ class TestChildSpecValidation:
             ("shutdown", math.nan, ValueError),
             ("shutdown", math.inf, ValueError),
             ("type", "worker", TypeError),
+            ("type", Restart.PERMANENT, TypeError),
+            ("significant", 1, TypeError),
+            ("significant", "true", TypeError),
             ("start_mode", "notify", TypeError),
             ("start_mode", None, TypeError),
             ("start_timeout", "1", TypeError),
@@ -114,7 +117,7 @@ class TestChildSpecValidation:
             ("start_timeout", math.inf, ValueError),
         ],
     )
-    def test_invalid_field_raises_naming_the_field(
+    def test_child_specs_map_invalid_field_raises_naming_the_field(
         self, field: str, value: Any, error: type[Exception]
     ) -> None:
         """A bad field raises TypeError (wrong type) or ValueError (bad value) whose message names it."""
@@ -123,6 +126,19 @@ class TestChildSpecValidation:
 
         assert type(info.value) is error
         assert f"'{field}'" in str(info.value)
+
+    def test_child_specs_map_missing_or_unknown_key_is_a_type_error_naming_it(self) -> None:
+        """
+        OTP's ``missing_id``/``missing_start`` are TypeErrors naming the missing argument. OTP ignores an
+        unknown key of a spec map; Python keyword arguments cannot ignore one: a TypeError names it.
+        """
+        for kwargs, name in (
+            ({"start": children.sleep_forever}, "'id'"),
+            ({"id": "x"}, "'start'"),
+            ({"id": "x", "start": children.sleep_forever, "modules": ["m"]}, "'modules'"),
+        ):
+            with pytest.raises(TypeError, match=name):
+                ChildSpec(**kwargs)
 
     def test_type_error_message_says_what_was_received(self) -> None:
         """A TypeError's message gives the bad value and its type, as attrs messages do."""
@@ -206,9 +222,11 @@ class TestSupervisorSpec:
             ("max_seconds", -1.0, ValueError),
             ("max_seconds", math.inf, ValueError),
             ("max_seconds", math.nan, ValueError),
+            ("auto_shutdown", "never", TypeError),
+            ("auto_shutdown", Strategy.ONE_FOR_ONE, TypeError),
         ],
     )
-    def test_invalid_flag_raises_naming_the_flag(
+    def test_sup_flags_invalid_flag_raises_naming_the_flag(
         self, field: str, value: Any, error: type[Exception]
     ) -> None:
         """A bad flag raises TypeError or ValueError whose message names it."""
@@ -217,6 +235,11 @@ class TestSupervisorSpec:
 
         assert type(info.value) is error
         assert f"'{field}'" in str(info.value)
+
+    def test_sup_flags_unknown_flag_is_a_type_error_naming_it(self) -> None:
+        """OTP ignores an unknown flag in a flags map; Python keywords cannot: a TypeError names it."""
+        with pytest.raises(TypeError, match="'intensity'"):
+            SupervisorSpec(children=[], intensity=1)  # type: ignore[call-arg]
 
     def test_zero_max_restarts_is_valid(self) -> None:
         """max_restarts=0 is allowed: the supervisor gives up at the first restart."""
