@@ -167,6 +167,44 @@ class TestHangingRestartLoop:
         assert [info.restarting for info in loop.handle.which_children()] == [False, False, False]
 
 
+class TestGroupEscalation:
+    """
+    OTP's one_for_all_escalation and rest_for_one_escalation: a sibling's death restarts the group, x
+    cannot start, every retry counts, and the supervisor gives up (reason shutdown, x the offender),
+    taking down every child it had started, the restarted ones included.
+    """
+
+    def escalate(self, start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, strategy: Strategy):
+        loop = start_looping(start_tree, events, log_file, tmp_path, strategy, max_restarts=3, victim="a")
+
+        assert wait_gone([loop.handle.pid], HANG_TIMEOUT) == []
+
+        assert loop.handle.exit_reason.kind is ExitKind.SHUTDOWN
+        every_child = {pid for kind, _, pid in events.seen + events.pending() if kind == "started"}
+        assert len(every_child) >= 4  # a, x, c, and a restarted a
+        assert wait_gone(sorted(every_child), HANG_TIMEOUT) == []
+        text = log_file.read()
+        assert "shutdown: child 'x' (permanent, worker) reason=reached_max_restart_intensity" in text
+        assert text.count("start_error: child 'x'") == 3
+        return loop
+
+    def test_one_for_all_escalation(
+        self, start_tree, events: EventSink, log_file: LogFile, tmp_path: Path
+    ) -> None:
+        """Each retry restarts the whole group again: a is started once per count before giving up."""
+        loop = self.escalate(start_tree, events, log_file, tmp_path, Strategy.ONE_FOR_ALL)
+
+        assert len(started_after_kill(events, "a", loop.started["a"])) == 3
+
+    def test_rest_for_one_escalation(
+        self, start_tree, events: EventSink, log_file: LogFile, tmp_path: Path
+    ) -> None:
+        """Each retry starts from x: a is started again only once, by the first group restart."""
+        loop = self.escalate(start_tree, events, log_file, tmp_path, Strategy.REST_FOR_ONE)
+
+        assert len(started_after_kill(events, "a", loop.started["a"])) == 1
+
+
 class TestGroupRetry:
     def test_one_for_all_other_child_fails_restart_retry_restarts_the_whole_group(
         self, start_tree, events: EventSink, log_file: LogFile, tmp_path: Path
