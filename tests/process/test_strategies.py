@@ -144,3 +144,29 @@ def test_transient_normal_exit_touches_no_sibling(start_tree, events: EventSink)
     settle(handle)
 
     assert pids(handle) == {"a": old["a"], "t": None, "c": old["c"]}
+
+
+def test_order_of_children(start_tree, events: EventSink) -> None:
+    """
+    Children start in spec order; a rest_for_one restart stops the later ones in reverse, then starts
+    them in order, each back in its place; a stop then goes in reverse start order, restarted ones included.
+    """
+    ids = ("a", "b", "c", "d", "e")
+    handle = start_tree([worker(events, i) for i in ids], Strategy.REST_FOR_ONE)
+    assert [events.next()[:2] for _ in ids] == [("started", i) for i in ids]
+    old = pids(handle)
+
+    kill(old["c"])
+    seen = [events.next()[:2] for _ in range(5)]
+    settle(handle)
+
+    assert seen == [
+        ("stopping", "e"),
+        ("stopping", "d"),
+        ("started", "c"),
+        ("started", "d"),
+        ("started", "e"),
+    ]
+    assert list(pids(handle)) == list(ids)
+    handle.stop()
+    assert [events.next()[:2] for _ in ids] == [("stopping", i) for i in reversed(ids)]
