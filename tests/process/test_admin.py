@@ -16,15 +16,17 @@ from supervisor import (
     ChildSpec,
     DuplicateChildError,
     ExitKind,
+    Restart,
     StartError,
     StartMode,
     Supervisor,
     SupervisorGoneError,
 )
 from supervisor._entrypoint import EntryPoint
-from supervisor.testing import wait_gone
+from supervisor.testing import descendants, wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, crash, decline, fail_if_marker, query_handle
 
+from .conftest import LogFile
 from .helpers import pids, settle, worker
 
 
@@ -55,6 +57,34 @@ class TestStartChild:
 
         assert (info.value.child_id, info.value.pid) == ("b", old["b"])
         assert pids(handle) == old
+
+    def test_already_started_outside_supervisor(
+        self, start_tree, events: EventSink, log_file: LogFile
+    ) -> None:
+        """
+        OTP passes a start's ``{error, {already_started, Pid}}`` (a name registered by a process outside
+        the supervisor) back as is and stores nothing. Processes here have no registered names, so no
+        start can report that; the one already_started is an id already running. Its ``start_child``
+        raises DuplicateChildError with that pid, unwrapped (not a StartError): no process is forked,
+        nothing is stored or logged, and the supervisor still stops with reason shutdown.
+        """
+        handle = start_tree([worker(events, "a"), worker(events, "b")], logging_config=log_file.config)
+        old = events.expect_all("started", "ab")
+        before = {entry.pid for entry in descendants(handle.pid)}
+
+        with pytest.raises(DuplicateChildError) as info:
+            handle.start_child(worker(events, "b", restart=Restart.TRANSIENT))
+
+        assert not isinstance(info.value, StartError)
+        assert (info.value.child_id, info.value.pid) == ("b", old["b"])
+        settle(handle)
+        assert {entry.pid for entry in descendants(handle.pid)} == before == set(old.values())
+        assert [e for e in events.pending() if e[0] == "started"] == []
+        assert pids(handle) == old
+        assert handle.get_childspec("b").restart is Restart.PERMANENT
+        assert "start_error" not in log_file.read()
+        handle.stop()
+        assert handle.exit_reason.kind is ExitKind.SHUTDOWN
 
     def test_duplicate_of_a_stopped_child_has_pid_none(self, abc, events: EventSink) -> None:
         """``start_child`` with a stopped child's id raises DuplicateChildError with pid None."""

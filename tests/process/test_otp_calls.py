@@ -344,6 +344,32 @@ class TestGetChildspec:
         assert sub.shutdown is Shutdown.INFINITY
         assert sub.nested == SupervisorSpec([ChildSpec("inner", sleep_with)], Strategy.ONE_FOR_ALL)
 
+    def test_sup_start_map_faulty_specs(self, start_tree, events: EventSink) -> None:
+        """
+        OTP's ``missing_id`` and ``missing_start`` are TypeErrors naming the missing field, raised when the
+        ChildSpec is built; a child that is not a ChildSpec (OTP's ``invalid_child_spec``) is a TypeError
+        naming ``children`` at start (nothing starts) or ``spec`` in start_child (nothing changes). OTP
+        ignores unknown keys of a spec map; keyword arguments cannot be ignored: a TypeError names one.
+        """
+        with pytest.raises(TypeError, match="'id'"):
+            ChildSpec(start=sleep_with)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="'start'"):
+            ChildSpec(id="x")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="'modules'"):
+            ChildSpec("x", sleep_with, modules=["m"])  # type: ignore[call-arg]
+        as_map = {"id": "x", "start": sleep_with}
+        with pytest.raises(TypeError, match="'children' must be a list of ChildSpec"):
+            Supervisor.start([worker(events, "a"), as_map])  # type: ignore[list-item]
+        assert [e for e in events.pending() if e[0] == "started"] == []
+
+        handle = start_tree([worker(events, "a")])
+        before = pids(handle)
+        with pytest.raises(TypeError, match="'spec' must be a ChildSpec"):
+            handle.start_child(as_map)  # type: ignore[arg-type]
+
+        assert pids(handle) == before
+        assert handle.count_children().specs == 1
+
     def test_temporary_childs_spec_comes_back_without_args(self, start_tree) -> None:
         """A started temporary child's spec has empty args and kwargs: they are not stored."""
         handle = start_tree([])

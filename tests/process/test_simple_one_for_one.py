@@ -179,6 +179,27 @@ class TestAdmin:
             with pytest.raises(ChildNotFoundError):
                 call(os.getpid())
 
+    def test_sup_start_map_simple(self, start_tree) -> None:
+        """
+        A template given with only id, start and args: ``get_childspec`` of a child, by pid, has every
+        default filled in (OTP's) and the template's args followed by the extra ones; its id is None.
+        """
+        handle = start_tree([ChildSpec("w", sleep_with, args=("t",))], SOFO)
+        pid = handle.start_child("extra")
+        assert pid is not None
+
+        spec = handle.get_childspec(pid)
+
+        assert spec == ChildSpec("w", sleep_with, args=("t", "extra"))
+        assert (spec.restart, spec.shutdown, spec.type, spec.significant) == (
+            Restart.PERMANENT,
+            5.0,
+            ChildType.WORKER,
+            False,
+        )
+        assert (spec.start_mode, spec.start_timeout, spec.kwargs) == (StartMode.IMMEDIATE, None, {})
+        assert handle.which_child(pid).id is None
+
     def test_a_pid_is_not_found_on_a_static_supervisor(self, start_tree) -> None:
         """terminate_child with a pid on a one_for_one supervisor is OTP's not_found, even its child's pid."""
         handle = start_tree([ChildSpec("a", sleep_with)])

@@ -17,8 +17,16 @@ from supervisor import (
     StartMode,
     Supervisor,
 )
-from supervisor.testing import wait_gone
-from tests.children import HANG_TIMEOUT, EventSink, crash, decline, decline_after_first, sleep_forever
+from supervisor.testing import descendants, process_table, wait_gone
+from tests.children import (
+    HANG_TIMEOUT,
+    EventSink,
+    crash,
+    decline,
+    decline_after_first,
+    sleep_forever,
+    sleep_with,
+)
 
 from .helpers import pids, settle, worker
 
@@ -180,3 +188,30 @@ class TestIgnore:
 
         assert handle.restart_child("lazy") is None
         assert pids(handle) == {"lazy": None}
+
+
+def test_scale_start_stop_many_children(start_tree) -> None:
+    """
+    200 children started one by one with ``start_child`` all run: each a live process under the
+    supervisor in the process table, all counted active; ``terminate_child`` on each stops them all,
+    the specs staying. No timing is asserted (OTP's near-linear check is left to benchmarks).
+    """
+    handle = start_tree([])
+    ids = [f"c{n}" for n in range(200)]
+
+    started = [handle.start_child(ChildSpec(child_id, sleep_with)) for child_id in ids]
+
+    assert None not in started and len(set(started)) == len(ids)
+    table = process_table()
+    assert all(pid in table and table[pid].ppid == handle.pid for pid in started if pid is not None)
+    assert {entry.pid for entry in descendants(handle.pid, table)} == set(started)
+    counts = handle.count_children()
+    assert (counts.specs, counts.active, counts.workers) == (200, 200, 200)
+
+    for child_id in ids:
+        handle.terminate_child(child_id)
+
+    assert wait_gone([pid for pid in started if pid is not None], HANG_TIMEOUT) == []
+    assert descendants(handle.pid) == []
+    counts = handle.count_children()
+    assert (counts.specs, counts.active) == (200, 0)
