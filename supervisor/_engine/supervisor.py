@@ -556,10 +556,12 @@ class Supervision:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process *pid* exists (a zombie counts: it is not reaped yet)."""
+    """Whether a process *pid* exists (a zombie counts: it is not reaped yet); does not block."""
+    if pid <= 0:
+        return False  # kill(0 or -n, 0) would ask about process groups, not a process
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True

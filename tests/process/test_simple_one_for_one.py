@@ -475,3 +475,14 @@ class TestShutdownAndScale:
         assert handle.count_children() == ChildCounts(specs=1, active=300, supervisors=0, workers=300)
         handle.stop()
         assert wait_gone([p for p in pids if p is not None], HANG_TIMEOUT) == []
+
+
+@pytest.mark.parametrize("pid", [2**63, 0, -1])
+def test_a_pid_no_process_can_have_is_a_dead_pid_and_the_supervisor_keeps_running(
+    start_tree, pid: int
+) -> None:
+    """A pid no process can have is a dead pid (OTP: ok), not a crash of the loop (it was OverflowError)."""
+    handle = start_tree([ChildSpec("w", sleep_with, restart=Restart.TEMPORARY)], SOFO)
+    child = handle.start_child(1)
+    assert handle.terminate_child(pid) is None
+    assert [info.pid for info in handle.which_children()] == [child]
