@@ -193,9 +193,13 @@ class SupervisorState:
         The child whose process is *pid*, or whose restart loop (or backoff) began with the death of
         *pid*; with *past*, also a child whose last process to die was *pid*, whatever it is doing now.
         """
+        # The live process first: a pid reused since another child's process died names this one.
+        for child in self.children:
+            if child.pid == pid:
+                return child
         for child in self.children:
             pending = child.restarting or child.group is not None
-            if child.pid == pid or (child.exit_pid == pid and (past or pending)):
+            if child.exit_pid == pid and (past or pending):
                 return child
         return None
 
