@@ -108,6 +108,22 @@ class Lifecycle:
                 timed_out, deadline = True, None
                 processes.kill(proc.pid, signal.SIGKILL)
 
+    def check_shutdown_reason(self, child: ChildRecord, reason: ExitReason) -> None:
+        """
+        Log a ``shutdown_error`` if *reason* is not what stopping *child* by its spec gives (OTP).
+
+        Also for a child that exited on its own while its supervisor was stopping. Does not block.
+        """
+        expected = (
+            reason.kind is ExitKind.KILLED
+            if child.spec.shutdown is Shutdown.BRUTAL_KILL
+            else reason.kind is ExitKind.SHUTDOWN and reason.term is None  # OTP: shutdown, not {shutdown, T}
+        )
+        if not expected and child.spec.restart is not Restart.PERMANENT:
+            expected = reason.is_normal
+        if not expected:
+            log_report(self.tree.path, "shutdown_error", child.spec, reason, logging.ERROR)
+
     def shutdown(
         self, child: ChildRecord, since: float | None = None
     ) -> Generator[Wait, list[Any], ExitReason]:
@@ -154,15 +170,7 @@ class Lifecycle:
                 break
         reason = self.reap(child)
         self.hooks.child_down(child.event(), reason, False)
-        expected = (
-            reason.kind is ExitKind.KILLED
-            if shutdown is Shutdown.BRUTAL_KILL
-            else reason.kind is ExitKind.SHUTDOWN
-        )
-        if not expected and child.spec.restart is not Restart.PERMANENT:
-            expected = reason.is_normal
-        if not expected:
-            log_report(self.tree.path, "shutdown_error", child.spec, reason, logging.ERROR)
+        self.check_shutdown_reason(child, reason)
         return reason
 
     def drain(self, child: ChildRecord) -> set[str]:

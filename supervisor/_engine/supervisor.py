@@ -122,7 +122,10 @@ class Supervision:
         reason = self.lifecycle.reap(child)
         restarting = not self.stopping and should_restart(child.spec.restart, reason)
         self.hooks.child_down(child.event(), reason, restarting)
-        if not self.stopping:
+        if self.stopping:
+            # Its turn in the stop will find it gone: judge its reason now, as OTP's shutdown does.
+            self.lifecycle.check_shutdown_reason(child, reason)
+        else:
             child.exit_pending = reason
             self.scheduler.enqueue(child.id, Pending(self._exit_job(child)))
 

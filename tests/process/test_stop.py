@@ -210,11 +210,6 @@ def test_sup_stop_race(start_tree, events: EventSink, log_file: LogFile) -> None
     assert "shutdown_error: child 'a'" not in text and "shutdown_error: child 'z'" not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a child that exits on its own during a stop is reaped without a report (child_died "
-    "while stopping logs nothing), so its unexpected reason gets no shutdown_error",
-)
 def test_sup_stop_race_unexpected_reasons_are_shutdown_errors(
     start_tree, events: EventSink, log_file: LogFile
 ) -> None:
