@@ -214,7 +214,7 @@ class Supervision:
         else:
             log_report(self.tree.path, "child_exited", child.spec, reason, logging.INFO)
         if not restart:
-            if child.spec.restart is Restart.TEMPORARY or child.anonymous:
+            if child.spec.restart is Restart.TEMPORARY or child.anonymous or self.dynamic:
                 self._remove(child)
             self._auto_shutdown(child, reason)
             return

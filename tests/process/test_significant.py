@@ -657,6 +657,10 @@ class TestSessions:
         with pytest.raises(SessionNotFoundError):
             sessions.get_session_info(sid)
         assert sessions.supervisor.count_children().active == 0  # not restarted
+        # Forgotten, as a DynamicSupervisor forgets a child it does not restart.
+        assert sessions.supervisor.which_children() == []
+        with pytest.raises(SessionNotFoundError):
+            sessions.terminate_session(sid)
 
     def test_permanent_session_that_shut_itself_down_is_restarted(
         self, app: Application, events: EventSink, tmp_path: Path
