@@ -297,8 +297,13 @@ class Supervision:
         if delay <= 0:
             yield from self._start_group(group)
 
-    def _start_group(self, group: RestartGroup) -> Job:
-        """Start *group*'s members in start order; on a failure, queue its retry and stop there."""
+    def _start_group(
+        self, group: RestartGroup
+    ) -> Generator[Wait, list[Any], tuple[ChildRecord, ExitReason] | None]:
+        """
+        Start *group*'s members in start order; on a failure, queue its retry, stop there and return
+        the member that failed with its reason.
+        """
         for child in list(group.members):
             if child.group is not group or child not in self.state.children:
                 continue
@@ -308,7 +313,7 @@ class Supervision:
                 child.restarting = True
                 group.cause = child
                 self.scheduler.enqueue(child.id, Pending(self._retry_job(child)))
-                return
+                return child, outcome
             child.restarting = False
             if outcome == IGNORED and child.anonymous:
                 self._remove(child)  # simple_one_for_one and DynamicSupervisor drop it
@@ -532,6 +537,15 @@ class Supervision:
         if self.anonymous:
             raise self._no_ids("restart_child", child_id)
         child = self.state.existing("restart_child", child_id)
+        group = child.group
+        if group is not None and group.cause is child and group.timer is not None and child.proc is None:
+            # The group waits as one, so it ends its wait as one: the whole group starts now.
+            Timers.cancel(group.timer)
+            group.timer, group.retry_at, group.retry_at_utc = None, None, None
+            failed = yield from self._start_group(group)
+            if failed is not None:
+                raise self._start_error("restart_child", *failed)
+            return child.pid
         self._leave_group(child)  # a child in BACKOFF starts now
         outcome = yield from self.lifecycle.start(child, progress=logging.DEBUG)
         if isinstance(outcome, ExitReason):

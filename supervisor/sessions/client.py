@@ -22,7 +22,12 @@ from .._addresses import TreeContext
 from .._entrypoint import EntryPoint
 from .._keys import Key
 from .._protocol import KIND_DYNAMIC
-from ..errors import ChildNotFoundError, RegistryUnavailableError, SessionNotFoundError
+from ..errors import (
+    ChildNotFoundError,
+    ChildNotRunningError,
+    RegistryUnavailableError,
+    SessionNotFoundError,
+)
 from ..handle import SupervisorHandle, deadline_from, remaining
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
 from .registry import RegistryClient
@@ -220,12 +225,20 @@ class SessionManagerHandle:
 
         Raises:
             SessionNotFoundError: no live session has this id.
+            ChildNotRunningError: the session is listed but its SessionSupervisor is not running now
+                (a restartable session between a crash and its restart, waiting in its backoff).
         """
         _check_session_id(session_id)
         try:
             handle = self._manager.child_supervisor(session_id, timeout=timeout)
         except ChildNotFoundError as error:
             raise self._not_found(session_id) from error
+        except ChildNotRunningError as error:
+            message = (
+                f"session {session_id!r} is not running now: it is restarting "
+                "(see get_session_info(session_id).status); ask again once it runs"
+            )
+            raise ChildNotRunningError(message, session_id) from error
         return handle._with_key(self._manager._authkey.derive(handle.path))
 
     @property

@@ -21,6 +21,7 @@ from supervisor import (
     Application,
     Backoff,
     ChildNotFoundError,
+    ChildNotRunningError,
     ChildSpec,
     ChildState,
     ChildType,
@@ -273,6 +274,34 @@ class TestGroupRestart:
         assert order == ["a", "x", "c"]
         assert {info.state for info in handle.which_children()} == {ChildState.RUNNING}
 
+    def test_restart_child_of_the_cause_ends_the_wait_of_the_whole_group(
+        self, start_tree, events: EventSink
+    ) -> None:
+        """restart_child of the child whose exit began the wait starts the group now, in start order."""
+        handle = start_tree(
+            [worker(events, "a"), worker(events, "x", backoff=LONG), worker(events, "c")],
+            Strategy.ONE_FOR_ALL,
+        )
+        started = events.expect_all("started", {"a", "x", "c"})
+        kill(started["x"])
+        events.expect_all("started", {"a", "x", "c"})
+        settle(handle)
+        kill(info_of(handle, "x").pid)  # type: ignore[arg-type]
+        settle(handle)
+        seen = len(events.seen)
+
+        pid = handle.restart_child("x")
+        restarted = events.expect_all("started", {"a", "x", "c"})
+        handle.terminate_child("x")
+        infos = {info.id: info for info in handle.which_children()}
+
+        assert [key for kind, key, _ in events.seen[seen:] if kind == "started"] == ["a", "x", "c"]
+        assert pid == restarted["x"]
+        assert {i: (infos[i].state, infos[i].pid) for i in ("a", "c")} == {
+            i: (ChildState.RUNNING, restarted[i]) for i in ("a", "c")
+        }
+        assert (infos["x"].state, infos["x"].retry_at) == (ChildState.STOPPED, None)
+
 
 class TestReset:
     def test_a_child_that_ran_reset_after_seconds_starts_the_sequence_again(
@@ -347,6 +376,8 @@ class TestSessions:
             session_settled(sessions.supervisor, sid)
             info = info_of(sessions.supervisor, sid)
             entry = sessions.get_session_info(sid)
+            with pytest.raises(ChildNotRunningError, match=f"session {sid!r} is not running now"):
+                sessions.session_supervisor(sid)
             sessions.terminate_session(sid, timeout=HANG_TIMEOUT)
 
             assert second != first
