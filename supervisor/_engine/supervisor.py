@@ -319,6 +319,7 @@ class Supervision:
                 self._remove(child)  # simple_one_for_one and DynamicSupervisor drop it
             else:
                 self._leave_group(child)
+        return None
 
     # ------------------------------------------------------------------ backoff
 
@@ -342,7 +343,10 @@ class Supervision:
         group.timer, group.retry_at, group.retry_at_utc = None, None, None
         if self.stopping or not group.members:
             return
-        self.scheduler.enqueue(group.members[0].id, Pending(self._start_group(group)))
+        self.scheduler.enqueue(group.members[0].id, Pending(self._group_job(group)))
+
+    def _group_job(self, group: RestartGroup) -> Job:
+        yield from self._start_group(group)
 
     def _leave_group(self, child: ChildRecord) -> None:
         """Take *child* out of its pending automatic restart; an emptied one's timer is cancelled."""
