@@ -24,26 +24,47 @@ from ._keys import Key
 
 __all__ = [
     "AUTH_TIMEOUT",
+    "REFUSAL",
     "ClientHandshake",
     "HandshakeError",
     "KeyMismatch",
+    "KeyRefused",
     "ServerHandshake",
     "accept_authenticated",
     "authenticate",
     "connect",
     "listen",
+    "refuse",
 ]
 
 AUTH_TIMEOUT = 2.0
 _NONCE = 32
+REFUSAL = bytes(32)
+"""What a server sends in place of its proof when the client's digest is wrong, before it closes: so a
+client tells a refused key from a handshake cut at the server's deadline or by its exit."""
 
 
 class HandshakeError(ConnectionError):
-    """The peer closed the connection during the handshake (it refused our key, or it is exiting)."""
+    """
+    The peer closed the connection during the handshake without refusing our key: it is exiting, or
+    it cut the handshake at its deadline.
+    """
 
 
 class KeyMismatch(ConnectionError):
     """The peer answered the handshake without holding this tree's authkey."""
+
+
+class KeyRefused(KeyMismatch):
+    """The server said it refused this client's key (it sent :data:`REFUSAL`)."""
+
+
+def refuse(sock: socket.socket) -> None:
+    """Tell the client of *sock* its key was refused, without blocking (best effort: it may be gone)."""
+    try:
+        sock.send(REFUSAL, socket.MSG_DONTWAIT)
+    except OSError:
+        pass
 
 
 def listen(address: str) -> socket.socket:
@@ -149,6 +170,8 @@ class ClientHandshake:
         if self.done and not hmac.compare_digest(
             self._received[_NONCE:], _digest(self._authkey, b"server", self._nonce)
         ):
+            if self._received[_NONCE:] == REFUSAL:
+                raise KeyRefused("the server refused this client's authkey")
             raise KeyMismatch("the server does not hold this tree's authkey")
         return b""
 
@@ -186,6 +209,10 @@ def authenticate(sock: socket.socket, authkey: Key | bytes) -> Connection | None
                 raise HandshakeError("peer closed the connection during authentication")
             answer = handshake.feed(data)
         sock.sendall(answer)
+    except KeyMismatch:
+        refuse(sock)
+        sock.close()
+        return None
     except OSError:
         sock.close()
         return None
@@ -198,7 +225,9 @@ def connect(address: str, authkey: Key | bytes, timeout: float = AUTH_TIMEOUT) -
     Connect to the supervisor at *address* and authenticate both ways.
 
     Raises:
-        HandshakeError: the peer closed the connection during the handshake.
+        HandshakeError: the peer closed the connection during the handshake without refusing our key
+            (it is exiting, or it cut the handshake at its deadline).
+        KeyRefused: the peer refused our key.
         KeyMismatch: the peer does not hold the authkey.
         FileNotFoundError, ConnectionRefusedError: no supervisor listens there.
         TimeoutError: the handshake did not complete within *timeout* seconds.
@@ -208,15 +237,18 @@ def connect(address: str, authkey: Key | bytes, timeout: float = AUTH_TIMEOUT) -
     try:
         sock.connect(address)
         nonce = _recv_exact(sock, _NONCE)
-        sock.sendall(_digest(authkey, b"client", nonce))
         client_nonce = os.urandom(_NONCE)
-        sock.sendall(client_nonce)
+        # One send: a server that refuses our digest must not close before it has all of it, or
+        # its refusal would be lost to a broken pipe.
+        sock.sendall(_digest(authkey, b"client", nonce) + client_nonce)
         answer = _recv_exact(sock, 32)
     except BaseException:
         sock.close()
         raise
     if not hmac.compare_digest(answer, _digest(authkey, b"server", client_nonce)):
         sock.close()
+        if answer == REFUSAL:
+            raise KeyRefused(f"the supervisor at {address} refused this client's authkey")
         raise KeyMismatch(f"the peer at {address} does not hold this tree's authkey")
     sock.settimeout(None)
     return Connection(sock.detach())

@@ -36,7 +36,7 @@ from ._protocol import (
     WhichChild,
     WhichChildren,
 )
-from ._transport import AUTH_TIMEOUT, KeyMismatch, connect
+from ._transport import AUTH_TIMEOUT, KeyMismatch, KeyRefused, connect
 from .errors import (
     AuthenticationError,
     CallTimeout,
@@ -400,6 +400,10 @@ class SupervisorHandle:
                 break
             except (FileNotFoundError, ConnectionRefusedError) as error:
                 raise self._gone() from error
+            except KeyRefused as error:
+                raise AuthenticationError(
+                    f"{call}: supervisor {self._path} refused this handle's authkey"
+                ) from error
             except KeyMismatch as error:
                 raise AuthenticationError(
                     f"{call}: the peer at supervisor {self._path}'s address does not hold this tree's authkey"
@@ -411,12 +415,12 @@ class SupervisorHandle:
                     f"{waited} s (it is stopped or not serving); nothing was sent"
                 ) from error
             except OSError as error:
-                # Closed during the handshake: it refused our key, or it is exiting. A second try
-                # tells them apart: an exiting supervisor no longer listens.
+                # Closed during the handshake without a refusal: it is exiting (then the second
+                # try finds no listener), or it cut the handshake at its deadline, being too loaded.
                 if attempt == 2:
-                    raise AuthenticationError(
-                        f"{call}: supervisor {self._path} closed the connection during the handshake: "
-                        "it refused this handle's authkey"
+                    raise CallTimeout(
+                        f"{call}: supervisor {self._path} closed the connection twice during the "
+                        "handshake (it is too loaded to complete one within its deadline); nothing was sent"
                     ) from error
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn

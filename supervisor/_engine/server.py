@@ -33,7 +33,7 @@ from multiprocess.connection import Connection
 
 from .. import _wire
 from .._addresses import TreeContext
-from .._transport import AUTH_TIMEOUT, ServerHandshake, listen
+from .._transport import AUTH_TIMEOUT, KeyMismatch, ServerHandshake, listen, refuse
 from ..errors import SupervisorError
 from .hooks import LoopHooks
 from .jobs import Job
@@ -168,9 +168,13 @@ class ControlServer:
                 raise ConnectionError("the handshake's answer did not fit")
         except BlockingIOError:
             return
-        except OSError:
+        except KeyMismatch:
             log.warning("supervisor %s: refused a connection that failed authentication", self.tree.path)
+            refuse(pending.sock)
             self._drop_pending(fd)
+            return
+        except OSError:
+            self._drop_pending(fd)  # the client hung up during the handshake
             return
         del self.pending[fd]
         self.reactor.unwatch(pending.sock)

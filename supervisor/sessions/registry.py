@@ -118,20 +118,20 @@ class RegistryLink:
         Run the handshake on what the server has sent so far, without blocking; True once it is done.
 
         Raises:
+            KeyRefused: the server refused our key.
             KeyMismatch: the server does not hold the authkey.
-            EOFError: the server closed the connection during the handshake (it refused our key, or
-                it is going away).
+            EOFError: the server closed the connection during the handshake without refusing our
+                key (it is going away, or cut the handshake at its deadline).
             OSError: the connection failed.
         """
         handshake = self.handshake
         if handshake is None:
             return True
+        closed: EOFError | None = None
         try:
             self.fill()
         except EOFError as error:
-            raise EOFError(
-                "the session registry server closed the connection during the handshake"
-            ) from error
+            closed = error  # a refusal sent before the close is still in the buffer
         while not handshake.done and self._buffer:
             data = bytes(self._buffer[: handshake.needed])
             del self._buffer[: len(data)]
@@ -139,6 +139,10 @@ class RegistryLink:
             if answer and self.sock.send(answer) != len(answer):  # fits: the first bytes we send
                 raise ConnectionError("the handshake's answer did not fit in the socket buffer")
         if not handshake.done:
+            if closed is not None:
+                raise EOFError(
+                    "the session registry server closed the connection during the handshake"
+                ) from closed
             return False
         self.handshake = None
         return True
@@ -296,7 +300,6 @@ class RegistryClient:
         bound = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + bound
         pause = 0.005
-        refusals = 0
         while True:
             try:
                 return operation(self._link(deadline), deadline)
@@ -312,14 +315,6 @@ class RegistryClient:
                 if not isinstance(failure, (OSError, EOFError)):
                     raise
                 error = failure
-                if isinstance(failure, EOFError) and "handshake" in str(failure):
-                    # Closed during the handshake: it refused our key, or it was going away. A
-                    # second time in a row tells them apart: a server going away does not return.
-                    refusals += 1
-                    if refusals >= 2:
-                        raise _refused(self.address) from failure
-                else:
-                    refusals = 0
             if not os.path.isdir(os.path.dirname(self.address)):
                 # The tree's private directory goes when its root exits: nothing will come back.
                 raise RegistryUnavailableError(

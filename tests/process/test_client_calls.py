@@ -8,9 +8,11 @@ against hangs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +32,7 @@ from supervisor import (
     SupervisorHandle,
 )
 from supervisor.handle import SupervisorHandle as _Handle
+from supervisor.sessions.registry import RegistryClient
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, ready_on_sigusr1, sleep_forever
 
@@ -161,10 +164,58 @@ class TestOnlySupervisorErrors:
         handle = start_tree([ChildSpec("a", sleep_forever)])
         intruder = _Handle(handle._address, b"w" * 32, handle.path)
 
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError, match="refused this handle's authkey") as info:
             intruder.terminate_child("a")
 
+        assert "closed the connection" not in str(info.value)  # refused in so many words, not guessed
         assert handle.which_children()[0].pid is not None
+
+    def test_a_handshake_cut_by_the_server_is_a_timeout_not_a_refused_key(self, tmp_path: Any) -> None:
+        """A server hanging up mid-handshake without refusing the key (at its deadline) is a CallTimeout."""
+        with (
+            handshake_cutter(tmp_path) as address,
+            pytest.raises(CallTimeout, match="closed the connection twice during the handshake"),
+        ):
+            _Handle(address, b"k" * 32, "cuts").which_children(timeout=HANG_TIMEOUT)
+
+    def test_a_registry_that_cuts_handshakes_is_unavailable_not_a_refused_key(self, tmp_path: Any) -> None:
+        """The registry client retries cut handshakes until its bound, then says it is unavailable."""
+        with (
+            handshake_cutter(tmp_path) as address,
+            pytest.raises(RegistryUnavailableError, match=r"did not answer within 0\.5 s"),
+        ):
+            RegistryClient(address, b"k" * 32, timeout=0.5).snapshot()
+
+
+@contextlib.contextmanager
+def handshake_cutter(tmp_path: Any) -> Iterator[str]:
+    """A Unix socket server that answers each connection's handshake with a nonce, then hangs up."""
+    address = str(tmp_path / "cuts.sock")
+    stop = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(address)
+        listener.listen(16)
+        listener.settimeout(0.05)
+
+        def cut_handshakes() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn, contextlib.suppress(OSError):  # a client that gave up first
+                    conn.settimeout(HANG_TIMEOUT)
+                    conn.sendall(os.urandom(32))
+                    conn.recv(64)  # the client's digest and nonce; then hang up, as at a deadline
+
+        server = threading.Thread(target=cut_handshakes, daemon=True)
+        server.start()
+        try:
+            yield address
+        finally:
+            stop.set()
+            server.join(HANG_TIMEOUT)
+            assert not server.is_alive()
 
 
 class TestStop:
