@@ -4,11 +4,12 @@ supervisor: Erlang/OTP supervision trees for Python, over real OS processes (Lin
 Start a tree with :meth:`Supervisor.start`; describe children with :class:`ChildSpec`.
 """
 
-from ._child import ignore_start, notify_ready
+from ._child import ignore_start, notify_ready, whoami
 from ._root import DynamicSupervisor, Supervisor
 from .errors import (
     AuthenticationError,
     BadCombinationError,
+    CallingSelfError,
     CallTimeout,
     ChildNotFoundError,
     ChildNotRunningError,
@@ -17,7 +18,11 @@ from .errors import (
     DuplicateChildError,
     HandleClosedError,
     MaxChildrenError,
+    NameTakenError,
+    NoProc,
+    Overloaded,
     RegistryUnavailableError,
+    ServerDown,
     SessionNotFoundError,
     SimpleOneForOneError,
     StartError,
@@ -26,7 +31,10 @@ from .errors import (
     UnreadableRequestError,
 )
 from .handle import SupervisorHandle
-from .info import ChildCounts, ChildInfo, ChildState
+from .info import ChildCounts, ChildInfo, ChildState, Identity
+from .messaging.client import Monitor, call, cast, monitor
+from .messaging.genserver import NOREPLY, Caller, Down, GenServer, Stop, TimerRef
+from .messaging.ref import ServerRef
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
 from .sessions.application import Application
 from .sessions.client import SessionManagerHandle
@@ -55,12 +63,15 @@ from .specs import (
 __all__ = [
     "IGNORE",
     "MIN_MEMORY_BYTES",
+    "NOREPLY",
     "Application",
     "AuthenticationError",
     "AutoShutdown",
     "Backoff",
     "BadCombinationError",
     "CallTimeout",
+    "Caller",
+    "CallingSelfError",
     "ChildCounts",
     "ChildInfo",
     "ChildNotFoundError",
@@ -71,17 +82,26 @@ __all__ = [
     "ChildState",
     "ChildSummary",
     "ChildType",
+    "Down",
     "DuplicateChildError",
     "DynamicSupervisor",
     "DynamicSupervisorSpec",
     "ExitKind",
     "ExitReason",
+    "GenServer",
     "HandleClosedError",
+    "Identity",
     "LimitCeilings",
     "MaxChildrenError",
+    "Monitor",
+    "NameTakenError",
+    "NoProc",
+    "Overloaded",
     "RegistryUnavailableError",
     "RemoteError",
     "Restart",
+    "ServerDown",
+    "ServerRef",
     "SessionInfo",
     "SessionManagerHandle",
     "SessionNotFoundError",
@@ -92,13 +112,19 @@ __all__ = [
     "SimpleOneForOneError",
     "StartError",
     "StartMode",
+    "Stop",
     "Strategy",
     "Supervisor",
     "SupervisorError",
     "SupervisorGoneError",
     "SupervisorHandle",
     "SupervisorSpec",
+    "TimerRef",
     "UnreadableRequestError",
+    "call",
+    "cast",
     "ignore_start",
+    "monitor",
     "notify_ready",
+    "whoami",
 ]

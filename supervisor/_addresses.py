@@ -59,6 +59,8 @@ class TreeContext:
     private_dir: str
     authkey: Key = attrs.field(repr=False)
     path: str
+    scope: str = ""
+    """The path whose key *authkey* is: "" for the tree key, a session's path for its own key."""
 
     @property
     def address(self) -> str:
@@ -81,9 +83,14 @@ class TreeContext:
         """The place whose supervisor listens at *address* (a socket in the tree's private directory)."""
         return cls(os.path.dirname(address), authkey, path)
 
-    def with_key(self, authkey: Key) -> TreeContext:
-        """The same place, served with *authkey* (a session's own key)."""
-        return attrs.evolve(self, authkey=authkey)
+    def with_key(self, authkey: Key, scope: str) -> TreeContext:
+        """The same place, served with *authkey*, the key of *scope* (a session's own key and path)."""
+        return attrs.evolve(self, authkey=authkey, scope=scope)
+
+    @property
+    def session_id(self) -> str | None:
+        """The id of the session this place is in, None outside sessions."""
+        return self.scope.rpartition("/")[2] if self.scope else None
 
     @property
     def registry(self) -> TreeContext:

@@ -39,12 +39,14 @@ from ._addresses import TreeContext
 from ._entrypoint import EntryPoint
 from ._keys import keep_only
 from ._linux import arm_parent_death_signal, close_fds_except
+from .info import Identity
 from .reasons import ExitKind, ExitReason, ShutdownExit
 from .specs import ChildSpec, StartMode
 
-__all__ = ["ChildLaunch", "child_main", "ignore_start", "notify_ready"]
+__all__ = ["ChildLaunch", "child_main", "ignore_start", "notify_ready", "whoami"]
 
 _report: Any = None
+_identity: Identity | None = None
 _ready_sent = False
 _child_pid = 0  # this child's pid, set in child_main: a process it forks is not it
 _forking_pid = 0
@@ -107,6 +109,18 @@ def _encode_ready(info: Any) -> bytes:
     return data
 
 
+def whoami() -> Identity:
+    """
+    This child's place in its tree: its id path and, in a session, the session's id. Does not block.
+
+    Raises:
+        RuntimeError: not called in a process started by a supervisor (or in a process it forked).
+    """
+    if _identity is None:
+        raise RuntimeError("whoami() must be called in a child process started by a supervisor")
+    return _identity
+
+
 def ignore_start() -> None:
     """
     Decline to start, as OTP's ``ignore``: the child exits normally and its spec is kept, not running.
@@ -138,10 +152,11 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_grandchild() -> None:
-    global _report, _ready_sent
+    global _report, _ready_sent, _identity
     # Only the child itself may report: a process it forks (which may return or raise out of the
     # start function, or call notify_ready) must not speak for it on the inherited report pipe.
     report, _report, _ready_sent = _report, None, True
+    _identity = None
     if report is not None:
         with contextlib.suppress(OSError):
             report.close()
@@ -206,7 +221,7 @@ def _exit_status(reason: ExitReason) -> int:
 
 def child_main(launch: ChildLaunch) -> None:
     """The target of every child process: set up, run the start function, report, exit."""
-    global _report, _ready_sent, _child_pid
+    global _report, _ready_sent, _child_pid, _identity
     # Everything inherited from the supervisor leaves the collector's view: a collection here would
     # otherwise touch every inherited object and copy the supervisor's whole heap page by page.
     gc.freeze()
@@ -221,6 +236,7 @@ def child_main(launch: ChildLaunch) -> None:
         launch.context.authkey if isinstance(spec.start, EntryPoint) else None, (spec.args, spec.kwargs)
     )
     _report, _ready_sent, _child_pid = launch.report, False, os.getpid()
+    _identity = Identity(launch.context.path, launch.context.session_id)
     arm_parent_death_signal(launch.supervisor_pid)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

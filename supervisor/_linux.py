@@ -11,10 +11,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
+import struct
+import time
 from collections.abc import Iterable
 
-__all__ = ["arm_parent_death_signal", "close_fds_except", "make_fds_close_on_exec", "set_child_subreaper"]
+__all__ = [
+    "DirectoryWatch",
+    "arm_parent_death_signal",
+    "close_fds_except",
+    "make_fds_close_on_exec",
+    "set_child_subreaper",
+]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -85,3 +94,75 @@ def _close_listed(keep: set[int]) -> None:
         if fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_IN_MOVED_TO = 0x00000080
+_IN_CREATE = 0x00000100
+_POLL_MAX_MS = 2**31 - 1  # poll(2) takes an int: a longer wait is taken in steps
+_IN_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
+
+
+class DirectoryWatch:
+    """
+    Names of files created in (or renamed into) one directory, through inotify: a wait that is woken
+    by the kernel, never by polling. Holds one descriptor (close-on-exec) until :meth:`close`.
+    """
+
+    def __init__(self, directory: str) -> None:
+        """Raises OSError: the directory does not exist, or inotify is out of instances or watches."""
+        fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        self.fd: int = fd
+        if _libc.inotify_add_watch(fd, os.fsencode(directory), _IN_CREATE | _IN_MOVED_TO) < 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, os.strerror(err), directory)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def wait_for(self, name: str, deadline: float | None) -> bool:
+        """
+        Block until a file *name* is created in the directory, or *deadline* (monotonic; None: no
+        limit) passes; True if it was. Call it after checking the file is not there yet.
+        """
+        wanted = os.fsencode(name)
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if not poller.poll(None if left is None else min(int(left * 1000) + 1, _POLL_MAX_MS)):
+                continue
+            if wanted in self._names():
+                return True
+
+    def _names(self) -> list[bytes]:
+        try:
+            data = os.read(self.fd, 64 * 1024)
+        except BlockingIOError:
+            return []
+        names = []
+        offset = 0
+        while offset + _IN_EVENT.size <= len(data):
+            _, _, _, length = _IN_EVENT.unpack_from(data, offset)
+            start = offset + _IN_EVENT.size
+            names.append(data[start : start + length].rstrip(b"\0"))
+            offset = start + length
+        return names
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> DirectoryWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

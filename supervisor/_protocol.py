@@ -20,6 +20,7 @@ __all__ = [
     "KIND_DYNAMIC",
     "KIND_SIMPLE",
     "KIND_STATIC",
+    "AwaitExit",
     "ChildAddress",
     "ChildSupervisorOf",
     "CountChildren",
@@ -118,6 +119,16 @@ class Stop:
     pass
 
 
+@attrs.frozen
+class AwaitExit:
+    """
+    The exit reason of this supervisor's child process *pid*, replied when it has been reaped (at once
+    if it already was, recently); ``NoProc`` for a pid that is not, and was not lately, its child.
+    """
+
+    pid: int
+
+
 Request = (
     StartChild
     | TerminateChild
@@ -132,4 +143,5 @@ Request = (
     | StartSimpleChild
     | SupervisorKind
     | ChildSupervisorOf
+    | AwaitExit
 )

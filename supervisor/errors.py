@@ -20,6 +20,7 @@ __all__ = [
     "AuthenticationError",
     "BadCombinationError",
     "CallTimeout",
+    "CallingSelfError",
     "ChildNotFoundError",
     "ChildNotRunningError",
     "ChildRestartingError",
@@ -27,7 +28,11 @@ __all__ = [
     "DuplicateChildError",
     "HandleClosedError",
     "MaxChildrenError",
+    "NameTakenError",
+    "NoProc",
+    "Overloaded",
     "RegistryUnavailableError",
+    "ServerDown",
     "SessionNotFoundError",
     "SimpleOneForOneError",
     "StartError",
@@ -207,3 +212,50 @@ class MaxChildrenError(SupervisorError):
     def __init__(self, message: str, max_children: int) -> None:
         super().__init__(message)
         self.max_children = max_children
+
+
+class ServerDown(SupervisorError):
+    """
+    The server died before replying to this call (seen at once: its socket closed or its pidfd fired).
+
+    *reason* is its :class:`~supervisor.ExitReason` (an exception in a handler comes with its remote
+    traceback), or None when neither the server nor its supervisor could say. Nothing is retried: the
+    request may have run, in part or whole, before the server died.
+    """
+
+    def __init__(self, message: str, reason: ExitReason | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        if reason is not None:
+            self.__cause__ = reason.exception()
+
+
+class NoProc(SupervisorError, LookupError):
+    """
+    No server by that name, path or reference is running (OTP's ``noproc``): the request was not sent,
+    or the process it reached is another incarnation than the reference names. It did not run.
+    """
+
+
+class Overloaded(SupervisorError):
+    """
+    The server's mailbox held ``mailbox_max`` messages: this call or cast was refused, not queued. It
+    did not run; try again later or slow down.
+    """
+
+
+class CallingSelfError(SupervisorError):
+    """A server called itself (OTP's ``calling_self``): that call could only deadlock, so it was not sent."""
+
+
+class NameTakenError(SupervisorError):
+    """
+    A server's name is held by another running process of the tree (OTP's ``already_started``).
+    *holder_path* and *holder_pid* name that process.
+    """
+
+    def __init__(self, message: str, name: str, holder_path: str, holder_pid: int) -> None:
+        super().__init__(message)
+        self.name = name
+        self.holder_path = holder_path
+        self.holder_pid = holder_pid

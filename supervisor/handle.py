@@ -11,7 +11,6 @@ supervisor machinery.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from . import _wire
+from ._deadlines import deadline_from, remaining
 from ._keys import Key
 from ._protocol import (
     KIND_SIMPLE,
@@ -45,7 +45,10 @@ from .errors import (
     SupervisorGoneError,
     UnreadableRequestError,
 )
-from .info import ChildCounts, ChildInfo
+from .info import ChildCounts, ChildInfo, ChildState
+from .messaging.client import DEFAULT_TIMEOUT
+from .messaging.lookup import Scope, call_target, cast_target, whereis_target
+from .messaging.ref import ServerRef
 from .reasons import ExitReason
 from .specs import ChildSpec
 
@@ -89,10 +92,12 @@ class SupervisorHandle:
         path: str,
         root: RootProcess | None = None,
         kind: str | None = None,
+        scope: str = "",
     ) -> None:
         self._address = address
         self._authkey = authkey if isinstance(authkey, Key) else Key(authkey)
         self._path = path
+        self._scope = scope  # the path whose key this handle holds: "" for the tree key
         self._root = root
         self._kind = kind  # one of _protocol's KIND_*; None: asked of the supervisor when needed
         self._closed = False
@@ -100,7 +105,7 @@ class SupervisorHandle:
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SupervisorHandle, (self._address, self._authkey, self._path, None, self._kind))
+        return (SupervisorHandle, (self._address, self._authkey, self._path, None, self._kind, self._scope))
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else "running"
@@ -321,9 +326,10 @@ class SupervisorHandle:
         child = _check_child(child_id)
         if isinstance(child, int):
             located: tuple[str, str] = self._call("child_supervisor", ChildSupervisorOf(child), timeout)
-            return SupervisorHandle(located[0], self._authkey, f"{self._path}/{located[1]}")
+            path = f"{self._path}/{located[1]}"
+            return SupervisorHandle(located[0], self._authkey, path, scope=self._scope)
         address: str = self._call("child_supervisor", ChildAddress(child), timeout)
-        return SupervisorHandle(address, self._authkey, f"{self._path}/{child_id}")
+        return SupervisorHandle(address, self._authkey, f"{self._path}/{child_id}", scope=self._scope)
 
     def _supervisor_kind(self, timeout: float | None) -> str:
         """Which kind of supervisor this is (``_protocol.KIND_*``): known, or asked once."""
@@ -333,7 +339,56 @@ class SupervisorHandle:
 
     def _with_key(self, authkey: Key) -> SupervisorHandle:
         """A handle for the same supervisor holding *authkey* instead (a session's own key)."""
-        return SupervisorHandle(self._address, authkey, self._path, None, self._kind)
+        return SupervisorHandle(self._address, authkey, self._path, None, self._kind, scope=self._path)
+
+    # ------------------------------------------------------------------ servers
+
+    def whereis(self, name_or_path: str) -> ServerRef | None:
+        """
+        The running server registered as *name_or_path*, or else at that id path below this
+        supervisor (``"api/handler"``); None if none runs now. Reads the tree's entries; sends nothing.
+
+        Raises:
+            TypeError: *name_or_path* is not a non-empty str.
+            AuthenticationError: the server is in a session this handle's key does not open.
+        """
+        return whereis_target(self._servers(), name_or_path)
+
+    def call(
+        self,
+        name_or_path: str,
+        request: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        *,
+        wait_for_restart: bool = True,
+    ) -> Any:
+        """
+        Call the server *name_or_path* names (see :meth:`whereis`), resolved now, and return its
+        reply. If it is being restarted, waits for the restarted process within *timeout*
+        (``wait_for_restart=False``: ``NoProc`` at once). See :func:`supervisor.call` for the errors.
+        """
+        return call_target(self._servers(), name_or_path, request, timeout, wait_for_restart)
+
+    def cast(self, name_or_path: str, message: Any, *, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Cast *message* to the server *name_or_path* names if one runs now (else nothing happens)."""
+        cast_target(self._servers(), name_or_path, message, timeout)
+
+    def _servers(self) -> Scope:
+        return Scope(os.path.dirname(self._address), self._authkey, self._scope, self._path, self._expected)
+
+    def _expected(self, path: str) -> bool:
+        """Whether the child at *path* (below this supervisor) exists and is to run again."""
+        if not path.startswith(f"{self._path}/"):
+            return False
+        *supervisors, child = path[len(self._path) + 1 :].split("/")
+        handle: SupervisorHandle = self
+        try:
+            for child_id in supervisors:
+                handle = handle.child_supervisor(child_id, timeout=AUTH_TIMEOUT)
+            info = handle.which_child(child, timeout=AUTH_TIMEOUT)
+        except SupervisorError:
+            return False
+        return info.state is not ChildState.STOPPED
 
     def stop(self, timeout: float | None = None) -> None:
         """
@@ -480,24 +535,6 @@ class SupervisorHandle:
             reason = self._root.exit_reason
         detail = "" if reason is None else f" (exit reason: {reason.describe()})"
         return SupervisorGoneError(f"supervisor {self._path} is gone{detail}", reason)
-
-
-def deadline_from(name: str, timeout: object) -> float | None:
-    """The monotonic deadline *timeout* seconds from now (None: no bound); validates *timeout*."""
-    if timeout is None:
-        return None
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-        raise TypeError(
-            f"'{name}' must be seconds >= 0 or None (got {timeout!r} that is a {type(timeout).__name__})"
-        )
-    if not math.isfinite(timeout) or timeout < 0:
-        raise ValueError(f"'{name}' must be finite seconds >= 0 or None (got {timeout!r})")
-    return time.monotonic() + timeout
-
-
-def remaining(deadline: float | None) -> float | None:
-    """Seconds left until *deadline* (monotonic), never negative; None for no deadline."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _poll_until(conn: Any, deadline: float) -> bool:

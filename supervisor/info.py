@@ -11,7 +11,7 @@ import attrs
 from .reasons import ExitReason
 from .specs import ChildType, Restart
 
-__all__ = ["ChildCounts", "ChildInfo", "ChildState"]
+__all__ = ["ChildCounts", "ChildInfo", "ChildState", "Identity"]
 
 
 class ChildState(enum.Enum):
@@ -87,3 +87,14 @@ class ChildCounts:
     active: int
     supervisors: int
     workers: int
+
+
+@attrs.frozen
+class Identity:
+    """
+    Who the calling process is in its tree (see :func:`supervisor.whoami`): its id path (``root/...``)
+    and, in a session, the session's id (None outside sessions).
+    """
+
+    path: str
+    session_id: str | None

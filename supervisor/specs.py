@@ -156,6 +156,13 @@ def _validate_id(_: Any, attribute: attrs.Attribute[Any], value: object) -> None
         )
 
 
+def _validate_name(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise _fail_type(attribute.name, "a str or None", value)
+    if not value or "\0" in value:
+        raise ValueError(f"'{attribute.name}' must be a non-empty str without NUL (got {value!r})")
+
+
 def _validate_start(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if not callable(value):
         raise _fail_type(attribute.name, "a callable", value)
@@ -299,6 +306,9 @@ class ChildSpec:
             supervisor whose ``auto_shutdown`` is not NEVER.
         backoff: how long an automatic restart waits (see :class:`Backoff`); ``None`` (the
             default) restarts at once, as OTP does. Ignored for a temporary child (never restarted).
+        name: the name a server child (a :class:`~supervisor.GenServer`'s spec) registers, unique in
+            the tree (an Application: across its sessions); ``None`` (the default) registers none.
+            Its supervisor removes it when it forgets the child.
 
     Raises:
         TypeError, ValueError: a field is invalid; the message names it.
@@ -318,6 +328,7 @@ class ChildSpec:
     )
     significant: bool = attrs.field(default=False, validator=_validate_significant)
     backoff: Backoff | None = attrs.field(default=None, validator=_validate_backoff)
+    name: str | None = attrs.field(default=None, validator=attrs.validators.optional(_validate_name))
 
     def __attrs_post_init__(self) -> None:
         if self.significant and self.restart is Restart.PERMANENT:

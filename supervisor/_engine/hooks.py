@@ -16,16 +16,20 @@ import attrs
 from ..reasons import ExitReason
 from ..specs import ChildSpec
 
-__all__ = ["ChildEvent", "FdWatch", "LoopHooks"]
+__all__ = ["ChainedHooks", "ChildEvent", "FdWatch", "LoopHooks"]
 
 
 @attrs.frozen
 class ChildEvent:
-    """A child at the moment of an event: its id, its pid (None when not running) and its spec."""
+    """
+    A child at the moment of an event: its id, its pid (None when not running), its spec, and the
+    pid of its last process to be reaped (None before the first).
+    """
 
     child_id: str
     pid: int | None
     spec: ChildSpec
+    last_pid: int | None = None
 
 
 class FdWatch(Protocol):
@@ -76,3 +80,54 @@ class LoopHooks:
 
     def before_reply(self) -> None:
         """Called before the loop replies to a caller: make the caller's effects visible."""
+
+
+class ChainedHooks(LoopHooks):
+    """
+    The loop's hooks: each child event goes to the *observers* (the engine's own, in order), then to
+    *primary* (a process built on the engine); fds, deadlines and replies are *primary*'s alone.
+    """
+
+    def __init__(self, primary: LoopHooks, observers: list[LoopHooks]) -> None:
+        self.primary = primary
+        self.observers = observers
+
+    def child_starting(self, child: ChildEvent) -> None:
+        for observer in self.observers:
+            observer.child_starting(child)
+        self.primary.child_starting(child)
+
+    def child_ready(self, child: ChildEvent, info: Any) -> None:
+        for observer in self.observers:
+            observer.child_ready(child, info)
+        self.primary.child_ready(child, info)
+
+    def child_stopping(self, child: ChildEvent) -> None:
+        for observer in self.observers:
+            observer.child_stopping(child)
+        self.primary.child_stopping(child)
+
+    def child_down(self, child: ChildEvent, reason: ExitReason, restarting: bool) -> None:
+        for observer in self.observers:
+            observer.child_down(child, reason, restarting)
+        self.primary.child_down(child, reason, restarting)
+
+    def child_removed(self, child: ChildEvent) -> None:
+        for observer in self.observers:
+            observer.child_removed(child)
+        self.primary.child_removed(child)
+
+    def attach(self, fds: FdWatch) -> None:
+        self.primary.attach(fds)
+
+    def on_readable(self) -> None:
+        self.primary.on_readable()
+
+    def deadline(self) -> float | None:
+        return self.primary.deadline()
+
+    def on_deadline(self) -> None:
+        self.primary.on_deadline()
+
+    def before_reply(self) -> None:
+        self.primary.before_reply()

@@ -183,6 +183,7 @@ class Lifecycle:
         proc = child.proc
         assert proc is not None
         reason = proc.reap(self.reactor.unwatch)
+        child.last_pid = proc.pid
         child.proc = None
         child.busy = False
         child.starting = False

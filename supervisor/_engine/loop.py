@@ -27,6 +27,7 @@ from .._protocol import (
     KIND_DYNAMIC,
     KIND_SIMPLE,
     KIND_STATIC,
+    AwaitExit,
     ChildAddress,
     ChildSupervisorOf,
     CountChildren,
@@ -45,7 +46,7 @@ from ..errors import StartError, SupervisorError, SupervisorGoneError
 from ..reasons import ExitReason
 from ..specs import DynamicSupervisorSpec, SupervisorSpec
 from . import processes
-from .hooks import LoopHooks
+from .hooks import ChainedHooks, LoopHooks
 from .jobs import Job, Pending, Scheduler
 from .lifecycle import Lifecycle
 from .reactor import Reactor
@@ -53,6 +54,7 @@ from .reports import log
 from .server import ControlServer, Route, RouteKind
 from .state import ChildRecord, SupervisorState
 from .supervisor import Supervision
+from .watchers import ExitWatchers
 
 __all__ = ["SupervisorProcess"]
 
@@ -98,9 +100,10 @@ class SupervisorProcess:
         if keep_ids and not concurrent:
             raise ValueError("'keep_ids' is for a DynamicSupervisor (a DynamicSupervisorSpec)")
         self.tree = tree
-        self.hooks = hooks if hooks is not None else LoopHooks()
-        self.watch_fd = watch_fd
         self.state = SupervisorState(spec, tree.path)
+        self.watchers = ExitWatchers(tree, self.state.running_pids)
+        self.hooks = ChainedHooks(hooks if hooks is not None else LoopHooks(), [self.watchers])
+        self.watch_fd = watch_fd
         self.finished = False
         self.stop_waiters: list[Any] = []
         self.exit_reason: ExitReason = ExitReason.shutdown()
@@ -113,6 +116,7 @@ class SupervisorProcess:
             tree, self.state, self.scheduler, self.lifecycle, self.hooks, keep_ids=keep_ids
         )
         self.server = ControlServer(tree, self.reactor, self.hooks, self._routes(), self._submit)
+        self.watchers.reply = self.server.reply
         if watch_fd is not None:
             self.reactor.watch(watch_fd, self)
         self.hooks.attach(_HookFds(self.reactor, self.hooks))
@@ -152,6 +156,9 @@ class SupervisorProcess:
             WhichChild: Route(RouteKind.READ, lambda request: otp.which_child(request.child_id)),
             GetChildspec: Route(RouteKind.READ, lambda request: otp.get_childspec(request.child_id)),
             Stop: Route(RouteKind.DIRECT, lambda conn, _: self._begin_stop(conn)),
+            AwaitExit: Route(
+                RouteKind.DIRECT, lambda conn, request: self.watchers.await_exit(conn, request.pid)
+            ),
             StartChild: start_child,
             TerminateChild: Route(
                 RouteKind.QUEUED,

@@ -70,7 +70,7 @@ class ChildRecord:
     id is a key the supervisor made up (its lane and tree path), reported as None; it is known by
     pid. ``exit_pid`` is the pid of its last process to die outside a job, so that a
     ``terminate_child`` with that pid still finds it while its restart is being retried (OTP's
-    ``{restarting, Pid}``).
+    ``{restarting, Pid}``). ``last_pid`` is the pid of its last process to be reaped, whatever reaped it.
 
     What ``which_children`` shows besides: ``starting`` is set from the fork until the process
     reports ready (or is reaped); ``group`` is the automatic restart the child is part of until it is
@@ -89,6 +89,7 @@ class ChildRecord:
     shutdown_deadline: float | None = None
     anonymous: bool = False
     exit_pid: int | None = None
+    last_pid: int | None = None
     nested: bool = attrs.field(init=False)
     starting: bool = False
     group: RestartGroup | None = None
@@ -164,7 +165,7 @@ class ChildRecord:
 
     def event(self) -> ChildEvent:
         """This child as the hooks see it: a frozen value, not this record."""
-        return ChildEvent(self.id, self.pid, self.spec)
+        return ChildEvent(self.id, self.pid, self.spec, self.last_pid)
 
 
 class SupervisorState:

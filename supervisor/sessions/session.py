@@ -28,7 +28,7 @@ def run_session_supervisor(tree: TreeContext, spec: SupervisorSpec, options: Ses
     """The start of a session's SessionSupervisor at *tree*: isolate, then supervise; never returns."""
     own = tree.authkey.derive(tree.path)
     keep_only(own, (spec, options))  # the tree key goes; keys given to the session's workers stay
-    tree = tree.with_key(own)
+    tree = tree.with_key(own, scope=tree.path)
     _isolate(options)
     supervisor = SupervisorProcess(spec, tree)
     run_supervisor(supervisor, lambda: {"children": [(c.id, c.pid) for c in supervisor.state.children]})

@@ -12,6 +12,7 @@ from supervisor import errors
 from supervisor.errors import (
     AuthenticationError,
     BadCombinationError,
+    CallingSelfError,
     CallTimeout,
     ChildNotFoundError,
     ChildNotRunningError,
@@ -20,7 +21,11 @@ from supervisor.errors import (
     DuplicateChildError,
     HandleClosedError,
     MaxChildrenError,
+    NameTakenError,
+    NoProc,
+    Overloaded,
     RegistryUnavailableError,
+    ServerDown,
     SessionNotFoundError,
     SimpleOneForOneError,
     StartError,
@@ -80,6 +85,15 @@ EXAMPLES: list[tuple[SupervisorError, dict[str, Any]]] = [
     (
         UnreadableRequestError("start_child: could not read the request", "ModuleNotFoundError: late"),
         {"why": "ModuleNotFoundError: late"},
+    ),
+    (ServerDown("call: server root/conv died before replying", crashed()), {"reason": crashed()}),
+    (ServerDown("call: server root/conv died before replying"), {"reason": None}),
+    (NoProc("call: no server 'conv' is running"), {}),
+    (Overloaded("call: the mailbox of server root/conv is full"), {}),
+    (CallingSelfError("call: server root/conv called itself"), {}),
+    (
+        NameTakenError("server root/b: the name 'conv' is held", "conv", "root/a", 4242),
+        {"name": "conv", "holder_path": "root/a", "holder_pid": 4242},
     ),
 ]
 

@@ -1,0 +1,510 @@
+"""
+The loop that runs one GenServer in its child process.
+
+Two threads. The *mailbox thread* owns the server's socket: it accepts connections, runs each
+authentication handshake without blocking (one deadline per handshake), reads requests as they
+arrive and puts them in the bounded mailbox, answering at once what needs no handler: a cast's
+receipt, ``overloaded`` when the mailbox is full, ``noproc`` for a request meant for another
+incarnation. The *main thread* takes one message at a time and runs the callbacks: calls and casts
+in arrival order, timers and monitor notices as they fall due. Signals reach the main thread only:
+SIGTERM sets a flag (through the wake-up fd) that ends the loop after the message in progress, with
+``terminate(shutdown)``.
+
+A handler that raises crashes the server: every call still waiting in the mailbox, and the one being
+handled, is told ``("down", reason)`` with the exception and its traceback; ``terminate`` runs; the
+exception leaves the start function, so the supervisor gets it as the exit reason and restarts the
+server by its restart type.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from .. import _names, _wire
+from .._addresses import TreeContext
+from .._child import notify_ready
+from .._keys import Key
+from .._transport import AUTH_TIMEOUT, KeyMismatch, ServerHandshake, listen, refuse
+from ..errors import NameTakenError
+from ..reasons import ExitReason, ShutdownExit
+from . import client
+from .client import Monitor
+from .genserver import NOREPLY, Caller, Down, GenServer, Stop, TimerRef
+from .ref import ServerRef
+
+__all__ = ["run_gen_server"]
+
+log = logging.getLogger("supervisor")
+
+SEND_TIMEOUT = 5.0
+"""Seconds an answer may wait for room in a caller's socket before that connection is dropped."""
+_HEADER = struct.Struct("!i")
+_LONG_HEADER = struct.Struct("!Q")
+
+
+def run_gen_server(
+    context: TreeContext,
+    cls: type[GenServer],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    name: str | None,
+    mailbox_max: int,
+) -> None:
+    """The start function of a GenServer child at *context*; returns or raises as the server ends."""
+    _ServerProcess(context, cls, name, mailbox_max).run(args, kwargs)
+
+
+class _Connection:
+    """One caller's connection, as the mailbox thread reads it and both threads answer on it."""
+
+    __slots__ = ("buffer", "closed", "lock", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Send *message*; a caller that does not take it within SEND_TIMEOUT is dropped. Never raises."""
+        try:
+            data = _wire.dumps(message)
+        except Exception as error:  # an unpicklable reply: the caller gets the reason instead
+            data = _wire.dumps(
+                (
+                    "down",
+                    message[1],
+                    ExitReason.from_exception(TypeError(f"reply cannot be pickled: {error}")),
+                )
+            )
+        header = (
+            _HEADER.pack(len(data)) if len(data) < 2**31 else _HEADER.pack(-1) + _LONG_HEADER.pack(len(data))
+        )
+        view = memoryview(header + data)
+        deadline = time.monotonic() + SEND_TIMEOUT
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                while view:
+                    try:
+                        view = view[self.sock.send(view) :]
+                    except BlockingIOError:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not _writable(self.sock, left):
+                            raise TimeoutError("the caller does not read its answers") from None
+            except OSError:
+                self._close()
+
+    def close(self) -> None:
+        with self.lock:
+            self._close()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader; the mailbox thread closes it
+
+
+def _writable(sock: socket.socket, seconds: float) -> bool:
+    poller = selectors.DefaultSelector()
+    try:
+        poller.register(sock, selectors.EVENT_WRITE)
+        return bool(poller.select(seconds))
+    finally:
+        poller.close()
+
+
+class _Message:
+    __slots__ = ("caller", "conn", "kind", "payload", "request_id")
+
+    def __init__(self, kind: str, payload: Any, conn: _Connection | None = None, request_id: int = 0) -> None:
+        self.kind, self.payload, self.conn, self.request_id = kind, payload, conn, request_id
+        self.caller: Caller | None = None
+
+
+class _Mailbox:
+    """Messages waiting for the main thread, and the wake-up pipe that tells it there are some."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.messages: collections.deque[_Message] = collections.deque()
+        self.external = 0  # calls and casts queued: what the limit counts
+        self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def offer(self, message: _Message) -> bool:
+        """Queue a call or cast unless the mailbox is full; False if it is."""
+        with self.lock:
+            if self.external >= self.limit:
+                return False
+            self.external += 1
+            self.messages.append(message)
+        self._wake()
+        return True
+
+    def put(self, message: _Message) -> None:
+        """Queue a timer's or monitor's message (not counted against the limit)."""
+        with self.lock:
+            self.messages.append(message)
+        self._wake()
+
+    def take(self) -> _Message | None:
+        with self.lock:
+            if not self.messages:
+                return None
+            message = self.messages.popleft()
+            if message.conn is not None:
+                self.external -= 1
+            return message
+
+    def take_all(self) -> list[_Message]:
+        with self.lock:
+            taken = list(self.messages)
+            self.messages.clear()
+            self.external = 0
+            return taken
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.wake_write, b"\0")
+
+    def drain_wakes(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wake_read, 4096):
+                pass
+
+
+class _MailboxThread(threading.Thread):
+    """Accepts, authenticates and reads callers; queues their requests; answers what needs no handler."""
+
+    def __init__(self, listener: socket.socket, key: Key, incarnation: int, mailbox: _Mailbox) -> None:
+        super().__init__(name="genserver-mailbox", daemon=True)
+        self.listener = listener
+        self.key = key
+        self.incarnation = incarnation
+        self.mailbox = mailbox
+        self.selector = selectors.DefaultSelector()
+        self.pending: dict[socket.socket, tuple[ServerHandshake, float]] = {}
+        self.conns: dict[socket.socket, _Connection] = {}
+
+    def run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD})
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        while True:
+            deadline = min((d for _, d in self.pending.values()), default=None)
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            for key, _ in self.selector.select(timeout):
+                sock = key.fileobj
+                if sock is self.listener:
+                    self._accept()
+                elif sock in self.pending:
+                    self._handshake(sock)
+                elif sock in self.conns:
+                    self._read(self.conns[sock])
+            now = time.monotonic()
+            for sock, (_, due) in list(self.pending.items()):
+                if now >= due:
+                    self._forget(sock)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            except OSError:
+                time.sleep(0.05)  # out of descriptors: let the callers that hold them finish
+                return
+            sock.setblocking(False)
+            handshake = ServerHandshake(self.key)
+            try:
+                sock.send(handshake.greeting)
+            except OSError:
+                sock.close()
+                continue
+            self.pending[sock] = (handshake, time.monotonic() + AUTH_TIMEOUT)
+            self.selector.register(sock, selectors.EVENT_READ)
+
+    def _handshake(self, sock: socket.socket) -> None:
+        handshake, _ = self.pending[sock]
+        try:
+            data = sock.recv(handshake.needed)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            answer = handshake.feed(data)
+            if answer is None:
+                return
+            sock.send(answer)
+        except BlockingIOError:
+            return
+        except KeyMismatch:
+            refuse(sock)
+            self._forget(sock)
+            return
+        except OSError:
+            self._forget(sock)
+            return
+        del self.pending[sock]
+        self.conns[sock] = _Connection(sock)
+
+    def _forget(self, sock: socket.socket) -> None:
+        self.pending.pop(sock, None)
+        conn = self.conns.pop(sock, None)
+        if conn is not None:
+            conn.close()
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(sock)
+        sock.close()
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            chunk = conn.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk or conn.closed:
+            self._forget(conn.sock)
+            return
+        conn.buffer += chunk
+        while True:
+            frame = _take_frame(conn.buffer)
+            if frame is None:
+                return
+            try:
+                message = _wire.loads(frame)
+                kind, request_id, incarnation, payload = message
+            except Exception as error:
+                log.warning(
+                    "genserver: unreadable request (%s: %s); dropping its connection",
+                    type(error).__name__,
+                    error,
+                )
+                self._forget(conn.sock)
+                return
+            finally:
+                _wire.zero(frame)
+            if kind not in ("call", "cast"):
+                self._forget(conn.sock)
+                return
+            if incarnation != self.incarnation:
+                conn.send(("noproc", request_id))
+            elif not self.mailbox.offer(_Message(kind, payload, conn, request_id)):
+                conn.send(("overloaded", request_id))
+            elif kind == "cast":
+                conn.send(("queued", request_id))
+
+
+def _take_frame(buffer: bytearray) -> bytearray | None:
+    """The first whole frame in *buffer* (removed from it), None if none has come whole yet."""
+    if len(buffer) < 4:
+        return None
+    (size,) = _HEADER.unpack_from(buffer)
+    start = 4
+    if size == -1:
+        if len(buffer) < 12:
+            return None
+        (size,) = _LONG_HEADER.unpack_from(buffer, 4)
+        start = 12
+    if len(buffer) < start + size:
+        return None
+    frame = buffer[start : start + size]
+    buffer[: start + size] = b""
+    return frame
+
+
+class _ServerProcess:
+    """The main thread's side: the server object, its timers and monitors, and the loop."""
+
+    def __init__(
+        self, context: TreeContext, cls: type[GenServer], name: str | None, mailbox_max: int
+    ) -> None:
+        self.context = context
+        self.cls = cls
+        self.name = name
+        self.mailbox = _Mailbox(mailbox_max)
+        self.incarnation = int.from_bytes(os.urandom(8), "big") >> 1
+        self.timers: list[tuple[float, int, TimerRef]] = []
+        self.cancelled: set[int] = set()
+        self.serial = itertools.count()
+        self.monitors: dict[int, Monitor] = {}
+        self.stopping = False
+        self.selector = selectors.DefaultSelector()
+
+    # ------------------------------------------------------------------ what handlers call
+
+    def send_after(self, seconds: float, message: Any) -> TimerRef:
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds >= 0:
+            raise ValueError(f"'seconds' must be a number >= 0 (got {seconds!r})")
+        timer = TimerRef(time.monotonic() + seconds, message)
+        heapq.heappush(self.timers, (timer.due, next(self.serial), timer))
+        return timer
+
+    def cancel_timer(self, timer: TimerRef) -> bool:
+        live = any(entry[2] is timer for entry in self.timers) and id(timer) not in self.cancelled
+        if live:
+            self.cancelled.add(id(timer))
+        return live
+
+    def watch(self, monitor: Monitor) -> None:
+        self.monitors[monitor.fileno()] = monitor
+        self.selector.register(monitor.fileno(), selectors.EVENT_READ, monitor)
+
+    def unwatch(self, monitor: Monitor) -> None:
+        if self.monitors.pop(monitor.fileno(), None) is not None:
+            self.selector.unregister(monitor.fileno())
+        monitor.close()
+
+    # ------------------------------------------------------------------ the life of the server
+
+    def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        context = self.context
+        listener = listen(context.address)
+        started = _names.process_start_time(os.getpid())
+        assert started is not None
+        if self.name is not None:
+            try:
+                _names.claim_name(
+                    context.private_dir, _names.NameEntry(self.name, context.path, context.scope)
+                )
+            except _names.NameTaken as taken:
+                raise NameTakenError(
+                    f"server {context.path}: {taken}", self.name, taken.holder.path, taken.holder.pid
+                ) from None
+        server = self.cls()
+        server.path = context.path
+        server.session_id = context.session_id
+        server.ref = ServerRef(
+            context.path, os.getpid(), self.incarnation, context.private_dir, context.scope, context.authkey
+        )
+        server._runtime = self
+        client.serving_here(os.getpid(), threading.get_ident())
+        server.init(*args, **kwargs)
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.selector.register(wake_read, selectors.EVENT_READ, "signal")
+        self.selector.register(self.mailbox.wake_read, selectors.EVENT_READ, "mailbox")
+        _MailboxThread(listener, context.authkey, self.incarnation, self.mailbox).start()
+        _names.publish_server(
+            context.private_dir,
+            _names.ServerEntry(context.path, os.getpid(), self.incarnation, started, context.scope),
+        )
+        notify_ready()
+        self._serve(server, wake_read)
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _serve(self, server: GenServer, wake_read: int) -> None:
+        while True:
+            if self.stopping:
+                self._end(server, ExitReason.shutdown(), None)
+                raise ShutdownExit()
+            self._due_timers()
+            message = self.mailbox.take()
+            if message is None:
+                self._wait(wake_read)
+                continue
+            try:
+                outcome = self._handle(server, message)
+            except Exception as error:
+                self._end(server, ExitReason.from_exception(error), message)
+                raise
+            if isinstance(outcome, Stop):
+                self._stop(server, outcome, message)
+
+    def _handle(self, server: GenServer, message: _Message) -> Any:
+        if message.kind == "call":
+            conn, request_id = message.conn, message.request_id
+            assert conn is not None
+            caller = message.caller = Caller(lambda value: conn.send(("reply", request_id, value)))
+            result = server.handle_call(message.payload, caller)
+            if isinstance(result, Stop):
+                if result.reply is not NOREPLY:
+                    caller.reply(result.reply)
+                return result
+            if result is not NOREPLY:
+                caller.reply(result)
+            return None
+        if message.kind == "cast":
+            return server.handle_cast(message.payload)
+        return server.handle_info(message.payload)
+
+    def _stop(self, server: GenServer, stop: Stop, message: _Message) -> None:
+        reason = stop.reason
+        if isinstance(reason, BaseException):
+            self._end(server, ExitReason.from_exception(reason), message)
+            raise reason
+        exit_reason = ExitReason.normal() if reason == "normal" else ExitReason.shutdown()
+        self._end(server, exit_reason, message)
+        if reason == "shutdown":
+            raise ShutdownExit()
+        raise _NormalExit()
+
+    def _end(self, server: GenServer, reason: ExitReason, current: _Message | None) -> None:
+        """Tell every waiting caller the server is down with *reason*, then run ``terminate``."""
+        for message in ([current] if current is not None else []) + self.mailbox.take_all():
+            if message.kind != "call" or message.conn is None:
+                continue
+            if message.caller is None or not message.caller.replied:
+                message.conn.send(("down", message.request_id, reason))
+        try:
+            server.terminate(reason)
+        except Exception:
+            log.exception("server %s: terminate raised", self.context.path)
+
+    def _due_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, timer = heapq.heappop(self.timers)
+            if id(timer) in self.cancelled:
+                self.cancelled.discard(id(timer))
+                continue
+            self.mailbox.put(_Message("info", timer.message))
+
+    def _wait(self, wake_read: int) -> None:
+        timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
+        for key, _ in self.selector.select(timeout):
+            if key.data == "mailbox":
+                self.mailbox.drain_wakes()
+            elif key.data == "signal":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_read, 4096)
+            else:
+                monitor: Monitor = key.data
+                self.selector.unregister(monitor.fileno())
+                self.monitors.pop(monitor.fileno(), None)
+                reason = _notice(monitor)
+                monitor.close()
+                self.mailbox.put(_Message("info", Down(monitor, reason)))
+
+
+def _notice(monitor: Monitor) -> Any:
+    try:
+        return monitor.wait(0)
+    except Exception as error:  # the process was gone before the monitor began: OTP's noproc
+        return error
+
+
+class _NormalExit(SystemExit):
+    """A ``Stop("normal")``: leaves the start function as a normal exit."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
