@@ -373,8 +373,11 @@ class SupervisorHandle:
         """Cast *message* to the server *name_or_path* names if one runs now (else nothing happens)."""
         cast_target(self._servers(), name_or_path, message, timeout)
 
-    def _servers(self) -> Scope:
-        return Scope(os.path.dirname(self._address), self._authkey, self._scope, self._path, self._expected)
+    def _servers(self, names: bool = True) -> Scope:
+        """Where this handle looks servers up: by name first (*names*), else by id path below it."""
+        return Scope(
+            os.path.dirname(self._address), self._authkey, self._scope, self._path, self._expected, names
+        )
 
     def _expected(self, path: str) -> bool:
         """Whether the child at *path* (below this supervisor) exists and is to run again."""

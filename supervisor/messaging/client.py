@@ -55,6 +55,8 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds a call waits for its reply by default (OTP's 5000 ms)."""
+_EXIT_GRACE = 1.0
+"""Seconds a caller whose handshake was cut waits for the server's pidfd to say it is exiting."""
 REASON_TIMEOUT = 2.0
 """Seconds a failed call gives the server's supervisor, at most, to say why the server died."""
 _POLL_MAX_MS = 2**31 - 1
@@ -132,9 +134,11 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
     except ProcessLookupError:
         raise _no_proc(call, target) from None
     try:
-        wait = AUTH_TIMEOUT if deadline is None else max(0.0, min(AUTH_TIMEOUT, deadline - time.monotonic()))
-        conn = connect(target.address, target.key, wait)
+        conn = connect(target.address, target.key, _bounded(AUTH_TIMEOUT, deadline))
     except BaseException as error:
+        # A socket is closed as its process exits, a moment before its pidfd fires: a server that
+        # hangs up in the handshake is nearly always exiting, so give its pidfd a moment to say so.
+        ended = isinstance(error, OSError) and _ends_within(pidfd, _bounded(_EXIT_GRACE, deadline))
         os.close(pidfd)
         if isinstance(error, (FileNotFoundError, ConnectionRefusedError)):
             raise _no_proc(call, target) from error
@@ -150,14 +154,25 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
                 "nothing was sent"
             ) from error
         if isinstance(error, OSError):
-            raise ServerDown(
-                f"{call}: server {target.path} closed the connection during the handshake; nothing was sent",
-                _exit_reason(target, deadline),
+            if ended:
+                raise _no_proc(call, target) from error
+            raise CallTimeout(
+                f"{call}: server {target.path} closed the connection during the handshake (it is too loaded "
+                "to complete one within its deadline); nothing was sent"
             ) from error
         raise
     link = _Link(conn, pidfd, target.pid)
     links[target.address] = link
     return link
+
+
+def _ends_within(pidfd: int, seconds: float) -> bool:
+    """Whether the process of *pidfd* ends (its pidfd is readable) within *seconds*; blocks that long."""
+    return bool(select.select([pidfd], [], [], seconds)[0])
+
+
+def _bounded(seconds: float, deadline: float | None) -> float:
+    return seconds if deadline is None else max(0.0, min(seconds, deadline - time.monotonic()))
 
 
 def _no_proc(call: str, target: ServerRef) -> NoProc:
@@ -228,7 +243,12 @@ def _request(
     request_id = next(link.ids)
     data = _encode(kind, (kind, request_id, target.incarnation, payload))
     try:
-        link.conn.send_bytes(data)
+        try:
+            link.conn.send_bytes(data)
+        except OSError:
+            # The server had closed the connection: it never read the request.
+            _drop(target)
+            raise _no_proc(kind, target) from None
         while True:
             ready = link.wait(deadline)
             if ready == "timeout":

@@ -459,7 +459,13 @@ class _ServerProcess:
         raise _NormalExit()
 
     def _end(self, server: GenServer, reason: ExitReason, current: _Message | None) -> None:
-        """Tell every waiting caller the server is down with *reason*, then run ``terminate``."""
+        """
+        Stop taking callers (new ones find no socket: ``NoProc``), tell every waiting caller the
+        server is down with *reason*, then run ``terminate``.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.context.address)
+        _names.forget_server(self.context.private_dir, self.context.path)
         for message in ([current] if current is not None else []) + self.mailbox.take_all():
             if message.kind != "call" or message.conn is None:
                 continue
