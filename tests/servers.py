@@ -45,6 +45,8 @@ class Echo(GenServer):
             case ("crash", message):
                 raise ValueError(message)
             case ("sleep", seconds):
+                if self.sink is not None:
+                    emit(self.sink, "sleeping", self.label)
                 time.sleep(seconds)
                 return "slept"
             case "casts":

@@ -51,6 +51,12 @@ def ref_of(tree: Any, target: str) -> ServerRef:
     return ref  # type: ignore[no-any-return]
 
 
+def kill(pid: int) -> None:
+    """SIGKILL *pid* and return once it has ended (a call made before that may reach it dying)."""
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone([pid], HANG_TIMEOUT) == []
+
+
 def restarted(tree: Any, target: str, old: ServerRef) -> ServerRef:
     """The next incarnation of *target* once it runs (a call by name waits for it)."""
     pid = tree.call(target, "pid", timeout=HANG_TIMEOUT)
@@ -154,7 +160,7 @@ class TestCrash:
     def test_an_old_incarnation_gets_noproc_never_the_new_process(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo", name="echo")])
         old = ref_of(tree, "echo")
-        os.kill(old.pid, signal.SIGKILL)
+        kill(old.pid)
         new = restarted(tree, "echo", old)
         reused = ServerRef(old.path, new.pid, old.incarnation, old.private_dir, old.scope, old.key)
 
@@ -274,7 +280,7 @@ class TestNames:
     def test_a_name_follows_restarts_and_a_call_by_name_waits_for_the_restart(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo", name="svc")])
         old = ref_of(tree, "svc")
-        os.kill(old.pid, signal.SIGKILL)
+        kill(old.pid)
 
         reply = tree.call("svc", "pid", timeout=HANG_TIMEOUT)  # may run while it restarts: waits
 
@@ -365,8 +371,7 @@ class TestShutdown:
             target=lambda: replies.append(call(ref, ("sleep", 0.5), timeout=HANG_TIMEOUT))
         )
         caller.start()
-        while call(ref, "executions", timeout=HANG_TIMEOUT) == 0:
-            pass  # until the sleep is in progress (the count is taken before the sleep)
+        events.expect("sleeping", "echo")
 
         tree.terminate_child("echo")
         caller.join(HANG_TIMEOUT)
