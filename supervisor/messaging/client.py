@@ -84,8 +84,14 @@ class _Link:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.close()
-        with contextlib.suppress(OSError):
-            os.close(self.pidfd)
+        if self.pidfd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = -1
+
+    def __del__(self) -> None:
+        # A thread's links go with the thread (its threading.local): their descriptors go too.
+        self.close()
 
     def wait(self, deadline: float | None) -> str:
         """Block until a frame can be read ("data"), the server died ("dead") or *deadline* ("timeout")."""
@@ -107,6 +113,8 @@ class _Link:
 def _links() -> dict[str, _Link]:
     links: dict[str, _Link] | None = getattr(_local, "links", None)
     if links is None or getattr(_local, "pid", None) != os.getpid():
+        for inherited in (links or {}).values():  # a forked child's copies of its parent's links
+            inherited.close()
         links = {}
         _local.links, _local.pid = links, os.getpid()
     return links

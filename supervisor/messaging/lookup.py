@@ -96,11 +96,11 @@ def cast_target(scope: Scope, target: str, message: Any, timeout: float | None =
 
 
 def _running(scope: Scope, target: str, deadline: float | None, wait: bool, call_name: str) -> ServerRef:
-    path, named = scope.path_of(target)
+    path, _ = scope.path_of(target)
     ref = resolve(scope.private_dir, scope.key, scope.key_scope, path)
     if ref is not None:
         return ref
-    if wait and (named or scope.expected(path)):
+    if wait and scope.expected(path):
         ref = await_running(scope.private_dir, scope.key, scope.key_scope, path, deadline)
         if ref is not None:
             return ref
