@@ -34,7 +34,7 @@ EXPECTED = {
         "crashed: exception builtins.ValueError: overdrawn",
         "('ok', 9)",
     ],
-    "Barrier": ["first: go", "second: go", "bye"],
+    "Barrier": ["['go', 'go']", "bye"],
     "Context": ["True"],
     "watch(ref)": ["killed (SIGKILL)"],
 }
