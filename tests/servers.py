@@ -168,3 +168,15 @@ class FailsInit(GenServer):
 
     def init(self, message: str) -> None:
         raise RuntimeError(message)
+
+
+def report_identity(sink: str) -> None:
+    """A plain worker (not a server): reports who it is, then waits to be stopped."""
+    emit(sink, "identity", whoami())
+    threading.Event().wait()
+
+
+def call_through_sessions(sessions: Any, session_id: str, child_id: str, sink: str) -> None:
+    """A worker given the sessions handle: calls another session's server, reports the reply, waits."""
+    emit(sink, "reply", sessions.call(session_id, child_id, "from another session", timeout=HANG_TIMEOUT))
+    threading.Event().wait()

@@ -39,7 +39,16 @@ from supervisor import (
 )
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, Unpicklable
-from tests.servers import Deferred, Echo, FailsInit, Forwarder, Gate, Ticker
+from tests.servers import (
+    Deferred,
+    Echo,
+    FailsInit,
+    Forwarder,
+    Gate,
+    Ticker,
+    call_through_sessions,
+    report_identity,
+)
 
 LONG_CALL = 120.0
 """A call timeout no test waits out: failures must come long before it."""
@@ -445,6 +454,33 @@ class TestSessions:
             assert sessions.call(sid, "ctx", "casts") == ["noted"]
             with pytest.raises(NoProc):
                 sessions.call(sid, "missing", "x", timeout=0.2)
+
+    def test_a_worker_in_another_session_given_the_sessions_handle_calls_a_server(
+        self, events: EventSink
+    ) -> None:
+        with Application() as app:
+            sessions = app.session_manager
+            sid = sessions.create_session(children=[Echo.child_spec("ctx")])
+            sessions.create_session(
+                children=[
+                    ChildSpec("caller", call_through_sessions, args=(sessions, sid, "ctx", events.path))
+                ]
+            )
+
+            kind, reply, _ = events.next()
+
+        assert (kind, reply) == ("reply", ("echo", "from another session"))
+
+    def test_whoami_in_a_plain_worker_and_in_a_session(self, start_tree: Any, events: EventSink) -> None:
+        start_tree([ChildSpec.supervisor("sub", [ChildSpec("w", report_identity, args=(events.path,))])])
+        assert events.next()[:2] == ("identity", Identity("root/sub/w", None))
+        with Application() as app:
+            sid = app.session_manager.create_session(
+                children=[ChildSpec("w", report_identity, args=(events.path,))]
+            )
+            _, identity, _ = events.next()
+
+        assert identity.session_id == sid and identity.path.endswith(f"/{sid}/w")
 
     def test_a_session_key_does_not_open_another_sessions_server(self) -> None:
         with Application() as app:
