@@ -145,7 +145,13 @@ class _Mailbox:
         self.lock = threading.Lock()
         self.messages: collections.deque[_Message] = collections.deque()
         self.external = 0  # calls and casts queued: what the limit counts
+        self.failure: BaseException | None = None  # the mailbox thread's, if it died
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def fail(self, error: BaseException) -> None:
+        """The mailbox thread died of *error*: the main thread raises it at its next turn."""
+        self.failure = error
+        self._wake()
 
     def offer(self, message: _Message) -> bool:
         """Queue a call or cast unless the mailbox is full; False if it is."""
@@ -203,6 +209,13 @@ class _MailboxThread(threading.Thread):
         self.conns: dict[socket.socket, _Connection] = {}
 
     def run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as error:
+            # The server cannot take callers any more: its main thread crashes with this reason.
+            self.mailbox.fail(error)
+
+    def _serve(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD})
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ)
@@ -265,12 +278,15 @@ class _MailboxThread(threading.Thread):
 
     def _forget(self, sock: socket.socket) -> None:
         self.pending.pop(sock, None)
-        conn = self.conns.pop(sock, None)
-        if conn is not None:
-            conn.close()
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(sock)
-        sock.close()
+        conn = self.conns.pop(sock, None)
+        if conn is None:
+            sock.close()
+            return
+        with conn.lock:  # not while the main thread is answering on it
+            conn.closed = True
+            sock.close()
 
     def _read(self, conn: _Connection) -> None:
         try:
@@ -417,6 +433,10 @@ class _ServerProcess:
             if self.stopping:
                 self._end(server, ExitReason.shutdown(), None)
                 raise ShutdownExit()
+            failure = self.mailbox.failure
+            if failure is not None:
+                self._end(server, ExitReason.from_exception(failure), None)
+                raise failure
             self._due_timers()
             message = self.mailbox.take()
             if message is None:
