@@ -76,10 +76,18 @@ class _Link:
 
     def __init__(self, conn: Any, pidfd: int, server_pid: int) -> None:
         self.conn = conn
+        self.fd: int = conn.fileno()
         self.pidfd = pidfd
         self.server_pid = server_pid
-        self.owner = os.getpid()
         self.ids = itertools.count(1)
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+        self.poller.register(pidfd, select.POLLIN)
+
+    def idle_and_open(self) -> bool:
+        """True if nothing came since the last reply: between requests a server sends nothing, so a
+        readable connection (or a fired pidfd) is a server that closed it or died."""
+        return not self.poller.poll(0)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -95,19 +103,19 @@ class _Link:
 
     def wait(self, deadline: float | None) -> str:
         """Block until a frame can be read ("data"), the server died ("dead") or *deadline* ("timeout")."""
-        poller = select.poll()
-        poller.register(self.conn.fileno(), select.POLLIN)
-        poller.register(self.pidfd, select.POLLIN)
         while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return "timeout"
-            events = poller.poll(None if left is None else min(int(left * 1000) + 1, _POLL_MAX_MS))
-            fds = {fd for fd, _ in events}
-            if self.conn.fileno() in fds:
+            if deadline is None:
+                events = self.poller.poll()
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "timeout"
+                events = self.poller.poll(min(int(left * 1000) + 1, _POLL_MAX_MS))
+            if not events:
+                continue
+            if any(fd == self.fd for fd, _ in events):
                 return "data"  # a reply sent just before the server died is still read
-            if self.pidfd in fds:
-                return "dead"
+            return "dead"
 
 
 def _links() -> dict[str, _Link]:
@@ -131,9 +139,7 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
     links = _links()
     link = links.get(target.address)
     if link is not None:
-        # Between requests the server sends nothing: a readable connection is one it closed.
-        stale = link.server_pid != target.pid or bool(select.select([link.conn], [], [], 0)[0])
-        if not stale:
+        if link.server_pid == target.pid and link.idle_and_open():
             return link
         del links[target.address]
         link.close()
