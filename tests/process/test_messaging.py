@@ -7,6 +7,7 @@ shows that something is seen "at once" it compares with a call timeout many time
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import select
@@ -416,6 +417,42 @@ class TestConcurrency:
         assert sorted(results) == sorted(("echo", (n, i)) for n in range(80) for i in range(5))
         assert statuses == [0] * 20
         assert call(ref, "executions") == 80 * 5 + 20 * 5 + 1
+
+
+class TestDescriptors:
+    def test_callers_and_monitors_that_leave_leave_no_descriptor_behind(self, start_tree: Any) -> None:
+        """The server's and its supervisor's descriptors come back to their counts once callers go."""
+        tree = start_tree([Echo.child_spec("echo")])
+        ref = ref_of(tree, "echo")
+        call(ref, "warm up")  # this thread's connection: one for the rest of the test
+        tree.count_children()  # and this thread's connection to the supervisor
+        server_before, supervisor_before = fd_count(ref.pid), fd_count(tree.pid)
+
+        def caller() -> None:
+            call(ref, "from a thread that ends")  # its connection goes with the thread
+            with monitor(ref):
+                pass
+
+        for _ in range(3):
+            threads = [threading.Thread(target=caller) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(HANG_TIMEOUT)
+        gc.collect()
+        call(ref, "settle")  # the mailbox thread has read every end of file before this call
+
+        deadline = time.monotonic() + HANG_TIMEOUT
+        while fd_count(ref.pid) > server_before and time.monotonic() < deadline:
+            call(ref, "settle")  # each call is a turn of the server's loops: no sleep
+        assert fd_count(ref.pid) == server_before
+        while fd_count(tree.pid) > supervisor_before and time.monotonic() < deadline:
+            tree.count_children()  # a turn of the supervisor's loop: it reads the monitors' ends of file
+        assert fd_count(tree.pid) == supervisor_before
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def _fork_caller(ref: ServerRef, n: int) -> int:
