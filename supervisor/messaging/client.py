@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import os
 import select
+import struct
 import threading
 import time
 from typing import Any
@@ -83,6 +84,8 @@ class _Link:
         self.poller = select.poll()
         self.poller.register(self.fd, select.POLLIN)
         self.poller.register(pidfd, select.POLLIN)
+        self.reader = select.poll()
+        self.reader.register(self.fd, select.POLLIN)
 
     def idle_and_open(self) -> bool:
         """True if nothing came since the last reply: between requests a server sends nothing, so a
@@ -100,6 +103,38 @@ class _Link:
     def __del__(self) -> None:
         # A thread's links go with the thread (its threading.local): their descriptors go too.
         self.close()
+
+    def read_frame(self, deadline: float | None) -> bytearray:
+        """
+        One frame, read whole by *deadline* (a server stopped in the middle of one cannot hold the
+        caller past it).
+
+        Raises:
+            TimeoutError: the frame did not come whole in time.
+            EOFError, OSError: the connection ended before or in the middle of it.
+        """
+        header = self._read_exactly(4, deadline, first=True)
+        (size,) = struct.unpack("!i", header)
+        if size == -1:
+            (size,) = struct.unpack("!Q", self._read_exactly(8, deadline))
+        return self._read_exactly(size, deadline)
+
+    def _read_exactly(self, size: int, deadline: float | None, first: bool = False) -> bytearray:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.reader.poll(min(int(left * 1000) + 1, _POLL_MAX_MS)):
+                    raise TimeoutError("the answer did not come whole in time")
+            n = os.readv(self.fd, [view[got:]])
+            if n == 0:
+                if first and got == 0:
+                    raise EOFError
+                raise OSError("end of file in the middle of an answer")
+            got += n
+        return buffer
 
     def wait(self, deadline: float | None) -> str:
         """Block until a frame can be read ("data"), the server died ("dead") or *deadline* ("timeout")."""
@@ -182,7 +217,9 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
 
 def _ends_within(pidfd: int, seconds: float) -> bool:
     """Whether the process of *pidfd* ends (its pidfd is readable) within *seconds*; blocks that long."""
-    return bool(select.select([pidfd], [], [], seconds)[0])
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(int(seconds * 1000)))
 
 
 def _bounded(seconds: float, deadline: float | None) -> float:
@@ -263,8 +300,10 @@ def _request(
             # The server had closed the connection: it never read the request.
             _drop(target)
             raise _no_proc(kind, target) from None
+        ready = ""
         while True:
-            ready = link.wait(deadline)
+            if ready != "timeout":
+                ready = link.wait(deadline)
             if ready == "timeout":
                 _drop(target)
                 what = "request may still run" if kind == "call" else "message may still be delivered"
@@ -275,7 +314,10 @@ def _request(
             if ready == "dead":
                 raise _down(kind, target, deadline)
             try:
-                frame = _wire.recv_frame(link.conn)
+                frame = link.read_frame(deadline)
+            except TimeoutError:
+                ready = "timeout"
+                continue
             except (EOFError, OSError):
                 raise _down(kind, target, deadline) from None
             try:

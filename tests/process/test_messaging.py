@@ -12,6 +12,7 @@ import os
 import pickle
 import select
 import signal
+import struct
 import threading
 import time
 from pathlib import Path
@@ -38,6 +39,8 @@ from supervisor import (
     cast,
     monitor,
 )
+from supervisor._keys import Key
+from supervisor._transport import authenticate, listen
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, Unpicklable
 from tests.servers import (
@@ -192,6 +195,32 @@ class TestTimeout:
 
         assert after == ("echo", "next")  # not "slept", the first call's late reply
         assert call(ref, "executions") == 3  # the timed-out request still ran, once
+
+    def test_an_answer_that_stops_half_way_times_out(self, tmp_path: Path) -> None:
+        """A server stopped in the middle of a frame cannot hold the caller past its timeout."""
+        key = Key(b"k" * 32)
+        ref = ServerRef("root/stalls", os.getpid(), 1, str(tmp_path), "", key)
+        listener = listen(ref.address)
+        held: list[Any] = []
+
+        def half_an_answer() -> None:
+            sock, _ = listener.accept()
+            conn = authenticate(sock, key)
+            assert conn is not None
+            conn.recv_bytes()
+            conn._send(struct.pack("!i", 1000) + b"half")  # a header, then a few of its 1000 bytes
+            held.append(conn)
+
+        server = threading.Thread(target=half_an_answer)
+        server.start()
+        try:
+            with pytest.raises(CallTimeout):
+                call(ref, "x", timeout=0.5)
+        finally:
+            server.join(HANG_TIMEOUT)
+            for conn in held:
+                conn.close()
+            listener.close()
 
     def test_none_waits_for_ever_and_zero_times_out_at_once(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo")])
