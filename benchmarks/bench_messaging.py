@@ -38,6 +38,11 @@ give medians and 90th percentiles of single operations; throughput rows (cast, t
 give rates, each sample a batch or window, and their p90 is the slow end (the 90th percentile of the
 time per operation, as a rate). The ratio is always ours over the baseline in time per operation
 (above 1: slower), except in the manager row.
+
+Reading the figures: a call wakes three threads in turn (the caller, the server's mailbox thread,
+its main thread), the raw ping-pong two. Where a wakeup on another CPU is dear (a VM whose idle
+vCPUs halt: tens of microseconds each), the windows of the throughput rows come out in two modes,
+depending on whether the scheduler keeps the threads on one CPU; the raw baseline stays on one.
 """
 
 from __future__ import annotations
