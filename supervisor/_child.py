@@ -10,7 +10,8 @@ waits, are ignored) and ignore SIGINT, report ready (an ``IMMEDIATE`` child), le
 its own, then run the start function and report how it ended on the report pipe before exiting. The
 report is the exit reason the supervisor uses; the exit status is only the fallback for a child that
 could not report (SIGKILL, a crash in C). Only the child itself reports: a process it forks forgets
-the report pipe.
+the report pipe. Just before the start function, a worker's process title becomes ``otp-supervisor:
+worker PATH`` (:mod:`supervisor._titles`), so a title the start function sets itself wins.
 
 A start function that is an :class:`~supervisor._entrypoint.EntryPoint` (the package's own processes)
 is called with the child's place in the tree first. This module runs in the child, but for the
@@ -34,7 +35,7 @@ from typing import Any
 import attrs
 import multiprocess
 
-from . import _wire
+from . import _titles, _wire
 from ._addresses import TreeContext
 from ._entrypoint import EntryPoint
 from ._keys import keep_only
@@ -249,6 +250,10 @@ def child_main(launch: ChildLaunch) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     _register_fork_hook()
+    if not isinstance(spec.start, EntryPoint):
+        # After an IMMEDIATE child's ready, so its supervisor does not wait for it; the package's
+        # own processes (entry points) name their role themselves.
+        _titles.set_title(_titles.Role.WORKER, launch.context.path)
 
     try:
         # A SIGTERM that came during the set-up is delivered here, as ShutdownExit.

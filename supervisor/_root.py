@@ -31,6 +31,7 @@ from . import _spawned, _wire
 from ._addresses import make_private_dir, socket_path
 from ._keys import Key
 from ._protocol import KIND_DYNAMIC, KIND_SIMPLE, KIND_STATIC
+from ._titles import TITLE_ROOM
 from .errors import StartError, SupervisorGoneError
 from .handle import SupervisorHandle
 from .reasons import ExitReason
@@ -89,7 +90,7 @@ def _spawn_root(
         code = (
             f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
             f"from supervisor._engine.entry import boot_root; boot_root({launch_r}, {result_fd})"
-        )
+        ).ljust(TITLE_ROOM)  # the tree's process titles are written over this command line (_titles)
         command = [spawn.get_executable(), *util._args_from_interpreter_flags(), "-c", code]
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, pass_fds=(launch_r, result_fd), close_fds=True, env=env

@@ -32,7 +32,7 @@ import multiprocess
 from multiprocess import spawn
 from multiprocess.connection import Connection
 
-from .. import _child, _linux, _spawned
+from .. import _child, _linux, _spawned, _titles
 from .._addresses import TreeContext
 from .._keys import Key
 from ..errors import StartError
@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+_ROOT_PATH = "root"
 
 
 def boot_root(launch_fd: int, result_fd: int) -> None:
@@ -61,6 +62,10 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
     directory, the starter's main module) and the private directory, then the spec, from
     *launch_fd*; reports on *result_fd*. Returns when the tree has stopped.
     """
+    # First, while the C environment is the one exec gave: setproctitle finds the command line's
+    # memory by walking back from it, which an env= applied below would hide. Every process of the
+    # tree is forked from here and inherits the set-up.
+    _titles.set_title(_titles.Role.ROOT, _ROOT_PATH)
     _spawned.begin(result_fd)
     key = Key.read_from(launch_fd)
     with os.fdopen(launch_fd, "rb") as launch:
@@ -78,7 +83,7 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
         os.environ.update(env)
     multiprocess.current_process().name = "supervisor:root"
     result = Connection(result_fd, readable=False)
-    run_root(spec, TreeContext(private_dir, key, "root"), starter_pid, result, logging_config)
+    run_root(spec, TreeContext(private_dir, key, _ROOT_PATH), starter_pid, result, logging_config)
 
 
 def run_root(
@@ -165,8 +170,13 @@ def run_supervisor(supervisor: SupervisorProcess, ready_info: Callable[[], Any])
 def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec | DynamicSupervisorSpec) -> None:
     """
     The start of a child built with ``ChildSpec.supervisor`` or ``ChildSpec.dynamic_supervisor``, at
-    *tree*; see :func:`run_supervisor`.
+    *tree*; see :func:`run_supervisor`. Its process title says ``supervisor`` and its path.
     """
+    _titles.set_title(_titles.Role.SUPERVISOR, tree.path)
+    _serve_nested(tree, spec)
+
+
+def _serve_nested(tree: TreeContext, spec: SupervisorSpec | DynamicSupervisorSpec) -> None:
     run_supervisor(SupervisorProcess(spec, tree), lambda: {"address": tree.address})
 
 
@@ -175,13 +185,15 @@ def run_nested_supervisor_from(tree: TreeContext, init: Callable[..., Any], *arg
     The start of a child built with ``ChildSpec.supervisor_from``: ``init(*args)``, then the supervisor.
 
     Runs in the nested supervisor's own process at each of its starts. :data:`IGNORE` declines the
-    start (OTP's ``ignore``); an exception from :func:`run_init` is this child's start failure.
+    start (OTP's ``ignore``); an exception from :func:`run_init` is this child's start failure. Its
+    process title says ``supervisor`` and its path from before *init* runs.
     """
+    _titles.set_title(_titles.Role.SUPERVISOR, tree.path)
     spec = run_init(init, args)
     if spec is None:
         _child.ignore_start()
         return
-    run_nested_supervisor(tree, spec)
+    _serve_nested(tree, spec)
 
 
 def run_init(init: Callable[..., Any], args: tuple[Any, ...]) -> SupervisorSpec | None:

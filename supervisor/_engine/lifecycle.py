@@ -31,7 +31,7 @@ from .reactor import Reactor
 from .reports import log, log_report
 from .state import ChildRecord
 
-__all__ = ["IGNORED", "STARTED", "Lifecycle"]
+__all__ = ["IGNORED", "STARTED", "Lifecycle", "failed_start_pid"]
 
 STARTED = "started"
 IGNORED = "ignored"
@@ -42,6 +42,17 @@ RESEND_FIRST = 0.05
 CPython runs a signal handler only between bytecodes: a SIGTERM that lands just before a blocking call
 (``time.sleep``, a read) waits for the call to return. A repeat interrupts the call; a child that is
 already stopping ignores it (see ``_child``)."""
+
+
+def failed_start_pid(child: ChildRecord, outcome: ExitReason) -> int | None:
+    """
+    The pid of the process whose start of *child* failed with *outcome* (:meth:`Lifecycle.start`'s
+    return), or None if no process was forked.
+    """
+    # A start that forked ends with that process reaped, and returns the reason reap recorded (or the
+    # start timeout it recorded instead); one that could not fork returns a reason of its own, and
+    # last_pid is then an earlier process's.
+    return child.last_pid if outcome is child.last_exit else None
 
 
 class Lifecycle:
@@ -122,7 +133,15 @@ class Lifecycle:
         if not expected and child.spec.restart is not Restart.PERMANENT:
             expected = reason.is_normal
         if not expected:
-            log_report(self.tree.path, "shutdown_error", child.spec, reason, logging.ERROR)
+            log_report(
+                self.tree.path,
+                "shutdown_error",
+                child.spec,
+                reason,
+                logging.ERROR,
+                pid=child.last_pid,
+                restarts=child.restarts,
+            )
 
     def shutdown(
         self, child: ChildRecord, since: float | None = None

@@ -1,10 +1,12 @@
 """
 The supervisor's reports through :mod:`logging`, as OTP's supervisor reports.
 
-``start_error``, ``child_terminated``, ``child_exited``, ``shutdown_error`` and ``shutdown`` (with
-``reached_max_restart_intensity``) go to the logger ``supervisor``, with the child's remote traceback
-when its exit reason has one, and ``supervisor_context`` and ``child_id`` as extra fields for
-handlers that filter on them.
+``start_error``, ``child_terminated``, ``child_exited``, ``shutdown_error``, ``shutdown`` (with
+``reached_max_restart_intensity``) and ``auto_shutdown`` go to the logger ``supervisor``, with the
+child's remote traceback when its exit reason has one. Each record carries structured fields (its
+``extra``, see :data:`REPORT_FIELDS`) for handlers that filter on them and for
+:class:`supervisor.logging.JsonFormatter`; the message stays one readable line (plus the traceback)
+for plain formatters.
 """
 
 from __future__ import annotations
@@ -12,22 +14,70 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..reasons import ExitReason
+from ..reasons import ExitKind, ExitReason
 from ..specs import ChildSpec
 
-__all__ = ["log", "log_report"]
+__all__ = ["REPORT_FIELDS", "log", "log_report"]
 
 log = logging.getLogger("supervisor")
 
+REPORT_FIELDS = (
+    "supervisor_context",
+    "tree",
+    "supervisor",
+    "path",
+    "child_id",
+    "pid",
+    "reason_kind",
+    "restarts",
+    "traceback",
+)
+"""The attributes a report's record carries: the report's name (OTP's ``errorContext``), the tree
+(its root's id path), the supervisor's and the child's id paths, the child's id, the pid of its
+process (None if none was forked), its exit reason's :class:`~supervisor.ExitKind` value (None when
+the report has no reason), its automatic restart count, and the remote traceback text (None without
+one)."""
+
 
 def log_report(
-    path: str, context: str, spec: ChildSpec, reason: ExitReason | None, level: int, detail: str | None = None
+    path: str,
+    context: str,
+    spec: ChildSpec,
+    reason: ExitReason | None,
+    level: int,
+    detail: str | None = None,
+    *,
+    pid: int | None = None,
+    restarts: int = 0,
+    reason_kind: ExitKind | None = None,
 ) -> None:
-    """Log the report *context* about the child *spec* of the supervisor at *path*."""
+    """
+    Log the report *context* about the child *spec* of the supervisor at *path*; does not block on
+    anything but the handlers.
+
+    The message says *detail* when there is no *reason*. *pid* is the child's process (the one that
+    ended, or failed to start), *restarts* its restart count; *reason_kind* is the exit kind the
+    record carries, *reason*'s by default (the intensity report has no reason of its own and
+    passes the kind of the exit that exceeded it).
+    """
     text = detail if reason is None else reason.describe()
     message = "supervisor %s: %s: child %r (%s, %s) reason=%s"
     args: list[Any] = [path, context, spec.id, spec.restart.value, spec.type.value, text]
-    if reason is not None and reason.traceback_text:
+    traceback = reason.traceback_text.rstrip() if reason is not None and reason.traceback_text else None
+    if traceback is not None:
         message += "\n%s"
-        args.append(reason.traceback_text.rstrip())
-    log.log(level, message, *args, extra={"supervisor_context": context, "child_id": spec.id})
+        args.append(traceback)
+    if reason_kind is None and reason is not None:
+        reason_kind = reason.kind
+    fields = {
+        "supervisor_context": context,
+        "tree": path.partition("/")[0],
+        "supervisor": path,
+        "path": f"{path}/{spec.id}",
+        "child_id": spec.id,
+        "pid": pid,
+        "reason_kind": None if reason_kind is None else reason_kind.value,
+        "restarts": restarts,
+        "traceback": traceback,
+    }
+    log.log(level, message, *args, extra=fields)

@@ -59,7 +59,7 @@ from ..reasons import ExitReason
 from ..specs import AutoShutdown, ChildSpec, DynamicSupervisorSpec, Restart, Strategy, check_significant
 from .hooks import LoopHooks
 from .jobs import Job, Pending, Scheduler, Wait, all_of
-from .lifecycle import IGNORED, Lifecycle
+from .lifecycle import IGNORED, Lifecycle, failed_start_pid
 from .reactor import Timers
 from .reports import log_report
 from .state import ChildRecord, RestartGroup, SupervisorState
@@ -194,7 +194,7 @@ class Supervision:
             self.state.add(child)
             outcome = yield from self.lifecycle.start(child, progress=logging.INFO)
             if isinstance(outcome, ExitReason):
-                log_report(self.tree.path, "start_error", spec, outcome, logging.ERROR)
+                self._report_start_error(child, outcome)
                 self._remove(child)
                 yield from self.terminate_all()
                 self.start_error = self._start_error("start", child, outcome)
@@ -209,10 +209,12 @@ class Supervision:
             return
         child.exit_pending = None
         restart = should_restart(child.spec.restart, reason)
-        if restart or reason.is_abnormal:
-            log_report(self.tree.path, "child_terminated", child.spec, reason, logging.ERROR)
-        else:
-            log_report(self.tree.path, "child_exited", child.spec, reason, logging.INFO)
+        context, level = ("child_terminated", logging.ERROR)
+        if not (restart or reason.is_abnormal):
+            context, level = ("child_exited", logging.INFO)
+        log_report(
+            self.tree.path, context, child.spec, reason, level, pid=child.last_pid, restarts=child.restarts
+        )
         if not restart:
             if child.spec.restart is Restart.TEMPORARY or child.anonymous or self.dynamic:
                 self._remove(child)
@@ -248,8 +250,23 @@ class Supervision:
             None,
             logging.INFO,
             f"{reason.describe()}; significant, auto_shutdown={mode.value}: stopping with reason shutdown",
+            pid=ended.last_pid,
+            restarts=ended.restarts,
+            reason_kind=reason.kind,
         )
         self.auto_shutting_down = True
+
+    def _report_start_error(self, child: ChildRecord, outcome: ExitReason) -> None:
+        """Log the ``start_error`` report of *child*'s failed start, *outcome*."""
+        log_report(
+            self.tree.path,
+            "start_error",
+            child.spec,
+            outcome,
+            logging.ERROR,
+            pid=failed_start_pid(child, outcome),
+            restarts=child.restarts,
+        )
 
     def _retry_job(self, child: ChildRecord) -> Job:
         if child in self.state.children and child.restarting:
@@ -269,7 +286,15 @@ class Supervision:
             # Giving up is a stop (all children, by their shutdown specs, then exit shutdown) that
             # must also preempt the other lanes' jobs; the loop begins it once this job has ended.
             log_report(
-                self.tree.path, "shutdown", failed.spec, None, logging.ERROR, "reached_max_restart_intensity"
+                self.tree.path,
+                "shutdown",
+                failed.spec,
+                None,
+                logging.ERROR,
+                "reached_max_restart_intensity",
+                pid=failed.last_pid,
+                restarts=failed.restarts,
+                reason_kind=None if failed.last_exit is None else failed.last_exit.kind,
             )
             self.giving_up = True
             return
@@ -309,7 +334,7 @@ class Supervision:
                 continue
             outcome = yield from self.lifecycle.start(child, progress=logging.INFO, automatic=True)
             if isinstance(outcome, ExitReason):
-                log_report(self.tree.path, "start_error", child.spec, outcome, logging.ERROR)
+                self._report_start_error(child, outcome)
                 child.restarting = True
                 group.cause = child
                 self.scheduler.enqueue(child.id, Pending(self._retry_job(child)))

@@ -33,7 +33,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from .. import _names, _wire
+from .. import _names, _titles, _wire
 from .._addresses import TreeContext
 from .._child import notify_ready
 from .._keys import Key
@@ -63,7 +63,12 @@ def run_gen_server(
     name: str | None,
     mailbox_max: int,
 ) -> None:
-    """The start function of a GenServer child at *context*; returns or raises as the server ends."""
+    """
+    The start function of a GenServer child at *context*; returns or raises as the server ends.
+
+    Its process title says ``server`` and its path, before ``init`` runs (which may set its own).
+    """
+    _titles.set_title(_titles.Role.SERVER, context.path)
     _ServerProcess(context, cls, name, mailbox_max).run(args, kwargs)
 
 

@@ -9,6 +9,7 @@ When it starts, it clears the registry: the sessions of a previous incarnation d
 
 from __future__ import annotations
 
+from .. import _titles
 from .._addresses import TreeContext
 from .._engine.entry import run_supervisor
 from .._engine.loop import SupervisorProcess
@@ -20,7 +21,12 @@ __all__ = ["run_session_manager"]
 
 
 def run_session_manager(tree: TreeContext, spec: DynamicSupervisorSpec) -> None:
-    """The start of the SessionManager child at *tree* (under an Application's supervisor); never returns."""
+    """
+    The start of the SessionManager child at *tree* (under an Application's supervisor); never returns.
+
+    Its process title says ``manager`` and its path.
+    """
+    _titles.set_title(_titles.Role.MANAGER, tree.path)
     registry = RegistryWriter(tree.parent().registry.address, tree.authkey)
     publisher = RegistryPublisher(registry)
     publisher.publish_all()

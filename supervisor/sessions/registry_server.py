@@ -22,7 +22,7 @@ from typing import Any
 
 from multiprocess.connection import Connection
 
-from .. import _child
+from .. import _child, _titles
 from .._addresses import TreeContext
 from .._keys import Key
 from .._transport import authenticate, listen
@@ -101,7 +101,12 @@ def _accept(table: _Table, listener: socket.socket, authkey: Key | bytes) -> Non
 
 
 def run_registry_server(tree: TreeContext) -> None:
-    """The start of the registry server child at *tree*: serve the table until stopped; never returns."""
+    """
+    The start of the registry server child at *tree*: serve the table until stopped; never returns.
+
+    Its process title says ``registry`` and its path.
+    """
+    _titles.set_title(_titles.Role.REGISTRY, tree.path)
     listener = listen(tree.address)  # replaces a stale socket left by a predecessor that was killed
     listener.setblocking(True)
     table = _Table()

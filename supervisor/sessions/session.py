@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import resource
 
+from .. import _titles
 from .._addresses import TreeContext
 from .._engine.entry import run_supervisor
 from .._engine.loop import SupervisorProcess
@@ -25,7 +26,12 @@ __all__ = ["run_session_supervisor"]
 
 
 def run_session_supervisor(tree: TreeContext, spec: SupervisorSpec, options: SessionOptions) -> None:
-    """The start of a session's SessionSupervisor at *tree*: isolate, then supervise; never returns."""
+    """
+    The start of a session's SessionSupervisor at *tree*: isolate, then supervise; never returns.
+
+    Its process title says ``session`` and its path, which ends with the full session id.
+    """
+    _titles.set_title(_titles.Role.SESSION, tree.path)
     own = tree.authkey.derive(tree.path)
     keep_only(own, (spec, options))  # the tree key goes; keys given to the session's workers stay
     tree = tree.with_key(own, scope=tree.path)
