@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from setproctitle import setproctitle
+
 from supervisor import (
     IGNORE,
     AutoShutdown,
@@ -167,6 +169,13 @@ def crash_before_ready(message: str = "cannot start") -> None:
 
 def kill_self(sig: int) -> None:
     os.kill(os.getpid(), sig)
+    sleep_forever()
+
+
+def set_title_then_sleep(path: str, key: Any, title: str) -> None:
+    """Set this process's title to *title* (as a user's worker may), report ``started`` and run."""
+    setproctitle(title)
+    emit(path, "started", key)
     sleep_forever()
 
 
