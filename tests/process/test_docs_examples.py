@@ -37,6 +37,7 @@ EXPECTED = {
     "Barrier": ["['go', 'go']", "bye"],
     "Context": ["True"],
     "watch(ref)": ["killed (SIGKILL)"],
+    "tree.jsonl": ["child_terminated root/api/handler exception 0", "shutdown root/api/handler exception 1"],
 }
 
 
