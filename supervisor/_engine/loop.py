@@ -37,6 +37,7 @@ from .._protocol import (
     StartChild,
     StartSimpleChild,
     Stop,
+    Subscribe,
     SupervisorKind,
     TerminateChild,
     WhichChild,
@@ -46,6 +47,7 @@ from ..errors import StartError, SupervisorError, SupervisorGoneError
 from ..reasons import ExitReason
 from ..specs import DynamicSupervisorSpec, SupervisorSpec
 from . import processes
+from .events import EventFeed
 from .hooks import ChainedHooks, LoopHooks
 from .jobs import Job, Pending, Scheduler
 from .lifecycle import Lifecycle
@@ -110,6 +112,8 @@ class SupervisorProcess:
 
         _linux.set_child_subreaper()
         self.reactor = Reactor()
+        self.events = EventFeed(self.reactor, self.state.running_supervisors)
+        self.hooks.observers.append(self.events)
         self.scheduler = Scheduler(concurrent, self._job_done, self._job_crashed)
         self.lifecycle = Lifecycle(tree, self.reactor, self.hooks)
         self.supervision = Supervision(
@@ -159,6 +163,7 @@ class SupervisorProcess:
             AwaitExit: Route(
                 RouteKind.DIRECT, lambda conn, request: self.watchers.await_exit(conn, request.pid)
             ),
+            Subscribe: Route(RouteKind.DIRECT, self._subscribe),
             StartChild: start_child,
             TerminateChild: Route(
                 RouteKind.QUEUED,
@@ -172,6 +177,10 @@ class SupervisorProcess:
                 RouteKind.QUEUED, lambda request: otp.delete_child(request.child_id), child_id
             ),
         }
+
+    def _subscribe(self, conn: Any, request: Subscribe) -> None:
+        self.server.release(conn)
+        self.events.subscribe(conn, request)
 
     def _start_dynamic_child(self, conn: Any, request: StartChild) -> None:
         key = self.supervision.new_key(request.spec.id)
@@ -238,6 +247,8 @@ class SupervisorProcess:
         for fd in ready_fds:
             if fd in self.server.pending:
                 self.server.on_handshake_readable(fd)
+            elif owners.get(fd) is self.events:
+                self.events.on_ready(fd)
         for fd in ready_fds:
             child = owners.get(fd)
             if isinstance(child, ChildRecord) and not child.busy and _is_report(child, fd):
@@ -335,6 +346,7 @@ class SupervisorProcess:
         for conn in self.stop_waiters:
             self.server.reply(conn, ("ok", None))
         self.server.close()
+        self.events.close()
         self.reactor.close()
         processes.reap_adopted(self.state.running_pids())
 
