@@ -4,8 +4,10 @@ The control protocol's messages: one request type per handle call, and the shape
 A client sends one request and reads one reply, ``("ok", value)`` or ``("error", SupervisorError)``,
 which the handle re-raises as its class, or ``("unreadable", why)`` when the supervisor could not
 unpickle the request (the handle raises ``UnreadableRequestError``); ``Stop`` is answered once the
-supervisor has stopped its children. Frozen values only: how they travel is :mod:`supervisor._transport` and
-:mod:`supervisor._wire`, what a supervisor does with them is the engine's server.
+supervisor has stopped its children. ``Subscribe`` is answered once, then the connection carries only
+:class:`Notice` frames from the supervisor (an event stream) until one end closes it. Frozen values
+only: how they travel is :mod:`supervisor._transport` and :mod:`supervisor._wire`, what a supervisor
+does with them is the engine's server.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """
 What a process built on the engine (the SessionManager) is told, and the fds it asks the loop to watch.
 
-Hooks receive frozen :class:`ChildEvent` values, never the supervisor's own records, and reach the
-epoll set only through the narrow :class:`FdWatch`. Every method is called on the supervisor's only
-thread, between its waits; a hook must not block on a peer for long (the registry publisher bounds
-its waits). The default hooks do nothing.
+The engine's own observers (the exit watchers, the event feed) are told the same, first
+(:class:`ChainedHooks`). Hooks receive frozen :class:`ChildEvent` values, never the supervisor's own
+records, and reach the epoll set only through the narrow :class:`FdWatch`. Every method is called on the
+supervisor's only thread, between its waits; a hook must not block on a peer for long (the registry
+publisher bounds its waits). The default hooks do nothing.
 """
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ The supervisor process's loop: one thread, one wait per turn, and the order in w
 :class:`SupervisorProcess` builds the parts (reactor, scheduler, lifecycle, control server, and the
 OTP semantics in :class:`~supervisor._engine.supervisor.Supervision`) and runs the turn. Each turn
 makes one wait on the reactor, then handles what became ready in a fixed order: signals, the
-starter's death, new connections, report pipes, *deaths* (reaped at once, their exits queued as jobs
-and begun before any request, as OTP handles an ``'EXIT'`` queued before a call), the reactor's due
-timers (a backoff that has passed queues its restart), requests, the hooks' fds, and last the jobs
-whose waits were met. Stopping preempts every job (a stop is bounded even while
+starter's death, new connections and event subscribers' sockets (a closed stream is forgotten
+before any request of the turn; a writable one is flushed), report pipes, *deaths* (reaped at once,
+their exits queued as jobs and begun before any request, as OTP handles an ``'EXIT'`` queued before a
+call), the reactor's due timers (a backoff that has passed queues its restart), requests, the hooks'
+fds, and last the jobs whose waits were met. The event feed (``events.py``) is told of every child's
+life cycle by the hooks, as the exit watchers are. Stopping preempts every job (a stop is bounded even while
 a child hangs in its start), then stops the children by their shutdown specs and closes everything.
 
 Children are forked from this single-threaded process, so forking is safe. This process is a child
