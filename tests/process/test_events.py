@@ -286,6 +286,24 @@ class TestSubtree:
         assert kinds_and_paths(events) == [("exited", "root/sub/x"), ("restarted", "root/sub/x")]
         assert events[0].pid == old
 
+    def test_an_applications_subtree_reaches_into_sessions(self, app: Application) -> None:
+        """The tree key's subtree stream follows session supervisors (their own keys, derived from it)."""
+        sessions = app.session_manager
+        before = sessions.create_session(children=[ChildSpec("ctx", sleep_forever)])
+        with app.supervisor.events(subtree=True) as stream:
+            later = sessions.create_session(children=[ChildSpec("ctx", sleep_forever)])
+            started = next_event(stream)
+            assert (started.kind, started.path) == ("started", f"root/session_manager/{later}")
+            for session_id in (before, later):
+                worker = sessions.get_session_info(session_id).children[0].pid
+                os.kill(worker, signal.SIGKILL)
+
+                events = [next_event(stream), next_event(stream)]
+
+                path = f"root/session_manager/{session_id}/ctx"
+                assert kinds_and_paths(events) == [("exited", path), ("restarted", path)]
+                assert events[0].pid == worker
+
 
 class TestSlowSubscriber:
     def test_a_slow_subscriber_gets_a_lost_count_and_never_slows_the_supervisor(
