@@ -133,12 +133,18 @@ class _Events:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
         self.sock.settimeout(30)
+        self.seen: dict[str, list[int]] = {}  # workers start in order but may report in any order
 
     def wait_for(self, name: str) -> int:
-        while True:
+        """The pid that reported *name*; events for other names that come first are kept for later."""
+        while name not in self.seen:
             got, pid = pickle.loads(self.sock.recv(4096))
-            if got == name:
-                return int(pid)
+            self.seen.setdefault(got, []).append(int(pid))
+        pids = self.seen[name]
+        pid = pids.pop(0)
+        if not pids:
+            del self.seen[name]
+        return pid
 
 
 # ---------------------------------------------------------------------- the tour

@@ -321,8 +321,8 @@ def cleanup_in_finally(path: str, key: Any, cleanup_seconds: float) -> None:
 def hold_cleanup_until_sigusr1(path: str, key: Any) -> None:
     """Report ``started`` and run; when stopped, report ``stopping`` and finish only on SIGUSR1 (bounded)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-    emit(path, "started", key)
     try:
+        emit(path, "started", key)  # inside the try: a stop that follows it always reports stopping
         notify_ready()
         sleep_forever()
     finally:

@@ -63,6 +63,7 @@ REASON_TIMEOUT = 2.0
 _POLL_MAX_MS = 2**31 - 1
 
 _local = threading.local()
+_close_fd = os.close
 _serving: tuple[int, int] | None = None  # (pid, thread) of this process's server loop, if it runs one
 
 
@@ -73,11 +74,16 @@ def serving_here(pid: int, thread: int) -> None:
 
 
 class _Link:
-    """One thread's connection to one server process, and a pidfd of that process."""
+    """
+    One thread's connection to one server process, and a pidfd of that process. Its socket is
+    non-blocking: every read and write is bounded by the call's deadline, and a request costs one
+    write, one poll and the reads of its answer.
+    """
 
     def __init__(self, conn: Any, pidfd: int, server_pid: int) -> None:
         self.conn = conn
         self.fd: int = conn.fileno()
+        os.set_blocking(self.fd, False)
         self.pidfd = pidfd
         self.server_pid = server_pid
         self.ids = itertools.count(1)
@@ -86,23 +92,43 @@ class _Link:
         self.poller.register(pidfd, select.POLLIN)
         self.reader = select.poll()
         self.reader.register(self.fd, select.POLLIN)
-
-    def idle_and_open(self) -> bool:
-        """True if nothing came since the last reply: between requests a server sends nothing, so a
-        readable connection (or a fired pidfd) is a server that closed it or died."""
-        return not self.poller.poll(0)
+        self.writer = select.poll()
+        self.writer.register(self.fd, select.POLLOUT)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        # No module globals here (contextlib, os): __del__ may run while the interpreter tears down.
+        try:
             self.conn.close()
-        if self.pidfd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.pidfd)
-            self.pidfd = -1
+        except OSError:
+            pass
+        pidfd, self.pidfd = self.pidfd, -1
+        if pidfd >= 0:
+            try:
+                _close_fd(pidfd)
+            except OSError:
+                pass
 
     def __del__(self) -> None:
         # A thread's links go with the thread (its threading.local): their descriptors go too.
         self.close()
+
+    def send(self, data: bytes, deadline: float | None) -> None:
+        """
+        Write *data* as one frame, by *deadline*.
+
+        Raises:
+            TimeoutError: the server did not take it in time (part of it may have been written).
+            OSError: the connection is closed (the server had closed it: it read nothing of it).
+        """
+        size = len(data)
+        header = struct.pack("!i", size) if size < 2**31 else struct.pack("!iQ", -1, size)
+        view = memoryview(header + data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                if not _wait(self.writer, deadline):
+                    raise TimeoutError("the server did not take the request in time") from None
 
     def read_frame(self, deadline: float | None) -> bytearray:
         """
@@ -124,11 +150,12 @@ class _Link:
         view = memoryview(buffer)
         got = 0
         while got < size:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.reader.poll(min(int(left * 1000) + 1, _POLL_MAX_MS)):
-                    raise TimeoutError("the answer did not come whole in time")
-            n = os.readv(self.fd, [view[got:]])
+            try:
+                n = os.readv(self.fd, [view[got:]])
+            except BlockingIOError:
+                if not _wait(self.reader, deadline):
+                    raise TimeoutError("the answer did not come whole in time") from None
+                continue
             if n == 0:
                 if first and got == 0:
                     raise EOFError
@@ -153,6 +180,20 @@ class _Link:
             return "dead"
 
 
+def _wait(poller: Any, deadline: float | None) -> bool:
+    """Poll *poller* until it has an event (True) or *deadline* passes (False)."""
+    while True:
+        if deadline is None:
+            if poller.poll():
+                return True
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if poller.poll(min(int(left * 1000) + 1, _POLL_MAX_MS)):
+            return True
+
+
 def _links() -> dict[str, _Link]:
     links: dict[str, _Link] | None = getattr(_local, "links", None)
     if links is None or getattr(_local, "pid", None) != os.getpid():
@@ -174,8 +215,8 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
     links = _links()
     link = links.get(target.address)
     if link is not None:
-        if link.server_pid == target.pid and link.idle_and_open():
-            return link
+        if link.server_pid == target.pid:
+            return link  # if its server has closed it since, the write fails: NoProc
         del links[target.address]
         link.close()
     try:
@@ -210,9 +251,44 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
                 "to complete one within its deadline); nothing was sent"
             ) from error
         raise
+    _sweep(links)
     link = _Link(conn, pidfd, target.pid)
     links[target.address] = link
+    _keep_watch(target, deadline)
     return link
+
+
+def _sweep(links: dict[str, _Link]) -> None:
+    """
+    Close this thread's links to servers that have died, and this process's watches that have had
+    their answer: a caller of many short-lived servers (sessions come and go) keeps descriptors
+    for the live ones only. One poll over them all, when a new link is made.
+    """
+    dead = _ended([link.pidfd for link in links.values()])
+    for address, link in list(links.items()):
+        if link.pidfd in dead:
+            del links[address]
+            link.close()
+    with _watches_lock:
+        if _watches_pid != os.getpid():
+            return
+        answered = _ended([watch.fileno() for watch in _watches.values()])
+        for address, watch in list(_watches.items()):
+            if watch.fileno() in answered:
+                with contextlib.suppress(SupervisorError, OSError):
+                    watch.wait(0)  # keep the answer on the Monitor for a caller still holding it
+                del _watches[address]
+                watch.close()
+
+
+def _ended(fds: list[int]) -> set[int]:
+    """Those of *fds* that are readable now (a pidfd: its process ended; a watch: it was answered)."""
+    if not fds:
+        return set()
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(0)}
 
 
 def _ends_within(pidfd: int, seconds: float) -> bool:
@@ -295,12 +371,15 @@ def _request(
     data = _encode(kind, (kind, request_id, target.incarnation, payload))
     try:
         try:
-            link.conn.send_bytes(data)
+            link.send(data, deadline)
+        except TimeoutError:
+            ready = "timeout"  # the request may have been taken in part: the connection goes
         except OSError:
             # The server had closed the connection: it never read the request.
             _drop(target)
             raise _no_proc(kind, target) from None
-        ready = ""
+        else:
+            ready = ""
         while True:
             if ready != "timeout":
                 ready = link.wait(deadline)
@@ -361,15 +440,58 @@ def _down(kind: str, target: ServerRef, deadline: float | None) -> ServerDown:
 
 
 def _exit_reason(target: ServerRef, deadline: float | None) -> ExitReason | None:
-    """The exit reason *target*'s supervisor reaped, asked within a short bound; None if it cannot say."""
+    """
+    The exit reason *target*'s supervisor reaped, within a short bound; None if it cannot say. The
+    process's standing watch answers at once (it was asked before the death); else a new one asks.
+    """
     bound = (
         REASON_TIMEOUT if deadline is None else min(REASON_TIMEOUT, max(0.05, deadline - time.monotonic()))
     )
     try:
-        with Monitor(target, bound) as watch:
+        watch = _standing_watch(target)
+        if watch is not None:
             return watch.wait(bound)
+        with Monitor(target, bound) as fresh:
+            return fresh.wait(bound)
     except (SupervisorError, OSError):
         return None
+
+
+_watches: dict[str, Monitor] = {}  # server address -> this process's watch on its current process
+_watches_lock = threading.Lock()
+_watches_pid = 0
+
+
+def _standing_watch(target: ServerRef) -> Monitor | None:
+    with _watches_lock:
+        watch = _watches.get(target.address)
+        return watch if watch is not None and watch.target.pid == target.pid else None
+
+
+def _keep_watch(target: ServerRef, deadline: float | None) -> None:
+    """
+    Set up this process's standing watch on *target*'s process, if it has none: asked before any
+    death, the supervisor answers it the moment it reaps the process, so a caller that sees the
+    server die gets the reason at once. One per process and server; a watch that cannot be made
+    (its supervisor slow or gone) is skipped, and a death is then asked about afterwards.
+    """
+    global _watches_pid
+    with _watches_lock:
+        if _watches_pid != os.getpid():  # a forked child's copies of its parent's watches
+            for inherited in _watches.values():
+                inherited.close()
+            _watches.clear()
+            _watches_pid = os.getpid()
+        old = _watches.get(target.address)
+        if old is not None and old.target.pid == target.pid:
+            return
+        if old is not None:
+            old.close()
+            del _watches[target.address]
+        try:
+            _watches[target.address] = Monitor(target, _bounded(AUTH_TIMEOUT, deadline))
+        except (SupervisorError, OSError):
+            pass
 
 
 class Monitor:
@@ -396,6 +518,7 @@ class Monitor:
         self.reason: ExitReason | None = None
         self._error: SupervisorError | None = None
         self._done = False
+        self._lock = threading.Lock()  # one reader at a time: the answer is read once, then kept
         try:
             self._conn = connect(target.supervisor_address, target.key, timeout)
         except (FileNotFoundError, ConnectionRefusedError) as error:
@@ -429,9 +552,15 @@ class Monitor:
         if not self._done:
             deadline = deadline_from("timeout", timeout)
             left = remaining(deadline)
-            if not self._conn.poll(left):
+            if not self._lock.acquire(timeout=-1 if left is None else left):
                 return None
-            self._read()
+            try:
+                if not self._done:
+                    if not self._conn.poll(remaining(deadline)):
+                        return None
+                    self._read()
+            finally:
+                self._lock.release()
         if self._error is not None:
             raise self._error
         return self.reason

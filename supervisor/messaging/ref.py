@@ -11,6 +11,7 @@ in a session the session's own key, derived from the tree key and the session's 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 
@@ -39,11 +40,14 @@ class ServerRef:
     private_dir: str = attrs.field(repr=False)
     scope: str = attrs.field(repr=False)
     key: Key = attrs.field(repr=False, eq=False)
+    address: str = attrs.field(init=False, repr=False, eq=False)
+    """The server's socket."""
 
-    @property
-    def address(self) -> str:
-        """The server's socket."""
-        return socket_path(self.private_dir, self.path)
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "address", socket_path(self.private_dir, self.path))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ServerRef, (self.path, self.pid, self.incarnation, self.private_dir, self.scope, self.key))
 
     @property
     def supervisor_address(self) -> str:

@@ -479,6 +479,23 @@ class TestDescriptors:
             tree.count_children()  # a turn of the supervisor's loop: it reads the monitors' ends of file
         assert fd_count(tree.pid) == supervisor_before
 
+    def test_a_caller_of_many_short_lived_servers_keeps_descriptors_for_the_live_ones(
+        self, start_tree: Any
+    ) -> None:
+        tree = start_tree([])
+        tree.start_child(Echo.child_spec("first", restart=Restart.TEMPORARY))
+        tree.call("first", "warm up")
+        before = fd_count(os.getpid())
+
+        for n in range(30):
+            tree.start_child(Echo.child_spec(f"s{n}", restart=Restart.TEMPORARY))
+            assert tree.call(f"s{n}", n) == ("echo", n)
+            tree.terminate_child(f"s{n}")
+        tree.start_child(Echo.child_spec("last", restart=Restart.TEMPORARY))
+        tree.call("last", "sweeps the links and watches of the servers that are gone")
+
+        assert fd_count(os.getpid()) <= before + 3  # the last server's link, pidfd and watch
+
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
