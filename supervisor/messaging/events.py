@@ -317,6 +317,15 @@ class NoticeStream(Generic[T]):
             self._end(sub)
         self._epoll.close()
 
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif not self._subs:
+            state = "ended"
+        else:
+            state = "following " + ", ".join(sorted(sub.path for sub in self._subs.values()))
+        return f"<{type(self).__name__}: {state}>"
+
     def __enter__(self) -> NoticeStream[T]:
         return self
 

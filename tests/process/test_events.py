@@ -94,6 +94,8 @@ class TestSubscription:
         with tree.events() as stream:
             assert stream.next_event(0.05) is None
             assert not stream.ended
+            assert repr(stream) == "<EventStream: following root>"
+        assert repr(stream) == "<EventStream: closed>"
 
     def test_events_of_one_supervisor_arrive_in_order(self, start_tree: Any) -> None:
         """Starts, a terminate and a restart_child come in the order the supervisor did them."""
