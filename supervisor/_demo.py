@@ -3,8 +3,9 @@
 
 Part 1 starts a nested tree, SIGKILLs a worker and shows it restarted with its exit reason, crashes a
 worker with an exception and shows the remote traceback, then stops the tree. Part 2 starts an
-Application, creates sessions, lists them, kills one and shows it cleaned up, and terminates the
-rest. The tree is printed with pids as it goes. Workers report their starts on a datagram socket, so
+Application, creates sessions, lists them, calls a session's server, crashes it while a monitor
+watches and calls it again once restarted, kills a session and shows it cleaned up, and terminates
+the rest. The tree is printed with pids as it goes. Workers report their starts on a datagram socket, so
 the demo waits for events, never for time.
 """
 
@@ -20,14 +21,18 @@ import traceback
 
 from . import (
     Application,
+    Caller,
     ChildSpec,
+    GenServer,
     Restart,
+    ServerDown,
     SessionManagerHandle,
     StartError,
     StartMode,
     Strategy,
     Supervisor,
     SupervisorHandle,
+    monitor,
     notify_ready,
 )
 from .testing import wait_gone
@@ -66,6 +71,22 @@ def faulty_worker(path: str, name: str) -> None:
         requests["missing-key"]
     except KeyError as error:
         raise RuntimeError("the worker could not handle its request") from error
+
+
+class Context(GenServer):
+    """A session's context server: counts the turns of its conversation; crashes when told to."""
+
+    def init(self, path: str, name: str) -> None:
+        self.turns: list[str] = []
+        _emit(path, name)
+
+    def handle_call(self, request: str, caller: Caller) -> str:
+        if request == "crash":
+            raise RuntimeError("the context server was told to crash")
+        self.turns.append(request)
+        return (
+            f"session {self.session_id[:8] if self.session_id else '-'}: turn {len(self.turns)} ({request})"
+        )
 
 
 def failing_start() -> None:
@@ -196,12 +217,14 @@ def _session_part(events: _Events) -> None:
         ids = []
         for task in ("refactor", "review", "tests"):
             children = [
-                ChildSpec("context", worker, args=(path, f"{task}/context")),
+                Context.child_spec("context", path, f"{task}/context"),
                 ChildSpec("tools", worker, args=(path, f"{task}/tools")),
             ]
             ids.append(sessions.create_session(children=children, metadata={"task": task}))
         print("\ncreated three sessions; list_sessions():")
         _print_sessions(sessions)
+
+        _server_part(sessions, ids[0])
 
         doomed = sessions.get_session_info(ids[1])
         print(f"\nSIGKILL the SessionSupervisor of session {doomed.session_id[:8]} (pid {doomed.pid}):")
@@ -220,6 +243,28 @@ def _session_part(events: _Events) -> None:
         _print_sessions(sessions)
         print("\nstopping the Application...")
     print("stopped.")
+
+
+def _server_part(sessions: SessionManagerHandle, session_id: str) -> None:
+    print(f"\nthe 'context' child of session {session_id[:8]} is a GenServer; sessions.call(...):")
+    print("   ", sessions.call(session_id, "context", "plan the refactor"))
+    print("   ", sessions.call(session_id, "context", "write the tests"))
+    ref = sessions.whereis(session_id, "context")
+    assert ref is not None
+    with monitor(ref) as watch:
+        print(f"a monitor watches it (pid {ref.pid}); a call that makes it crash:")
+        try:
+            sessions.call(session_id, "context", "crash")
+        except ServerDown as down:
+            assert down.reason is not None
+            print(f"    ServerDown: {down.reason.describe()}; the remote traceback ends with:")
+            print("    " + (down.reason.traceback_text or "").strip().splitlines()[-2].strip())
+        reason = watch.wait(30)
+        print(f"the monitor reports: {reason.describe() if reason else 'nothing within 30 s'}")
+    print("its supervisor restarted it; the next call (by id, resolved now) reaches the new process:")
+    print("   ", sessions.call(session_id, "context", "start again", timeout=30))
+    new = sessions.whereis(session_id, "context")
+    print(f"    pid {ref.pid} -> {new.pid if new else '?'}: a fresh process, a fresh conversation")
 
 
 def main() -> int:

@@ -40,6 +40,7 @@ from ._transport import AUTH_TIMEOUT, KeyMismatch, KeyRefused, connect
 from .errors import (
     AuthenticationError,
     CallTimeout,
+    ChildNotFoundError,
     HandleClosedError,
     SupervisorError,
     SupervisorGoneError,
@@ -373,21 +374,30 @@ class SupervisorHandle:
         """Cast *message* to the server *name_or_path* names if one runs now (else nothing happens)."""
         cast_target(self._servers(), name_or_path, message, timeout)
 
-    def _servers(self) -> Scope:
-        return Scope(os.path.dirname(self._address), self._authkey, self._scope, self._path, self._expected)
+    def _servers(self, names: bool = True) -> Scope:
+        """Where this handle looks servers up: by name first (*names*), else by id path below it."""
+        return Scope(
+            os.path.dirname(self._address), self._authkey, self._scope, self._path, self._expected, names
+        )
 
     def _expected(self, path: str) -> bool:
-        """Whether the child at *path* (below this supervisor) exists and is to run again."""
+        """
+        Whether the child at *path* may run again: False only when its supervisor says it has no
+        such child or the child is STOPPED; True when it is to run, or when that cannot be asked
+        (outside this handle's part of the tree, or in a scope its key does not open).
+        """
         if not path.startswith(f"{self._path}/"):
-            return False
+            return True
         *supervisors, child = path[len(self._path) + 1 :].split("/")
         handle: SupervisorHandle = self
         try:
             for child_id in supervisors:
                 handle = handle.child_supervisor(child_id, timeout=AUTH_TIMEOUT)
             info = handle.which_child(child, timeout=AUTH_TIMEOUT)
-        except SupervisorError:
+        except ChildNotFoundError:
             return False
+        except SupervisorError:
+            return True
         return info.state is not ChildState.STOPPED
 
     def stop(self, timeout: float | None = None) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import os
 import select
+import struct
 import threading
 import time
 from typing import Any
@@ -55,6 +56,8 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds a call waits for its reply by default (OTP's 5000 ms)."""
+_EXIT_GRACE = 1.0
+"""Seconds a caller whose handshake was cut waits for the server's pidfd to say it is exiting."""
 REASON_TIMEOUT = 2.0
 """Seconds a failed call gives the server's supervisor, at most, to say why the server died."""
 _POLL_MAX_MS = 2**31 - 1
@@ -74,37 +77,87 @@ class _Link:
 
     def __init__(self, conn: Any, pidfd: int, server_pid: int) -> None:
         self.conn = conn
+        self.fd: int = conn.fileno()
         self.pidfd = pidfd
         self.server_pid = server_pid
-        self.owner = os.getpid()
         self.ids = itertools.count(1)
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+        self.poller.register(pidfd, select.POLLIN)
+        self.reader = select.poll()
+        self.reader.register(self.fd, select.POLLIN)
+
+    def idle_and_open(self) -> bool:
+        """True if nothing came since the last reply: between requests a server sends nothing, so a
+        readable connection (or a fired pidfd) is a server that closed it or died."""
+        return not self.poller.poll(0)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.close()
-        with contextlib.suppress(OSError):
-            os.close(self.pidfd)
+        if self.pidfd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = -1
+
+    def __del__(self) -> None:
+        # A thread's links go with the thread (its threading.local): their descriptors go too.
+        self.close()
+
+    def read_frame(self, deadline: float | None) -> bytearray:
+        """
+        One frame, read whole by *deadline* (a server stopped in the middle of one cannot hold the
+        caller past it).
+
+        Raises:
+            TimeoutError: the frame did not come whole in time.
+            EOFError, OSError: the connection ended before or in the middle of it.
+        """
+        header = self._read_exactly(4, deadline, first=True)
+        (size,) = struct.unpack("!i", header)
+        if size == -1:
+            (size,) = struct.unpack("!Q", self._read_exactly(8, deadline))
+        return self._read_exactly(size, deadline)
+
+    def _read_exactly(self, size: int, deadline: float | None, first: bool = False) -> bytearray:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.reader.poll(min(int(left * 1000) + 1, _POLL_MAX_MS)):
+                    raise TimeoutError("the answer did not come whole in time")
+            n = os.readv(self.fd, [view[got:]])
+            if n == 0:
+                if first and got == 0:
+                    raise EOFError
+                raise OSError("end of file in the middle of an answer")
+            got += n
+        return buffer
 
     def wait(self, deadline: float | None) -> str:
         """Block until a frame can be read ("data"), the server died ("dead") or *deadline* ("timeout")."""
-        poller = select.poll()
-        poller.register(self.conn.fileno(), select.POLLIN)
-        poller.register(self.pidfd, select.POLLIN)
         while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return "timeout"
-            events = poller.poll(None if left is None else min(int(left * 1000) + 1, _POLL_MAX_MS))
-            fds = {fd for fd, _ in events}
-            if self.conn.fileno() in fds:
+            if deadline is None:
+                events = self.poller.poll()
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "timeout"
+                events = self.poller.poll(min(int(left * 1000) + 1, _POLL_MAX_MS))
+            if not events:
+                continue
+            if any(fd == self.fd for fd, _ in events):
                 return "data"  # a reply sent just before the server died is still read
-            if self.pidfd in fds:
-                return "dead"
+            return "dead"
 
 
 def _links() -> dict[str, _Link]:
     links: dict[str, _Link] | None = getattr(_local, "links", None)
     if links is None or getattr(_local, "pid", None) != os.getpid():
+        for inherited in (links or {}).values():  # a forked child's copies of its parent's links
+            inherited.close()
         links = {}
         _local.links, _local.pid = links, os.getpid()
     return links
@@ -121,9 +174,7 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
     links = _links()
     link = links.get(target.address)
     if link is not None:
-        # Between requests the server sends nothing: a readable connection is one it closed.
-        stale = link.server_pid != target.pid or bool(select.select([link.conn], [], [], 0)[0])
-        if not stale:
+        if link.server_pid == target.pid and link.idle_and_open():
             return link
         del links[target.address]
         link.close()
@@ -132,9 +183,11 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
     except ProcessLookupError:
         raise _no_proc(call, target) from None
     try:
-        wait = AUTH_TIMEOUT if deadline is None else max(0.0, min(AUTH_TIMEOUT, deadline - time.monotonic()))
-        conn = connect(target.address, target.key, wait)
+        conn = connect(target.address, target.key, _bounded(AUTH_TIMEOUT, deadline))
     except BaseException as error:
+        # A socket is closed as its process exits, a moment before its pidfd fires: a server that
+        # hangs up in the handshake is nearly always exiting, so give its pidfd a moment to say so.
+        ended = isinstance(error, OSError) and _ends_within(pidfd, _bounded(_EXIT_GRACE, deadline))
         os.close(pidfd)
         if isinstance(error, (FileNotFoundError, ConnectionRefusedError)):
             raise _no_proc(call, target) from error
@@ -150,14 +203,27 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
                 "nothing was sent"
             ) from error
         if isinstance(error, OSError):
-            raise ServerDown(
-                f"{call}: server {target.path} closed the connection during the handshake; nothing was sent",
-                _exit_reason(target, deadline),
+            if ended:
+                raise _no_proc(call, target) from error
+            raise CallTimeout(
+                f"{call}: server {target.path} closed the connection during the handshake (it is too loaded "
+                "to complete one within its deadline); nothing was sent"
             ) from error
         raise
     link = _Link(conn, pidfd, target.pid)
     links[target.address] = link
     return link
+
+
+def _ends_within(pidfd: int, seconds: float) -> bool:
+    """Whether the process of *pidfd* ends (its pidfd is readable) within *seconds*; blocks that long."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(int(seconds * 1000)))
+
+
+def _bounded(seconds: float, deadline: float | None) -> float:
+    return seconds if deadline is None else max(0.0, min(seconds, deadline - time.monotonic()))
 
 
 def _no_proc(call: str, target: ServerRef) -> NoProc:
@@ -228,9 +294,16 @@ def _request(
     request_id = next(link.ids)
     data = _encode(kind, (kind, request_id, target.incarnation, payload))
     try:
-        link.conn.send_bytes(data)
+        try:
+            link.conn.send_bytes(data)
+        except OSError:
+            # The server had closed the connection: it never read the request.
+            _drop(target)
+            raise _no_proc(kind, target) from None
+        ready = ""
         while True:
-            ready = link.wait(deadline)
+            if ready != "timeout":
+                ready = link.wait(deadline)
             if ready == "timeout":
                 _drop(target)
                 what = "request may still run" if kind == "call" else "message may still be delivered"
@@ -241,7 +314,10 @@ def _request(
             if ready == "dead":
                 raise _down(kind, target, deadline)
             try:
-                frame = _wire.recv_frame(link.conn)
+                frame = link.read_frame(deadline)
+            except TimeoutError:
+                ready = "timeout"
+                continue
             except (EOFError, OSError):
                 raise _down(kind, target, deadline) from None
             try:

@@ -28,22 +28,33 @@ class Scope:
     """Where a handle looks servers up: the tree's private directory, the key it holds, its path."""
 
     def __init__(
-        self, private_dir: str, key: Key, key_scope: str, base_path: str, expected: Callable[[str], bool]
+        self,
+        private_dir: str,
+        key: Key,
+        key_scope: str,
+        base_path: str,
+        expected: Callable[[str], bool],
+        names: bool = True,
     ) -> None:
-        """*expected(path)*: whether the child at *path* exists and is to run again (not stopped)."""
+        """
+        *expected(path)*: whether the child at *path* exists and is to run again (not stopped).
+        *names*: a target is a registered name first (else only an id path below *base_path*).
+        """
         self.private_dir = private_dir
         self.key = key
         self.key_scope = key_scope
         self.base_path = base_path
         self.expected = expected
+        self.names = names
 
     def path_of(self, target: object) -> tuple[str, bool]:
         """The id path *target* names, and whether it is a registered name."""
-        if not isinstance(target, str) or not target:
+        argument = "name_or_path" if self.names else "child_id"
+        if not isinstance(target, str) or not target.strip("/"):
             raise TypeError(
-                f"'name_or_path' must be a non-empty str (got {target!r} that is a {type(target).__name__})"
+                f"'{argument}' must be a non-empty str (got {target!r} that is a {type(target).__name__})"
             )
-        entry = None if target.startswith("/") else _names.read_name(self.private_dir, target)
+        entry = _names.read_name(self.private_dir, target) if self.names else None
         if entry is not None:
             return entry.path, True
         return f"{self.base_path}/{target.strip('/')}", False
@@ -85,11 +96,11 @@ def cast_target(scope: Scope, target: str, message: Any, timeout: float | None =
 
 
 def _running(scope: Scope, target: str, deadline: float | None, wait: bool, call_name: str) -> ServerRef:
-    path, named = scope.path_of(target)
+    path, _ = scope.path_of(target)
     ref = resolve(scope.private_dir, scope.key, scope.key_scope, path)
     if ref is not None:
         return ref
-    if wait and (named or scope.expected(path)):
+    if wait and scope.expected(path):
         ref = await_running(scope.private_dir, scope.key, scope.key_scope, path, deadline)
         if ref is not None:
             return ref

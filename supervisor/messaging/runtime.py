@@ -24,7 +24,7 @@ import heapq
 import itertools
 import logging
 import os
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -121,12 +121,9 @@ class _Connection:
 
 
 def _writable(sock: socket.socket, seconds: float) -> bool:
-    poller = selectors.DefaultSelector()
-    try:
-        poller.register(sock, selectors.EVENT_WRITE)
-        return bool(poller.select(seconds))
-    finally:
-        poller.close()
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(int(seconds * 1000) + 1))
 
 
 class _Message:
@@ -145,7 +142,13 @@ class _Mailbox:
         self.lock = threading.Lock()
         self.messages: collections.deque[_Message] = collections.deque()
         self.external = 0  # calls and casts queued: what the limit counts
+        self.failure: BaseException | None = None  # the mailbox thread's, if it died
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def fail(self, error: BaseException) -> None:
+        """The mailbox thread died of *error*: the main thread raises it at its next turn."""
+        self.failure = error
+        self._wake()
 
     def offer(self, message: _Message) -> bool:
         """Queue a call or cast unless the mailbox is full; False if it is."""
@@ -198,29 +201,48 @@ class _MailboxThread(threading.Thread):
         self.key = key
         self.incarnation = incarnation
         self.mailbox = mailbox
-        self.selector = selectors.DefaultSelector()
+        self.epoll = select.epoll()
+        self.socks: dict[int, socket.socket] = {}  # fd -> the listener, a pending or a connected socket
         self.pending: dict[socket.socket, tuple[ServerHandshake, float]] = {}
         self.conns: dict[socket.socket, _Connection] = {}
 
     def run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as error:
+            # The server cannot take callers any more: its main thread crashes with this reason.
+            self.mailbox.fail(error)
+
+    def _serve(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD})
         self.listener.setblocking(False)
-        self.selector.register(self.listener, selectors.EVENT_READ)
+        self._watch(self.listener)
         while True:
-            deadline = min((d for _, d in self.pending.values()), default=None)
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            for key, _ in self.selector.select(timeout):
-                sock = key.fileobj
-                if sock is self.listener:
+            if self.pending:
+                deadline = min(due for _, due in self.pending.values())
+                events = self.epoll.poll(max(0.0, deadline - time.monotonic()))
+            else:
+                events = self.epoll.poll()
+            for fd, _ in events:
+                sock = self.socks.get(fd)
+                if sock is None:
+                    continue
+                conn = self.conns.get(sock)
+                if conn is not None:
+                    self._read(conn)
+                elif sock is self.listener:
                     self._accept()
                 elif sock in self.pending:
                     self._handshake(sock)
-                elif sock in self.conns:
-                    self._read(self.conns[sock])
-            now = time.monotonic()
-            for sock, (_, due) in list(self.pending.items()):
-                if now >= due:
-                    self._forget(sock)
+            if self.pending:
+                now = time.monotonic()
+                for sock, (_, due) in list(self.pending.items()):
+                    if now >= due:
+                        self._forget(sock)
+
+    def _watch(self, sock: socket.socket) -> None:
+        self.socks[sock.fileno()] = sock
+        self.epoll.register(sock.fileno(), select.EPOLLIN)
 
     def _accept(self) -> None:
         for _ in range(64):
@@ -239,7 +261,7 @@ class _MailboxThread(threading.Thread):
                 sock.close()
                 continue
             self.pending[sock] = (handshake, time.monotonic() + AUTH_TIMEOUT)
-            self.selector.register(sock, selectors.EVENT_READ)
+            self._watch(sock)
 
     def _handshake(self, sock: socket.socket) -> None:
         handshake, _ = self.pending[sock]
@@ -265,12 +287,17 @@ class _MailboxThread(threading.Thread):
 
     def _forget(self, sock: socket.socket) -> None:
         self.pending.pop(sock, None)
+        fd = sock.fileno()
+        if self.socks.pop(fd, None) is not None:
+            with contextlib.suppress(OSError):
+                self.epoll.unregister(fd)  # before the close: the number may be reused at once
         conn = self.conns.pop(sock, None)
-        if conn is not None:
-            conn.close()
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(sock)
-        sock.close()
+        if conn is None:
+            sock.close()
+            return
+        with conn.lock:  # not while the main thread is answering on it
+            conn.closed = True
+            sock.close()
 
     def _read(self, conn: _Connection) -> None:
         try:
@@ -343,9 +370,9 @@ class _ServerProcess:
         self.timers: list[tuple[float, int, TimerRef]] = []
         self.cancelled: set[int] = set()
         self.serial = itertools.count()
-        self.monitors: dict[int, Monitor] = {}
         self.stopping = False
-        self.selector = selectors.DefaultSelector()
+        self.epoll = select.epoll()
+        self.wakers: dict[int, Any] = {}  # fd -> "mailbox", "signal", or a Monitor
 
     # ------------------------------------------------------------------ what handlers call
 
@@ -363,13 +390,16 @@ class _ServerProcess:
         return live
 
     def watch(self, monitor: Monitor) -> None:
-        self.monitors[monitor.fileno()] = monitor
-        self.selector.register(monitor.fileno(), selectors.EVENT_READ, monitor)
+        self._wake_on(monitor.fileno(), monitor)
 
     def unwatch(self, monitor: Monitor) -> None:
-        if self.monitors.pop(monitor.fileno(), None) is not None:
-            self.selector.unregister(monitor.fileno())
+        if self.wakers.pop(monitor.fileno(), None) is not None:
+            self.epoll.unregister(monitor.fileno())
         monitor.close()
+
+    def _wake_on(self, fd: int, what: Any) -> None:
+        self.wakers[fd] = what
+        self.epoll.register(fd, select.EPOLLIN)
 
     # ------------------------------------------------------------------ the life of the server
 
@@ -399,8 +429,8 @@ class _ServerProcess:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.selector.register(wake_read, selectors.EVENT_READ, "signal")
-        self.selector.register(self.mailbox.wake_read, selectors.EVENT_READ, "mailbox")
+        self._wake_on(wake_read, "signal")
+        self._wake_on(self.mailbox.wake_read, "mailbox")
         _MailboxThread(listener, context.authkey, self.incarnation, self.mailbox).start()
         _names.publish_server(
             context.private_dir,
@@ -417,6 +447,10 @@ class _ServerProcess:
             if self.stopping:
                 self._end(server, ExitReason.shutdown(), None)
                 raise ShutdownExit()
+            failure = self.mailbox.failure
+            if failure is not None:
+                self._end(server, ExitReason.from_exception(failure), None)
+                raise failure
             self._due_timers()
             message = self.mailbox.take()
             if message is None:
@@ -459,7 +493,13 @@ class _ServerProcess:
         raise _NormalExit()
 
     def _end(self, server: GenServer, reason: ExitReason, current: _Message | None) -> None:
-        """Tell every waiting caller the server is down with *reason*, then run ``terminate``."""
+        """
+        Stop taking callers (new ones find no socket: ``NoProc``), tell every waiting caller the
+        server is down with *reason*, then run ``terminate``.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.context.address)
+        _names.forget_server(self.context.private_dir, self.context.path)
         for message in ([current] if current is not None else []) + self.mailbox.take_all():
             if message.kind != "call" or message.conn is None:
                 continue
@@ -480,17 +520,18 @@ class _ServerProcess:
             self.mailbox.put(_Message("info", timer.message))
 
     def _wait(self, wake_read: int) -> None:
-        timeout = None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
-        for key, _ in self.selector.select(timeout):
-            if key.data == "mailbox":
+        timeout = -1.0 if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
+        for fd, _ in self.epoll.poll(timeout):
+            what = self.wakers.get(fd)
+            if what == "mailbox":
                 self.mailbox.drain_wakes()
-            elif key.data == "signal":
+            elif what == "signal":
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_read, 4096)
-            else:
-                monitor: Monitor = key.data
-                self.selector.unregister(monitor.fileno())
-                self.monitors.pop(monitor.fileno(), None)
+            elif isinstance(what, Monitor):
+                monitor = what
+                self.epoll.unregister(fd)
+                del self.wakers[fd]
                 reason = _notice(monitor)
                 monitor.close()
                 self.mailbox.put(_Message("info", Down(monitor, reason)))

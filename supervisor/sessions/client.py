@@ -18,7 +18,7 @@ import signal
 import uuid
 from typing import Any
 
-from .._addresses import TreeContext
+from .._addresses import TreeContext, socket_path
 from .._entrypoint import EntryPoint
 from .._keys import Key
 from .._protocol import KIND_DYNAMIC
@@ -29,6 +29,9 @@ from ..errors import (
     SessionNotFoundError,
 )
 from ..handle import SupervisorHandle, deadline_from, remaining
+from ..messaging.client import DEFAULT_TIMEOUT
+from ..messaging.lookup import Scope, call_target, cast_target, whereis_target
+from ..messaging.ref import ServerRef
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
 from .registry import RegistryClient
 from .values import SessionInfo, SessionOptions, SessionStatus, positive_seconds
@@ -240,6 +243,47 @@ class SessionManagerHandle:
             )
             raise ChildNotRunningError(message, session_id) from error
         return handle._with_key(self._manager._authkey.derive(handle.path))
+
+    # ------------------------------------------------------------------ the sessions' servers
+
+    def whereis(self, session_id: str, child_id: str) -> ServerRef | None:
+        """
+        The running server *child_id* (an id, or an id path like ``"sub/ctx"``) of the session
+        *session_id*, as a ref that carries the session's key; None if none runs now. Reads the
+        tree's entries; sends nothing.
+        """
+        return whereis_target(self._session_servers(session_id), child_id)
+
+    def call(
+        self,
+        session_id: str,
+        child_id: str,
+        request: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        *,
+        wait_for_restart: bool = True,
+    ) -> Any:
+        """
+        Call the server *child_id* of the session *session_id* and return its reply; while it is
+        being restarted, wait for it within *timeout* (``wait_for_restart=False``: ``NoProc`` at
+        once). The errors are :func:`supervisor.call`'s.
+        """
+        return call_target(self._session_servers(session_id), child_id, request, timeout, wait_for_restart)
+
+    def cast(
+        self, session_id: str, child_id: str, message: Any, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> None:
+        """Cast *message* to the server *child_id* of the session *session_id*, if one runs now."""
+        cast_target(self._session_servers(session_id), child_id, message, timeout)
+
+    def _session_servers(self, session_id: str) -> Scope:
+        _check_session_id(session_id)
+        path = f"{self._manager.path}/{session_id}"
+        private_dir = os.path.dirname(self._manager._address)
+        own = SupervisorHandle(
+            socket_path(private_dir, path), self._manager._authkey.derive(path), path, scope=path
+        )
+        return own._servers(names=False)
 
     @property
     def supervisor(self) -> SupervisorHandle:
