@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 
-from supervisor import ChildInfo, SupervisorHandle
+from supervisor import ChildInfo, ChildState, SupervisorHandle
 
 from ..children import HANG_TIMEOUT, EventSink
 
@@ -77,3 +77,15 @@ def wait_unlisted(handle: SupervisorHandle, listed: Callable[[ChildInfo], bool],
     deadline = time.monotonic() + HANG_TIMEOUT
     while any(listed(info) for info in handle.which_children()):
         assert time.monotonic() < deadline, f"{what} still listed after its death"
+
+
+def wait_running(handle: SupervisorHandle, child: str | int) -> None:
+    """
+    Return once the child *child* (an id, or a pid) is RUNNING. A child reports ``started`` before
+    the supervisor has read its ready report (both leave the child at once; the supervisor reads
+    the report in a later loop turn), so a step that counts active children waits for this first:
+    each call is one round trip through the loop. The deadline only guards a hang.
+    """
+    deadline = time.monotonic() + HANG_TIMEOUT
+    while handle.which_child(child).state is not ChildState.RUNNING:
+        assert time.monotonic() < deadline, f"child {child!r} not RUNNING after its start"

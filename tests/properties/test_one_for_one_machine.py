@@ -41,7 +41,14 @@ from supervisor import (
 )
 
 from ..children import HANG_TIMEOUT, EventSink, notify_then_sleep, report_then_sleep
-from .machines import PROCESS_MACHINE_SETTINGS, expect_started, kill_and_wait, raises, wait_unlisted
+from .machines import (
+    PROCESS_MACHINE_SETTINGS,
+    expect_started,
+    kill_and_wait,
+    raises,
+    wait_running,
+    wait_unlisted,
+)
 
 CHILD_IDS = ("a", "b", "c")
 
@@ -154,6 +161,7 @@ class OneForOneMachine(RuleBasedStateMachine):
             del self.model[child_id]
         else:
             child.pid = expect_started(self.sink, child_id, not_pid=child.pid)
+            wait_running(self.handle, child_id)
 
     @rule(child_id=started | ids)
     def restart_child(self, child_id: str) -> None:

@@ -36,7 +36,14 @@ from supervisor import (
 )
 
 from ..children import HANG_TIMEOUT, EventSink, report_then_sleep
-from .machines import PROCESS_MACHINE_SETTINGS, expect_started, kill_and_wait, raises, wait_unlisted
+from .machines import (
+    PROCESS_MACHINE_SETTINGS,
+    expect_started,
+    kill_and_wait,
+    raises,
+    wait_running,
+    wait_unlisted,
+)
 
 
 class SimpleOneForOneMachine(RuleBasedStateMachine):
@@ -126,6 +133,7 @@ class SimpleOneForOneMachine(RuleBasedStateMachine):
             wait_unlisted(self.handle, lambda info: info.pid == pid, f"temporary child {pid}")
         else:
             self.model[tag] = expect_started(self.sink, tag, not_pid=pid)
+            wait_running(self.handle, self.model[tag])
 
     # ------------------------------------------------------------------ invariants
 
