@@ -381,6 +381,24 @@ class TestMonitor:
 
         assert reason is not None and reason.kind is ExitKind.KILLED
 
+    def test_an_unread_monitor_of_a_big_exit_reason_does_not_stall_the_supervisor(
+        self, start_tree: Any
+    ) -> None:
+        """The reason (a 1 MB message and its traceback) waits in the monitor's buffer, not in a send."""
+        tree = start_tree([Echo.child_spec("echo", name="echo")])
+        ref = ref_of(tree, "echo")
+        unread = monitor(ref)
+        try:
+            with pytest.raises(ServerDown):
+                call(ref, ("crash", "x" * 1_000_000), timeout=HANG_TIMEOUT)
+
+            new = restarted(tree, "echo", ref)  # the supervisor restarted it, and answers
+            assert tree.which_child("echo", timeout=HANG_TIMEOUT).pid == new.pid
+            reason = unread.wait(HANG_TIMEOUT)  # and the monitor still gets the whole reason
+            assert reason is not None and reason.message == "x" * 1_000_000
+        finally:
+            unread.close()
+
     def test_a_monitor_of_a_process_long_gone_is_noproc(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo")])
         ref = ref_of(tree, "echo")
