@@ -428,12 +428,11 @@ class _ServerProcess:
         assert started is not None
         if self.name is not None:
             try:
-                _names.claim_name(
-                    context.private_dir, _names.NameEntry(self.name, context.path, context.scope)
-                )
+                claim = _names.NameEntry(self.name, context.path, context.scope, os.getpid(), started)
+                _names.claim_name(context.private_dir, claim)
             except _names.NameTaken as taken:
                 raise NameTakenError(
-                    f"server {context.path}: {taken}", self.name, taken.holder.path, taken.holder.pid
+                    f"server {context.path}: {taken}", self.name, taken.path, taken.pid
                 ) from None
         server = self.cls()
         server.path = context.path

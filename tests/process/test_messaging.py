@@ -50,6 +50,7 @@ from tests.servers import (
     FailsInit,
     Forwarder,
     Gate,
+    SlowInit,
     SlowToTerminate,
     Ticker,
     call_through_sessions,
@@ -320,6 +321,28 @@ class TestNames:
         assert isinstance(cause, NameTakenError)
         assert (cause.holder_path, cause.name) == ("root/a/one", "shared")
         assert ref_of(tree, "shared").path == "root/a/one"
+
+    def test_a_name_is_held_from_the_claim_so_a_second_claim_during_init_fails(
+        self, start_tree: Any, events: EventSink, tmp_path: Path
+    ) -> None:
+        gate = str(tmp_path / "gate")
+        tree = start_tree([ChildSpec.supervisor("a", []), ChildSpec.supervisor("b", [])])
+        first = threading.Thread(
+            target=tree.child_supervisor("a").start_child,
+            args=(SlowInit.child_spec("slow", events.path, gate, name="x"),),
+        )
+        first.start()
+        try:
+            events.expect("initializing")
+            with pytest.raises(StartError) as info:
+                tree.child_supervisor("b").start_child(Echo.child_spec("fast", name="x"))
+        finally:
+            Path(gate).touch()
+            first.join(HANG_TIMEOUT)
+
+        assert isinstance(info.value.__cause__, NameTakenError)
+        assert info.value.__cause__.holder_path == "root/a/slow"
+        assert ref_of(tree, "x").path == "root/a/slow"
 
     def test_a_name_follows_restarts_and_a_call_by_name_waits_for_the_restart(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo", name="svc")])
