@@ -297,6 +297,7 @@ class Supervision:
                 reason_kind=None if failed.last_exit is None else failed.last_exit.kind,
             )
             self.giving_up = True
+            self.hooks.intensity_reached(failed.event(), failed.last_exit)
             return
         group_ids = restart_set(self.spec.strategy, [c.id for c in state.children], failed.id)
         members = [c for c in state.children if c.id in group_ids]

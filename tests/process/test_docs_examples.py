@@ -38,6 +38,8 @@ EXPECTED = {
     "Context": ["True"],
     "watch(ref)": ["killed (SIGKILL)"],
     "tree.jsonl": ["child_terminated root/api/handler exception 0", "shutdown root/api/handler exception 1"],
+    "tree.events(subtree=True)": ["exited root/api/handler killed (SIGKILL)", "restarted root/api/handler -"],
+    "sessions.events()": ["['created', 'active', 'down', 'terminated']"],
 }
 
 
