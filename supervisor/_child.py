@@ -11,7 +11,8 @@ its own, then run the start function and report how it ended on the report pipe 
 report is the exit reason the supervisor uses; the exit status is only the fallback for a child that
 could not report (SIGKILL, a crash in C). Only the child itself reports: a process it forks forgets
 the report pipe. Just before the start function, a worker's process title becomes ``otp-supervisor:
-worker PATH`` (:mod:`supervisor._titles`), so a title the start function sets itself wins.
+worker PATH`` (:mod:`supervisor._titles`; built by the supervisor), so a title the start function
+sets itself wins.
 
 A start function that is an :class:`~supervisor._entrypoint.EntryPoint` (the package's own processes)
 is called with the child's place in the tree first. This module runs in the child, but for the
@@ -34,8 +35,9 @@ from typing import Any
 
 import attrs
 import multiprocess
+from setproctitle import setproctitle
 
-from . import _titles, _wire
+from . import _wire
 from ._addresses import TreeContext
 from ._entrypoint import EntryPoint
 from ._keys import keep_only
@@ -69,6 +71,7 @@ class ChildLaunch:
     supervisor_pid: int
     logging_fds: tuple[int, ...]  # the supervisor's logging handlers' descriptors, kept in the child
     context: TreeContext  # the child's own place in the tree, for entry points
+    title: str | None = None  # a worker's process title, built before the fork; entry points set their own
 
 
 def notify_ready(info: Any = None) -> None:
@@ -250,10 +253,11 @@ def child_main(launch: ChildLaunch) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     _register_fork_hook()
-    if not isinstance(spec.start, EntryPoint):
-        # After an IMMEDIATE child's ready, so its supervisor does not wait for it; the package's
-        # own processes (entry points) name their role themselves.
-        _titles.set_title(_titles.Role.WORKER, launch.context.path)
+    if launch.title is not None:
+        # After an IMMEDIATE child's ready, so its supervisor does not wait for it. The C function
+        # itself, not _titles.show: every supervisor titles itself before it forks, so setproctitle
+        # is set up here, and each Python object touched is a page the child copies.
+        setproctitle(launch.title)
 
     try:
         # A SIGTERM that came during the set-up is delivered here, as ShutdownExit.

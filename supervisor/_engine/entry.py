@@ -65,7 +65,7 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
     # First, while the C environment is the one exec gave: setproctitle finds the command line's
     # memory by walking back from it, which an env= applied below would hide. Every process of the
     # tree is forked from here and inherits the set-up.
-    _titles.set_title(_titles.Role.ROOT, _ROOT_PATH)
+    _titles.set_title("root", _ROOT_PATH)
     _spawned.begin(result_fd)
     key = Key.read_from(launch_fd)
     with os.fdopen(launch_fd, "rb") as launch:
@@ -172,7 +172,7 @@ def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec | DynamicSuper
     The start of a child built with ``ChildSpec.supervisor`` or ``ChildSpec.dynamic_supervisor``, at
     *tree*; see :func:`run_supervisor`. Its process title says ``supervisor`` and its path.
     """
-    _titles.set_title(_titles.Role.SUPERVISOR, tree.path)
+    _titles.set_title("supervisor", tree.path)
     _serve_nested(tree, spec)
 
 
@@ -188,7 +188,7 @@ def run_nested_supervisor_from(tree: TreeContext, init: Callable[..., Any], *arg
     start (OTP's ``ignore``); an exception from :func:`run_init` is this child's start failure. Its
     process title says ``supervisor`` and its path from before *init* runs.
     """
-    _titles.set_title(_titles.Role.SUPERVISOR, tree.path)
+    _titles.set_title("supervisor", tree.path)
     spec = run_init(init, args)
     if spec is None:
         _child.ignore_start()

@@ -32,7 +32,7 @@ import multiprocess
 from multiprocess.context import ForkProcess
 from multiprocess.popen_fork import Popen
 
-from .. import _child, _wire
+from .. import _child, _titles, _wire
 from .._addresses import TreeContext
 from .._entrypoint import EntryPoint
 from ..reasons import ExitReason
@@ -196,7 +196,10 @@ def fork(spec: ChildSpec, context: TreeContext) -> ChildProcess:
     reader, writer = _fork.Pipe(duplex=False)
     process = None
     try:
-        launch = _child.ChildLaunch(spec, writer, os.getpid(), _child.logging_fds(), context)
+        # A worker's title is built here, where the pages are warm; the package's own processes
+        # (entry points) title themselves.
+        title = None if isinstance(spec.start, EntryPoint) else _titles.title("worker", context.path)
+        launch = _child.ChildLaunch(spec, writer, os.getpid(), _child.logging_fds(), context, title)
         process = _Process(target=_child.child_main, args=(launch,), name=f"supervisor:{spec.id}")
         signal.pthread_sigmask(signal.SIG_BLOCK, _child.SUPERVISED_SIGNALS)
         try:
