@@ -4,9 +4,13 @@ The supervisor's reports through :mod:`logging`, as OTP's supervisor reports.
 ``start_error``, ``child_terminated``, ``child_exited``, ``shutdown_error``, ``shutdown`` (with
 ``reached_max_restart_intensity``) and ``auto_shutdown`` go to the logger ``supervisor``, with the
 child's remote traceback when its exit reason has one. Each record carries structured fields (its
-``extra``, see :data:`REPORT_FIELDS`) for handlers that filter on them and for
-:class:`supervisor.logging.JsonFormatter`; the message stays one readable line (plus the traceback)
-for plain formatters.
+``extra``), for handlers that filter on them and for :class:`supervisor.logging.JsonFormatter`:
+``supervisor_context`` (the report's name, OTP's ``errorContext``), ``tree`` (its root's id path),
+``supervisor`` and ``path`` (the supervisor's and the child's id paths), ``child_id``, ``pid`` (the
+child's process; None if none was forked), ``reason_kind`` (the exit reason's
+:class:`~supervisor.ExitKind` value; None when the report has none), ``restarts`` (the child's
+automatic restart count) and ``traceback`` (the remote traceback text, or None). The message stays
+one readable line, plus the traceback, for plain formatters.
 """
 
 from __future__ import annotations
@@ -17,26 +21,9 @@ from typing import Any
 from ..reasons import ExitKind, ExitReason
 from ..specs import ChildSpec
 
-__all__ = ["REPORT_FIELDS", "log", "log_report"]
+__all__ = ["log", "log_report"]
 
 log = logging.getLogger("supervisor")
-
-REPORT_FIELDS = (
-    "supervisor_context",
-    "tree",
-    "supervisor",
-    "path",
-    "child_id",
-    "pid",
-    "reason_kind",
-    "restarts",
-    "traceback",
-)
-"""The attributes a report's record carries: the report's name (OTP's ``errorContext``), the tree
-(its root's id path), the supervisor's and the child's id paths, the child's id, the pid of its
-process (None if none was forked), its exit reason's :class:`~supervisor.ExitKind` value (None when
-the report has no reason), its automatic restart count, and the remote traceback text (None without
-one)."""
 
 
 def log_report(
