@@ -12,6 +12,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import threading
 import time
@@ -41,7 +42,7 @@ from supervisor import (
     monitor,
 )
 from supervisor._keys import Key
-from supervisor._transport import authenticate, listen
+from supervisor._transport import authenticate, connect, listen
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, Unpicklable
 from tests.servers import (
@@ -536,6 +537,26 @@ class TestConcurrency:
         assert sorted(results) == sorted(("echo", (n, i)) for n in range(80) for i in range(5))
         assert statuses == [0] * 20
         assert call(ref, "executions") == 80 * 5 + 20 * 5 + 1
+
+
+class TestPeersCannotStallAServer:
+    def test_a_caller_that_never_reads_its_receipts_does_not_deafen_the_server(self, start_tree: Any) -> None:
+        """Receipts a caller leaves unread wait in its own buffer; other callers are served meanwhile."""
+        tree = start_tree([Gate.child_spec("gate", "unused", mailbox_max=1_000_000)])
+        ref = ref_of(tree, "gate")
+        rude = connect(ref.address, ref.key)
+        rude_sock = socket.socket(fileno=os.dup(rude.fileno()))
+        rude.close()
+        try:
+            rude_sock.settimeout(HANG_TIMEOUT)
+            frame = pickle.dumps(("cast", 1, ref.incarnation, "x" * 200))
+            # 20,000 casts, their receipts never read: far more than the sockets' buffers hold.
+            rude_sock.sendall((struct.pack("!i", len(frame)) + frame) * 20_000)
+
+            for n in range(20):
+                assert call(ref, ("polite", n), timeout=HANG_TIMEOUT) == ("polite", n)
+        finally:
+            rude_sock.close()
 
 
 class TestDescriptors:
