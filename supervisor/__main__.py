@@ -1,4 +1,4 @@
-"""``python -m supervisor``: the ``otp-supervisor`` command line (see :mod:`supervisor.cli`), demo included."""
+"""``python -m supervisor``: the ``otp-supervisor`` command line (:mod:`supervisor.cli`), the demo too."""
 
 from __future__ import annotations
 

@@ -140,7 +140,10 @@ class Descriptor:
 
 
 def process_start_ticks(pid: int) -> int | None:
-    """The start time of the process *pid* in clock ticks since boot, None if it does not exist."""
+    """
+    The start time of the process *pid* in clock ticks since boot; None if it does not exist or has
+    exited (a zombie, not reaped yet, runs nothing).
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             data = file.read()
@@ -148,6 +151,8 @@ def process_start_ticks(pid: int) -> int | None:
         return None
     # The command name (field 2) is in parentheses and may hold spaces and ')': split after the last.
     fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):  # field 3, the state: exited
+        return None
     return int(fields[19])  # field 22 of the whole line
 
 

@@ -413,11 +413,11 @@ def _start_root(
     descriptor_file = None
     if publication is not None:
         descriptor_file = _published.file_for(publication[0], create=True)
-        running = _published.read(publication[0])
-        if running is not None:
+        holder = _published.read(publication[0])
+        if holder is not None:
             raise ValueError(
                 f"'name' {publication[0]!r} is already published by a running tree (root pid "
-                f"{running.pid}, {running.file}); stop it or choose another name; nothing was started"
+                f"{holder.pid}, {holder.file}); stop it or choose another name; nothing was started"
             )
     try:
         payload = _wire.dumps((spec, os.getpid(), logging_config, environment))

@@ -30,7 +30,10 @@ def _common(parser: argparse.ArgumentParser, nested: bool = False) -> None:
         return argparse.SUPPRESS if nested else value
 
     parser.add_argument(
-        "--tree", metavar="NAME", default=default(None), help="the tree's published name (optional if only one runs)"
+        "--tree",
+        metavar="NAME",
+        default=default(None),
+        help="the tree's published name (optional if only one runs)",
     )
     parser.add_argument(
         "--json", action="store_true", default=default(False), help="print JSON (schema: docs/operating.md)"
@@ -64,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         return child
 
     command("ls", commands.ls, "the running named trees of this user")
-    status = command("status", commands.status, "the tree as a tree; exit 1 if a child should run and does not")
+    status = command(
+        "status", commands.status, "the tree as a tree; exit 1 if a child should run and does not"
+    )
     status.add_argument("path", nargs="?", metavar="PATH", help="only this part: 'api' or 'api/handler'")
     top_parser = command("top", top.top, "a live view of CPU, memory and restarts (q quits)")
     top_parser.add_argument("--once", action="store_true", help="print one frame and exit")
@@ -78,8 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("terminate", commands.terminate, "stop a child by its shutdown spec (terminate_child)"),
         ("restart", commands.restart, "terminate a child, then start it again"),
     ):
-        command(name, func, text).add_argument("path", metavar="PATH", help="the child: 'worker' or 'api/handler'")
-    sessions = command("sessions", commands.sessions, "an Application's sessions: list, info SID, terminate SID")
+        command(name, func, text).add_argument(
+            "path", metavar="PATH", help="the child: 'worker' or 'api/handler'"
+        )
+    sessions = command(
+        "sessions", commands.sessions, "an Application's sessions: list, info SID, terminate SID"
+    )
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
     _common(actions.add_parser("list", help="every live session"), nested=True)
     for action in ("info", "terminate"):
@@ -89,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail = command("tail", commands.tail, "the crash reports of a child, from the tree's log file")
     tail.add_argument("path", metavar="PATH", help="the child: 'worker' or 'api/handler'")
     tail.add_argument("-n", "--lines", type=int, default=0, metavar="N", help="only the last N lines")
-    demo = sub.add_parser("demo", help="start a tree and a session Application, crash things, watch them recover")
+    demo = sub.add_parser(
+        "demo", help="start a tree and a session Application, crash things, watch them recover"
+    )
     demo.set_defaults(func=_demo)
     return parser
 

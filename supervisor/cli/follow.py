@@ -3,7 +3,8 @@
 session events, one line each (or one JSON object per line), flushed per event.
 
 Without ``--follow`` it prints what comes within ``--window`` seconds (1 by default), then exits; with
-``--follow`` it runs until Ctrl-C or until the tree stops. Both streams are pushed by the supervisors
+``--follow`` it runs until Ctrl-C or until the tree stops. Once subscribed it says so on stderr
+(``following tree NAME ...``): every event after that line is printed. Both streams are pushed by the supervisors
 (no polling): this waits on their descriptors with :func:`select.select`.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import select
+import sys
 import time
 from typing import Any
 
@@ -71,6 +73,9 @@ def events(args: argparse.Namespace) -> int:
         for stream in streams:
             stream.close()
         raise CliError(f"tree {target.name!r}: events: {error}", 1) from error
+    # On stderr, so that stdout holds events only: from here on no event is missed.
+    until = "Ctrl-C or the tree's end" if args.follow else f"{args.window} s"
+    print(f"following tree {target.name!r} until {until}", file=sys.stderr, flush=True)
     deadline = None if args.follow else time.monotonic() + args.window
     try:
         _pump(streams, deadline, args.json)

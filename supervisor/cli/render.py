@@ -102,7 +102,10 @@ def status_view(status: dict[str, Any]) -> None:
     if status["healthy"]:
         out.print(Text("healthy", style="green"), soft_wrap=True)
     else:
-        out.print(Text(f"UNHEALTHY: not running: {', '.join(status['unhealthy'])}", style="bold red"), soft_wrap=True)
+        out.print(
+            Text(f"UNHEALTHY: not running: {', '.join(status['unhealthy'])}", style="bold red"),
+            soft_wrap=True,
+        )
 
 
 def ls_view(trees: list[dict[str, Any]]) -> None:

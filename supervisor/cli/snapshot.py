@@ -19,7 +19,19 @@ from ..sessions.values import SessionInfo
 from ..specs import ChildType, Restart
 from .target import Target
 
-__all__ = ["child_json", "health", "reason_json", "session_json", "sessions_json", "status_json", "tree_json"]
+__all__ = [
+    "child_json",
+    "children_json",
+    "health",
+    "is_healthy",
+    "reason_json",
+    "session_json",
+    "sessions_json",
+    "status_json",
+    "supervisor_children",
+    "tree_json",
+    "unhealthy",
+]
 
 _MANAGER = "root/session_manager"
 
@@ -49,9 +61,10 @@ def child_json(target: Target, handle: SupervisorHandle, info: ChildInfo) -> dic
     key: str | int | None = info.id if info.id is not None else info.pid
     path = f"{handle.path}/{key}"
     children: list[dict[str, Any]] = []
-    if info.type is ChildType.SUPERVISOR and info.state is ChildState.RUNNING and key is not None:
-        if path != _MANAGER or target.sessions is None:  # an Application's sessions are listed apart
-            children = children_json(target, handle, key)
+    nested = info.type is ChildType.SUPERVISOR and info.state is ChildState.RUNNING and key is not None
+    # An Application's sessions are listed apart, from the registry.
+    if nested and key is not None and (path != _MANAGER or target.sessions is None):
+        children = children_json(target, handle, key)
     return {
         "id": info.id,
         "path": path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 from .. import _published
+from .._keys import Key
 from ..errors import ChildNotFoundError, SessionNotFoundError, SupervisorError
 from ..handle import SupervisorHandle
 from ..info import ChildInfo
@@ -48,7 +49,7 @@ class Target:
     @classmethod
     def of(cls, descriptor: _published.Descriptor, timeout: float) -> Target:
         """Handles for *descriptor*'s tree; sends nothing."""
-        key = bytearray(descriptor.key)
+        key = Key(bytearray(descriptor.key))
         root = SupervisorHandle(descriptor.address, key, "root")
         sessions = None
         if descriptor.kind == _published.KIND_APPLICATION:
@@ -71,7 +72,9 @@ class Target:
                 else:
                     handle = handle.child_supervisor(_child_key(child_id), timeout=self.timeout)
             except (ChildNotFoundError, SessionNotFoundError) as error:
-                raise CliError(f"tree {self.name!r}: no supervisor at {handle.path}/{child_id}: {error}") from error
+                raise CliError(
+                    f"tree {self.name!r}: no supervisor at {handle.path}/{child_id}: {error}"
+                ) from error
             except SupervisorError as error:
                 raise CliError(f"tree {self.name!r}: {handle.path}/{child_id}: {error}", 1) from error
         return handle

@@ -83,9 +83,13 @@ def frame(target: Target, previous: dict[int, ProcessSample]) -> Table:
         status = snapshot.status_json(target, [])
     except SupervisorError as error:
         raise CliError(f"tree {target.name!r}: {error}", 1) from error
-    table = Table(title=f"{target.name}: root pid {status['pid']}, uptime {render.duration(status['uptime_seconds'])}")
+    table = Table(
+        title=f"{target.name}: root pid {status['pid']}, uptime {render.duration(status['uptime_seconds'])}"
+    )
     for column in ("PATH", "PID", "STATE", "CPU%", "RSS MiB", "RESTARTS"):
-        table.add_column(column, justify="right" if column in ("PID", "CPU%", "RSS MiB", "RESTARTS") else "left")
+        table.add_column(
+            column, justify="right" if column in ("PID", "CPU%", "RSS MiB", "RESTARTS") else "left"
+        )
     seen: dict[int, ProcessSample] = {}
     for path, pid, state, restarts in _rows(status):
         reading = sample(pid) if pid is not None else None
