@@ -2,10 +2,10 @@
 ``events``: the tree's child events (every supervisor below the root) and, for an Application, its
 session events, one line each (or one JSON object per line), flushed per event.
 
-Without ``--follow`` it prints what comes within ``--window`` seconds (1 by default), then exits; with
-``--follow`` it runs until Ctrl-C or until the tree stops. Once subscribed it says so on stderr
-(``following tree NAME ...``): every event after that line is printed. Both streams are pushed by the supervisors
-(no polling): this waits on their descriptors with :func:`select.select`.
+Without ``--follow`` it prints what comes within ``--window`` seconds (1 by default), then exits;
+with ``--follow`` it runs until Ctrl-C or until the tree stops. Once subscribed it says so on stderr
+(``following tree NAME ...``): every event after that line is printed. Both streams are pushed by
+the supervisors (no polling): this waits on their descriptors with :func:`select.select`.
 """
 
 from __future__ import annotations
