@@ -4,13 +4,15 @@ from ``/proc/<pid>/stat`` and ``/proc/<pid>/statm``), state and restart counts f
 
 ``--once`` prints one frame and exits (its CPU column is the average since each process started);
 otherwise frames follow, each CPU figure over the time since the last frame, until ``q`` (on a
-terminal) or Ctrl-C. The supervisors are asked once per frame; processes are only read, never signalled.
+terminal) or Ctrl-C. ``--json`` prints each frame as one JSON line instead. The supervisors are asked
+once per frame; processes are only read, never signalled.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import select
 import sys
@@ -27,7 +29,7 @@ from ..errors import SupervisorError
 from . import render, snapshot
 from .target import CliError, Target, find
 
-__all__ = ["ProcessSample", "frame", "sample", "top"]
+__all__ = ["ProcessSample", "frame", "measure", "sample", "top"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -77,34 +79,61 @@ def _rows(status: dict[str, Any]) -> Iterator[tuple[str, int | None, str, int]]:
         yield from walk(session["children"])
 
 
-def frame(target: Target, previous: dict[int, ProcessSample]) -> Table:
-    """One frame: a row per process; *previous* (pid -> last sample) is updated for the next frame."""
+def measure(target: Target, previous: dict[int, ProcessSample]) -> dict[str, Any]:
+    """
+    One frame's values (``top --json``): the tree's head and a row per process; *previous* (pid ->
+    last sample) is updated for the next frame. Blocks for a call per supervisor.
+    """
     try:
         status = snapshot.status_json(target, [])
     except SupervisorError as error:
         raise CliError(f"tree {target.name!r}: {error}", 1) from error
-    table = Table(
-        title=f"{target.name}: root pid {status['pid']}, uptime {render.duration(status['uptime_seconds'])}"
-    )
-    for column in ("PATH", "PID", "STATE", "CPU%", "RSS MiB", "RESTARTS"):
-        table.add_column(
-            column, justify="right" if column in ("PID", "CPU%", "RSS MiB", "RESTARTS") else "left"
-        )
+    rows = []
     seen: dict[int, ProcessSample] = {}
     for path, pid, state, restarts in _rows(status):
         reading = sample(pid) if pid is not None else None
-        cpu = rss = "-"
+        cpu = rss = None
         if reading is not None and pid is not None:
             before = previous.get(pid)
             if before is not None and reading.at > before.at:
                 share = (reading.cpu_seconds - before.cpu_seconds) / (reading.at - before.at)
             else:
                 share = reading.cpu_seconds / reading.age_seconds
-            cpu, rss = f"{100 * share:.1f}", f"{reading.rss_bytes / (1 << 20):.1f}"
+            cpu, rss = round(100 * share, 1), reading.rss_bytes
             seen[pid] = reading
-        table.add_row(path, str(pid) if pid is not None else "-", state, cpu, rss, str(restarts))
+        rows.append(
+            {
+                "path": path,
+                "pid": pid,
+                "state": state,
+                "cpu_percent": cpu,
+                "rss_bytes": rss,
+                "restarts": restarts,
+            }
+        )
     previous.clear()
     previous.update(seen)
+    head = snapshot.tree_json(target)
+    head["processes"] = rows
+    return head
+
+
+def frame(target: Target, previous: dict[int, ProcessSample]) -> Table:
+    """One frame as a table (see :func:`measure`)."""
+    values = measure(target, previous)
+    title = f"{values['tree']}: root pid {values['pid']}, uptime {render.duration(values['uptime_seconds'])}"
+    table = Table(title=title)
+    for column in ("PATH", "PID", "STATE", "CPU%", "RSS MiB", "RESTARTS"):
+        table.add_column(column, justify="left" if column in ("PATH", "STATE") else "right")
+    for row in values["processes"]:
+        table.add_row(
+            row["path"],
+            "-" if row["pid"] is None else str(row["pid"]),
+            row["state"],
+            "-" if row["cpu_percent"] is None else f"{row['cpu_percent']:.1f}",
+            "-" if row["rss_bytes"] is None else f"{row['rss_bytes'] / (1 << 20):.1f}",
+            str(row["restarts"]),
+        )
     return table
 
 
@@ -127,6 +156,12 @@ def top(args: argparse.Namespace) -> int:
     target = find(args.tree, args.timeout)
     previous: dict[int, ProcessSample] = {}
     out = render.console()
+    if args.json:  # one frame per line, each a JSON object (--once: one)
+        while True:
+            print(json.dumps(measure(target, previous)), flush=True)
+            if args.once:
+                return 0
+            time.sleep(_INTERVAL)  # the view's refresh period (Ctrl-C ends it)
     if args.once:
         out.print(frame(target, previous), soft_wrap=True)
         return 0

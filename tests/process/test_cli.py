@@ -352,6 +352,10 @@ class TestTopEventsTail:
         for info in [*shop.which_children(), *shop.child_supervisor("api").which_children()]:
             assert str(info.pid) in result.stdout
         assert str(shop.pid) in result.stdout
+        frame = cli_json("top", "--once", "--tree", "shop")
+        rows = {row["path"]: row for row in frame["processes"]}
+        assert rows["root"]["pid"] == shop.pid and rows["root/api/handler"]["rss_bytes"] > 0
+        assert rows["root/cache"]["cpu_percent"] >= 0.0
 
     def test_events_follow_sees_a_sigkill_and_the_restart(
         self, shop: SupervisorHandle, events: EventSink
