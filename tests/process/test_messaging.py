@@ -12,6 +12,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import threading
 import time
@@ -22,6 +23,7 @@ import pytest
 
 from supervisor import (
     Application,
+    Backoff,
     CallTimeout,
     ChildSpec,
     ChildState,
@@ -41,7 +43,7 @@ from supervisor import (
     monitor,
 )
 from supervisor._keys import Key
-from supervisor._transport import authenticate, listen
+from supervisor._transport import authenticate, connect, listen
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, Unpicklable
 from tests.servers import (
@@ -380,6 +382,46 @@ class TestNames:
         with pytest.raises(NoProc):
             tree.call("svc", "x", timeout=LONG_CALL, wait_for_restart=False)
 
+    @pytest.mark.parametrize("ending", ["terminate_child", "stop"])
+    def test_a_call_waiting_for_a_restart_learns_when_it_will_not_come(
+        self, start_tree: Any, ending: str
+    ) -> None:
+        """A call by name with no timeout, waiting out an hour's backoff, ends when the child is ended."""
+        hour = Backoff(initial=0.0, base=3600.0, factor=1.0, max=3600.0, jitter=0.0)
+        tree = start_tree([Echo.child_spec("echo", name="svc", backoff=hour)])
+        first = ref_of(tree, "svc")
+        kill(first.pid)
+        second = restarted(tree, "svc", first)
+        kill(second.pid)  # the second consecutive restart waits an hour
+        outcome: list[BaseException] = []
+
+        def waiting_call() -> None:
+            try:
+                tree.call("svc", "x", timeout=None)
+            except BaseException as error:
+                outcome.append(error)
+
+        caller = threading.Thread(target=waiting_call)
+        caller.start()
+        deadline = time.monotonic() + HANG_TIMEOUT
+        while tree.which_child("echo").state is not ChildState.BACKOFF and time.monotonic() < deadline:
+            pass  # one round trip per check
+        if ending == "terminate_child":
+            tree.terminate_child("echo")
+        else:
+            tree.stop()
+        caller.join(HANG_TIMEOUT)
+
+        assert not caller.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], NoProc)
+
+    def test_a_call_to_a_session_that_does_not_exist_is_noproc_at_once(self) -> None:
+        with Application() as app:
+            began = time.monotonic()
+            with pytest.raises(NoProc):
+                app.session_manager.call("no-such-session", "ctx", "x", timeout=None)
+            assert time.monotonic() - began < HANG_TIMEOUT / 3
+
     def test_a_failed_init_is_a_start_error(self, start_tree: Any) -> None:
         tree = start_tree([])
 
@@ -536,6 +578,26 @@ class TestConcurrency:
         assert sorted(results) == sorted(("echo", (n, i)) for n in range(80) for i in range(5))
         assert statuses == [0] * 20
         assert call(ref, "executions") == 80 * 5 + 20 * 5 + 1
+
+
+class TestPeersCannotStallAServer:
+    def test_a_caller_that_never_reads_its_receipts_does_not_deafen_the_server(self, start_tree: Any) -> None:
+        """Receipts a caller leaves unread wait in its own buffer; other callers are served meanwhile."""
+        tree = start_tree([Gate.child_spec("gate", "unused", mailbox_max=1_000_000)])
+        ref = ref_of(tree, "gate")
+        rude = connect(ref.address, ref.key)
+        rude_sock = socket.socket(fileno=os.dup(rude.fileno()))
+        rude.close()
+        try:
+            rude_sock.settimeout(HANG_TIMEOUT)
+            frame = pickle.dumps(("cast", 1, ref.incarnation, "x" * 200))
+            # 20,000 casts, their receipts never read: far more than the sockets' buffers hold.
+            rude_sock.sendall((struct.pack("!i", len(frame)) + frame) * 20_000)
+
+            for n in range(20):
+                assert call(ref, ("polite", n), timeout=HANG_TIMEOUT) == ("polite", n)
+        finally:
+            rude_sock.close()
 
 
 class TestDescriptors:
