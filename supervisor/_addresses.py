@@ -22,12 +22,15 @@ from ._keys import Key
 
 __all__ = [
     "REGISTRY_ID",
+    "ROOT_PATH",
     "SESSION_MANAGER_ID",
     "TreeContext",
     "make_private_dir",
     "socket_path",
 ]
 
+ROOT_PATH = "root"
+"""The id path of every tree's root supervisor; the paths of the processes below it begin with it."""
 REGISTRY_ID = "registry"
 """The id of the registry server under an Application's supervisor."""
 SESSION_MANAGER_ID = "session_manager"
@@ -61,6 +64,15 @@ class TreeContext:
     path: str
     scope: str = ""
     """The path whose key *authkey* is: "" for the tree key, a session's path for its own key."""
+    tree_name: str = ROOT_PATH
+    """The tree's published name (``name=``), or ``"root"`` for an unnamed tree: what process titles
+    and log records call the tree."""
+
+    @property
+    def shown_path(self) -> str:
+        """This place as process titles show it: the tree's name, then the ids below the root (for an
+        unnamed tree, the id path itself)."""
+        return self.tree_name + self.path[len(ROOT_PATH) :]
 
     @property
     def address(self) -> str:

@@ -39,6 +39,7 @@ __all__ = [
     "check_name",
     "file_for",
     "log_files_of",
+    "name_of",
     "process_start_ticks",
     "publish",
     "read",
@@ -206,6 +207,11 @@ def file_for(name: str, create: bool = False) -> str:
         PermissionError, FileNotFoundError: as :func:`runtime_dir`.
     """
     return os.path.join(runtime_dir(create), check_name(name) + _SUFFIX)
+
+
+def name_of(descriptor_file: str) -> str:
+    """The name of the tree whose descriptor is the file *descriptor_file* (:func:`file_for`'s inverse)."""
+    return os.path.basename(descriptor_file).removesuffix(_SUFFIX)
 
 
 def publish(descriptor: Descriptor) -> Descriptor:

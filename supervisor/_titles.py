@@ -1,10 +1,11 @@
 """
 Process titles: each process of a tree names its role and place in ``ps``, ``top`` and ``/proc``.
 
-A title reads ``otp-supervisor: ROLE PATH``, where PATH is the process's id path in the tree (``root``,
-then child ids joined by ``/``) and ROLE is a :data:`Role`: ``root``, ``supervisor``, ``worker``,
-``server`` (a GenServer), and in an Application ``registry``, ``manager`` and ``session`` (whose path
-ends with the full session id). The title is set once, in the process itself, before its start
+A title reads ``otp-supervisor: ROLE PATH``, where PATH is the process's place as
+:attr:`~supervisor._addresses.TreeContext.shown_path` gives it (the tree's name, or ``root`` for an
+unnamed tree, then child ids joined by ``/``) and ROLE is a :data:`Role`: ``root``, ``supervisor``,
+``worker``, ``server`` (a GenServer), and in an Application ``registry``, ``manager`` and ``session``
+(whose path ends with the full session id). The title is set once, in the process itself, before its start
 function runs: a worker that sets its own title later keeps it.
 
 ``setproctitle`` writes the title over the process's command line (its ``argv`` memory), which the
@@ -46,7 +47,7 @@ in the child whose objects' pages a fork shares, and each first write to one is 
 
 
 def title(role: Role, path: str) -> str:
-    """The title of the process of *role* at the id path *path*: ``otp-supervisor: ROLE PATH``."""
+    """The title of the process of *role* at *path* (a shown path): ``otp-supervisor: ROLE PATH``."""
     return f"{PREFIX}{role} {path}"
 
 

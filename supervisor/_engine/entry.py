@@ -33,7 +33,7 @@ from multiprocess import spawn
 from multiprocess.connection import Connection
 
 from .. import _child, _linux, _published, _spawned, _titles
-from .._addresses import TreeContext
+from .._addresses import ROOT_PATH, TreeContext
 from .._keys import Key
 from ..errors import StartError
 from ..reasons import ExitReason, ShutdownExit
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 _DEFAULT_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
-_ROOT_PATH = "root"
 
 
 def boot_root(launch_fd: int, result_fd: int) -> None:
@@ -66,7 +65,7 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
     # First, while the C environment is the one exec gave: setproctitle finds the command line's
     # memory by walking back from it, which an env= applied below would hide. Every process of the
     # tree is forked from here and inherits the set-up.
-    _titles.set_title("root", _ROOT_PATH)
+    _titles.set_title("root", ROOT_PATH)
     _spawned.begin(result_fd)
     key = Key.read_from(launch_fd)
     with os.fdopen(launch_fd, "rb") as launch:
@@ -84,8 +83,12 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
         os.environ.update(env)
     multiprocess.current_process().name = "supervisor:root"
     result = Connection(result_fd, readable=False)
+    tree_name = ROOT_PATH if descriptor_file is None else _published.name_of(descriptor_file)
+    tree = TreeContext(private_dir, key, ROOT_PATH, tree_name=tree_name)
+    if descriptor_file is not None:
+        _titles.set_title("root", tree.shown_path)  # a named tree's processes show its name
     try:
-        run_root(spec, TreeContext(private_dir, key, _ROOT_PATH), starter_pid, result, logging_config)
+        run_root(spec, tree, starter_pid, result, logging_config)
     finally:
         if descriptor_file is not None:
             # A named tree: its starter published it once ready; the root removes it on its way out
@@ -179,7 +182,7 @@ def run_nested_supervisor(tree: TreeContext, spec: SupervisorSpec | DynamicSuper
     The start of a child built with ``ChildSpec.supervisor`` or ``ChildSpec.dynamic_supervisor``, at
     *tree*; see :func:`run_supervisor`. Its process title says ``supervisor`` and its path.
     """
-    _titles.set_title("supervisor", tree.path)
+    _titles.set_title("supervisor", tree.shown_path)
     _serve_nested(tree, spec)
 
 
@@ -195,7 +198,7 @@ def run_nested_supervisor_from(tree: TreeContext, init: Callable[..., Any], *arg
     start (OTP's ``ignore``); an exception from :func:`run_init` is this child's start failure. Its
     process title says ``supervisor`` and its path from before *init* runs.
     """
-    _titles.set_title("supervisor", tree.path)
+    _titles.set_title("supervisor", tree.shown_path)
     spec = run_init(init, args)
     if spec is None:
         _child.ignore_start()

@@ -134,7 +134,7 @@ class Lifecycle:
             expected = reason.is_normal
         if not expected:
             log_report(
-                self.tree.path,
+                self.tree,
                 "shutdown_error",
                 child.spec,
                 reason,

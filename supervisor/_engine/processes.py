@@ -198,7 +198,7 @@ def fork(spec: ChildSpec, context: TreeContext) -> ChildProcess:
     try:
         # A worker's title is built here, where the pages are warm; the package's own processes
         # (entry points) title themselves.
-        title = None if isinstance(spec.start, EntryPoint) else _titles.title("worker", context.path)
+        title = None if isinstance(spec.start, EntryPoint) else _titles.title("worker", context.shown_path)
         launch = _child.ChildLaunch(spec, writer, os.getpid(), _child.logging_fds(), context, title)
         process = _Process(target=_child.child_main, args=(launch,), name=f"supervisor:{spec.id}")
         signal.pthread_sigmask(signal.SIG_BLOCK, _child.SUPERVISED_SIGNALS)

@@ -5,7 +5,8 @@ The supervisor's reports through :mod:`logging`, as OTP's supervisor reports.
 ``reached_max_restart_intensity``) and ``auto_shutdown`` go to the logger ``supervisor``, with the
 child's remote traceback when its exit reason has one. Each record carries structured fields (its
 ``extra``), for handlers that filter on them and for :class:`supervisor.logging.JsonFormatter`:
-``supervisor_context`` (the report's name, OTP's ``errorContext``), ``tree`` (its root's id path),
+``supervisor_context`` (the report's name, OTP's ``errorContext``), ``tree`` (the tree's name, or
+``root`` for an unnamed tree),
 ``supervisor`` and ``path`` (the supervisor's and the child's id paths), ``child_id``, ``pid`` (the
 child's process; None if none was forked), ``reason_kind`` (the exit reason's
 :class:`~supervisor.ExitKind` value; None when the report has none), ``restarts`` (the child's
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .._addresses import TreeContext
 from ..reasons import ExitKind, ExitReason
 from ..specs import ChildSpec
 
@@ -27,7 +29,7 @@ log = logging.getLogger("supervisor")
 
 
 def log_report(
-    path: str,
+    tree: TreeContext,
     context: str,
     spec: ChildSpec,
     reason: ExitReason | None,
@@ -39,7 +41,7 @@ def log_report(
     reason_kind: ExitKind | None = None,
 ) -> None:
     """
-    Log the report *context* about the child *spec* of the supervisor at *path*; does not block on
+    Log the report *context* about the child *spec* of the supervisor at *tree*; does not block on
     anything but the handlers.
 
     The message says *detail* when there is no *reason*. *pid* is the child's process (the one that
@@ -49,7 +51,7 @@ def log_report(
     """
     text = detail if reason is None else reason.describe()
     message = "supervisor %s: %s: child %r (%s, %s) reason=%s"
-    args: list[Any] = [path, context, spec.id, spec.restart.value, spec.type.value, text]
+    args: list[Any] = [tree.path, context, spec.id, spec.restart.value, spec.type.value, text]
     traceback = reason.traceback_text.rstrip() if reason is not None and reason.traceback_text else None
     if traceback is not None:
         message += "\n%s"
@@ -58,9 +60,9 @@ def log_report(
         reason_kind = reason.kind
     fields = {
         "supervisor_context": context,
-        "tree": path.partition("/")[0],
-        "supervisor": path,
-        "path": f"{path}/{spec.id}",
+        "tree": tree.tree_name,
+        "supervisor": tree.path,
+        "path": f"{tree.path}/{spec.id}",
         "child_id": spec.id,
         "pid": pid,
         "reason_kind": None if reason_kind is None else reason_kind.value,

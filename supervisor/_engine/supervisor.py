@@ -212,9 +212,7 @@ class Supervision:
         context, level = ("child_terminated", logging.ERROR)
         if not (restart or reason.is_abnormal):
             context, level = ("child_exited", logging.INFO)
-        log_report(
-            self.tree.path, context, child.spec, reason, level, pid=child.last_pid, restarts=child.restarts
-        )
+        log_report(self.tree, context, child.spec, reason, level, pid=child.last_pid, restarts=child.restarts)
         if not restart:
             if child.spec.restart is Restart.TEMPORARY or child.anonymous or self.dynamic:
                 self._remove(child)
@@ -244,7 +242,7 @@ class Supervision:
             return
         # Not an error: OTP's supervisor stops with reason shutdown and writes no report of its own.
         log_report(
-            self.tree.path,
+            self.tree,
             "auto_shutdown",
             ended.spec,
             None,
@@ -259,7 +257,7 @@ class Supervision:
     def _report_start_error(self, child: ChildRecord, outcome: ExitReason) -> None:
         """Log the ``start_error`` report of *child*'s failed start, *outcome*."""
         log_report(
-            self.tree.path,
+            self.tree,
             "start_error",
             child.spec,
             outcome,
@@ -286,7 +284,7 @@ class Supervision:
             # Giving up is a stop (all children, by their shutdown specs, then exit shutdown) that
             # must also preempt the other lanes' jobs; the loop begins it once this job has ended.
             log_report(
-                self.tree.path,
+                self.tree,
                 "shutdown",
                 failed.spec,
                 None,

@@ -70,7 +70,7 @@ def run_gen_server(
 
     Its process title says ``server`` and its path, before ``init`` runs (which may set its own).
     """
-    _titles.set_title("server", context.path)
+    _titles.set_title("server", context.shown_path)
     _ServerProcess(context, cls, name, mailbox_max).run(args, kwargs)
 
 

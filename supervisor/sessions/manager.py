@@ -26,7 +26,7 @@ def run_session_manager(tree: TreeContext, spec: DynamicSupervisorSpec) -> None:
 
     Its process title says ``manager`` and its path.
     """
-    _titles.set_title("manager", tree.path)
+    _titles.set_title("manager", tree.shown_path)
     registry = RegistryWriter(tree.parent().registry.address, tree.authkey)
     publisher = RegistryPublisher(registry)
     publisher.publish_all()

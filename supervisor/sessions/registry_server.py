@@ -106,7 +106,7 @@ def run_registry_server(tree: TreeContext) -> None:
 
     Its process title says ``registry`` and its path.
     """
-    _titles.set_title("registry", tree.path)
+    _titles.set_title("registry", tree.shown_path)
     listener = listen(tree.address)  # replaces a stale socket left by a predecessor that was killed
     listener.setblocking(True)
     table = _Table()

@@ -31,7 +31,7 @@ def run_session_supervisor(tree: TreeContext, spec: SupervisorSpec, options: Ses
 
     Its process title says ``session`` and its path, which ends with the full session id.
     """
-    _titles.set_title("session", tree.path)
+    _titles.set_title("session", tree.shown_path)
     own = tree.authkey.derive(tree.path)
     keep_only(own, (spec, options))  # the tree key goes; keys given to the session's workers stay
     tree = tree.with_key(own, scope=tree.path)

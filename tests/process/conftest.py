@@ -39,3 +39,12 @@ def app() -> Iterator[Application]:
 def log_file(tmp_path: Path) -> LogFile:
     """Where the tree under test logs, instead of the test's stderr."""
     return LogFile(tmp_path / "supervisor.log")
+
+
+@pytest.fixture
+def private_runtime_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private XDG_RUNTIME_DIR (0700) where this test's named trees are published, apart from others'."""
+    directory = tmp_path / "runtime"
+    directory.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(directory))
+    return directory

@@ -146,19 +146,20 @@ class TestOtherReports:
         assert "RuntimeError: marker" in first["traceback"]
 
     def test_a_child_killed_at_its_shutdown_deadline_is_a_shutdown_error_line(
-        self, start_tree: Any, events: EventSink, tmp_path: Path
+        self, start_tree: Any, events: EventSink, tmp_path: Path, private_runtime_dir: Path
     ) -> None:
-        """shutdown_error of a child that ignored SIGTERM: killed, with its pid."""
+        """shutdown_error of a child that ignored SIGTERM: killed, with its pid; ``tree`` is the name
+        of a named tree (the paths stay id paths)."""
         log = tmp_path / "tree.jsonl"
         spec = ChildSpec("stubborn", ignore_sigterm, args=(events.path, "stubborn"), shutdown=0.2)
-        handle = start_tree([spec], logging_config=json_config(log))
+        handle = start_tree([spec], logging_config=json_config(log), name="shop")
         pid = events.expect("started", "stubborn")
 
         handle.terminate_child("stubborn")  # returns once the report is written
 
         (error,) = reports(log, "shutdown_error")
         assert {
-            "tree": "root",
+            "tree": "shop",
             "supervisor": "root",
             "path": "root/stubborn",
             "child_id": "stubborn",

@@ -4,14 +4,18 @@ Process titles, read from the OS: every process of a tree shows ``otp-supervisor
 Each expected title is built from the pids the handles report and compared with
 ``/proc/<pid>/cmdline`` of every process below the root (``supervisor.testing.descendants``), so a
 process with no title, or one too many, fails. Titles are set before a child's start function runs,
-so a child's own report (or its ready, for a NOTIFY child) means its title is there.
+so a child's own report (or its ready, for a NOTIFY child) means its title is there. A named tree
+(``name=``, published in a runtime directory of the test's own) shows its name in place of ``root``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from supervisor import Application, ChildSpec, Restart, StartMode
 from supervisor.testing import descendants
@@ -80,6 +84,20 @@ class TestPlainTree:
             top["pool"]: f"{PREFIX}supervisor root/pool",
         } == titles
 
+    def test_a_named_trees_processes_show_its_name_in_place_of_root(
+        self, start_tree: Any, events: EventSink, private_runtime_dir: Path
+    ) -> None:
+        """Supervisor.start(..., name="shop"): the root, a nested supervisor and its worker say ``shop``."""
+        handle = start_tree([ChildSpec.supervisor("api", [worker(events, "handler")])], name="shop")
+        handler = events.expect("started", "handler")
+        api = handle.which_child("api").pid
+
+        assert {
+            handle.pid: f"{PREFIX}root shop",
+            api: f"{PREFIX}supervisor shop/api",
+            handler: f"{PREFIX}worker shop/api/handler",
+        } == titles_below(handle.pid)
+
     def test_a_restarted_worker_has_its_title_again(self, start_tree: Any, events: EventSink) -> None:
         """The replacement of a killed worker is titled like the first, before its start function runs."""
         start_tree([worker(events, "a")])
@@ -102,12 +120,14 @@ class TestPlainTree:
 
 
 class TestApplication:
+    @pytest.mark.parametrize("name", [None, "agents"])
     def test_every_process_of_an_application_with_a_session_names_its_role_and_path(
-        self, events: EventSink
+        self, events: EventSink, private_runtime_dir: Path, name: str | None
     ) -> None:
-        """Root, registry, manager, the session (its full id), its worker and its server; env= too."""
+        """Root, registry, manager, the session (its full id), its worker and its server; env= too. A
+        named tree shows its name in place of ``root``."""
         env = {"ONLY": "this", "LANG": "C"}
-        with Application(env=env) as app:
+        with Application(env=env, name=name) as app:
             sessions = app.session_manager
             sid = sessions.create_session(
                 children=[
@@ -124,11 +144,12 @@ class TestApplication:
             titles = titles_below(root)
             environments = {pid: environ_of(pid) for pid in titles}
 
-        session = f"root/session_manager/{sid}"
+        tree = name or "root"
+        session = f"{tree}/session_manager/{sid}"
         assert {
-            root: f"{PREFIX}root root",
-            fixed["registry"]: f"{PREFIX}registry root/registry",
-            fixed["session_manager"]: f"{PREFIX}manager root/session_manager",
+            root: f"{PREFIX}root {tree}",
+            fixed["registry"]: f"{PREFIX}registry {tree}/registry",
+            fixed["session_manager"]: f"{PREFIX}manager {tree}/session_manager",
             session_pid: f"{PREFIX}session {session}",
             inside["ctx"]: f"{PREFIX}worker {session}/ctx",
             inside["conv"]: f"{PREFIX}server {session}/conv",
