@@ -48,7 +48,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "pip install 'otp-supervisor[metrics]'"
     ) from error
 
-from .errors import AuthenticationError, SupervisorError
+from ._addresses import SESSION_MANAGER_ID
+from .errors import SupervisorError
 from .handle import SupervisorHandle
 from .info import ChildInfo, ChildState
 from .messaging import client as _client
@@ -311,11 +312,11 @@ class TreeMetrics:
             return nested
         try:
             nested = parent.child_supervisor(key, timeout=SCRAPE_TIMEOUT)
-            # A session's supervisor serves with a key of its own, derived from the tree's.
-            if parent._scope == "" and _refuses(nested):
-                nested = nested._with_key(parent._authkey.derive(nested.path))
         except SupervisorError:
             return None
+        if parent._scope == "" and parent.path.rpartition("/")[2] == SESSION_MANAGER_ID:
+            # A session's supervisor serves with a key of its own, derived from the tree's.
+            nested = nested._with_key(parent._authkey.derive(nested.path))
         self._nested[path] = nested
         return nested
 
@@ -356,17 +357,6 @@ class TreeMetrics:
 
     def __repr__(self) -> str:
         return f"<TreeMetrics {self.tree}: {'closed' if self._closed else 'collecting'}>"
-
-
-def _refuses(handle: SupervisorHandle) -> bool:
-    """Whether *handle*'s supervisor refuses its key (one call)."""
-    try:
-        handle.count_children(timeout=SCRAPE_TIMEOUT)
-    except AuthenticationError:
-        return True
-    except SupervisorError:
-        return False
-    return False
 
 
 # ---------------------------------------------------------------------- registries
