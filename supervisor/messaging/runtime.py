@@ -23,6 +23,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import select
 import signal
@@ -49,6 +50,7 @@ __all__ = ["run_gen_server"]
 
 log = logging.getLogger("supervisor")
 
+_MAX_WAIT = 86400.0  # epoll takes at most ~24.8 days: a later timer is waited for in steps
 SEND_TIMEOUT = 5.0
 """Seconds an answer may wait for room in a caller's socket before that connection is dropped."""
 _HEADER = struct.Struct("!i")
@@ -143,6 +145,7 @@ class _Mailbox:
         self.messages: collections.deque[_Message] = collections.deque()
         self.external = 0  # calls and casts queued: what the limit counts
         self.failure: BaseException | None = None  # the mailbox thread's, if it died
+        self.closed = False
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def fail(self, error: BaseException) -> None:
@@ -150,15 +153,17 @@ class _Mailbox:
         self.failure = error
         self._wake()
 
-    def offer(self, message: _Message) -> bool:
-        """Queue a call or cast unless the mailbox is full; False if it is."""
+    def offer(self, message: _Message) -> str:
+        """Queue a call or cast: "queued", "overloaded" (the mailbox is full) or "closed" (it ends)."""
         with self.lock:
+            if self.closed:
+                return "closed"
             if self.external >= self.limit:
-                return False
+                return "overloaded"
             self.external += 1
             self.messages.append(message)
         self._wake()
-        return True
+        return "queued"
 
     def put(self, message: _Message) -> None:
         """Queue a timer's or monitor's message (not counted against the limit)."""
@@ -175,8 +180,10 @@ class _Mailbox:
                 self.external -= 1
             return message
 
-    def take_all(self) -> list[_Message]:
+    def close(self) -> list[_Message]:
+        """Refuse every later offer; return what was queued."""
         with self.lock:
+            self.closed = True
             taken = list(self.messages)
             self.messages.clear()
             self.external = 0
@@ -332,7 +339,11 @@ class _MailboxThread(threading.Thread):
                 return
             if incarnation != self.incarnation:
                 conn.send(("noproc", request_id))
-            elif not self.mailbox.offer(_Message(kind, payload, conn, request_id)):
+                continue
+            outcome = self.mailbox.offer(_Message(kind, payload, conn, request_id))
+            if outcome == "closed":
+                conn.send(("noproc", request_id))
+            elif outcome == "overloaded":
                 conn.send(("overloaded", request_id))
             elif kind == "cast":
                 conn.send(("queued", request_id))
@@ -377,8 +388,12 @@ class _ServerProcess:
     # ------------------------------------------------------------------ what handlers call
 
     def send_after(self, seconds: float, message: Any) -> TimerRef:
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds >= 0:
-            raise ValueError(f"'seconds' must be a number >= 0 (got {seconds!r})")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            raise TypeError(
+                f"'seconds' must be a number (got {seconds!r} that is a {type(seconds).__name__})"
+            )
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"'seconds' must be finite and >= 0 (got {seconds!r})")
         timer = TimerRef(time.monotonic() + seconds, message)
         heapq.heappush(self.timers, (timer.due, next(self.serial), timer))
         return timer
@@ -393,8 +408,11 @@ class _ServerProcess:
         self._wake_on(monitor.fileno(), monitor)
 
     def unwatch(self, monitor: Monitor) -> None:
-        if self.wakers.pop(monitor.fileno(), None) is not None:
-            self.epoll.unregister(monitor.fileno())
+        """Forget *monitor* (no notice will come); nothing happens if its notice already came."""
+        for fd, what in list(self.wakers.items()):
+            if what is monitor:
+                del self.wakers[fd]
+                self.epoll.unregister(fd)
         monitor.close()
 
     def _wake_on(self, fd: int, what: Any) -> None:
@@ -500,7 +518,8 @@ class _ServerProcess:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.context.address)
         _names.forget_server(self.context.private_dir, self.context.path)
-        for message in ([current] if current is not None else []) + self.mailbox.take_all():
+        # From now on the mailbox refuses (noproc: the request did not run); what it holds is told.
+        for message in ([current] if current is not None else []) + self.mailbox.close():
             if message.kind != "call" or message.conn is None:
                 continue
             if message.caller is None or not message.caller.replied:
@@ -521,7 +540,7 @@ class _ServerProcess:
 
     def _wait(self, wake_read: int) -> None:
         timeout = -1.0 if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
-        for fd, _ in self.epoll.poll(timeout):
+        for fd, _ in self.epoll.poll(min(timeout, _MAX_WAIT) if timeout >= 0 else -1.0):
             what = self.wakers.get(fd)
             if what == "mailbox":
                 self.mailbox.drain_wakes()

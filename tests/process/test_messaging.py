@@ -35,6 +35,7 @@ from supervisor import (
     ServerDown,
     ServerRef,
     StartError,
+    Stop,
     call,
     cast,
     monitor,
@@ -49,6 +50,7 @@ from tests.servers import (
     FailsInit,
     Forwarder,
     Gate,
+    SlowToTerminate,
     Ticker,
     call_through_sessions,
     report_identity,
@@ -130,8 +132,10 @@ class TestCall:
             call(ref, "x", timeout=-1)
         with pytest.raises(TypeError, match="cannot be pickled"):
             call(ref, Unpicklable())
-        with pytest.raises(TypeError, match="'name_or_path'"):
+        with pytest.raises(ValueError, match="'name_or_path'"):
             tree.call("", "x")
+        with pytest.raises(TypeError, match="'name_or_path'"):
+            tree.call(3, "x")  # type: ignore[arg-type]
         assert call(ref, "executions") == 1  # only this call ran
 
 
@@ -273,6 +277,7 @@ class TestReplies:
 
         assert tree.call("fwd", "x") == ("forwarded", ("echo", "x"))
         tree.cast("fwd", "via fwd")
+        tree.call("fwd", "after the cast")  # fwd has cast to echo (and echo queued it) before this
         assert call(target, "casts", timeout=HANG_TIMEOUT) == ["via fwd"]
 
 
@@ -400,7 +405,51 @@ class TestMonitor:
         assert (kind, path, reason.kind) == ("down", "root/echo", ExitKind.SHUTDOWN)
 
 
+class TestTimersAndMonitorsEdges:
+    def test_a_timer_beyond_epolls_limit_is_waited_for_in_steps(
+        self, start_tree: Any, events: EventSink
+    ) -> None:
+        tree = start_tree([Ticker.child_spec("ticker", events.path)])
+        pid = tree.call("ticker", "pid_of_nothing")  # Ticker answers None: a turn of its loop
+
+        assert tree.call("ticker", ("after", 30 * 86400, "in a month")) == "set"
+        assert tree.call("ticker", ("after", 0, "now")) == "set"
+        assert events.next()[:2] == ("info", "now")
+        assert pid is None and tree.which_child("ticker").restarts == 0
+
+    def test_an_infinite_timer_is_a_value_error_in_the_handler(self, start_tree: Any) -> None:
+        tree = start_tree([Ticker.child_spec("ticker", "unused")])
+
+        with pytest.raises(ServerDown) as info:
+            tree.call("ticker", ("after", float("inf"), "never"))
+
+        assert info.value.reason is not None and "'seconds' must be finite" in (
+            info.value.reason.message or ""
+        )
+
+    def test_stop_takes_an_exception_not_a_system_exit(self) -> None:
+        with pytest.raises(TypeError, match="'reason' must be an Exception"):
+            Stop(SystemExit(0))
+        with pytest.raises(ValueError, match="'reason'"):
+            Stop("crash")
+
+
 class TestShutdown:
+    def test_a_call_during_terminate_is_refused_not_run(self, start_tree: Any, events: EventSink) -> None:
+        tree = start_tree([SlowToTerminate.child_spec("slow", events.path, shutdown=HANG_TIMEOUT)])
+        ref = ref_of(tree, "slow")
+        assert call(ref, "cached") == "cached"  # this thread's connection is open from now on
+        stopper = threading.Thread(target=tree.terminate_child, args=("slow",))
+        stopper.start()
+        events.expect("terminating")
+        began = time.monotonic()
+
+        with pytest.raises(NoProc):
+            call(ref, "during terminate", timeout=LONG_CALL)
+
+        assert time.monotonic() - began < 1.5  # refused at once, not after the 2 s terminate
+        stopper.join(HANG_TIMEOUT)
+
     def test_sigterm_runs_terminate_after_the_message_in_progress(
         self, start_tree: Any, events: EventSink
     ) -> None:
@@ -494,7 +543,7 @@ class TestDescriptors:
         tree.start_child(Echo.child_spec("last", restart=Restart.TEMPORARY))
         tree.call("last", "sweeps the links and watches of the servers that are gone")
 
-        assert fd_count(os.getpid()) <= before + 3  # the last server's link, pidfd and watch
+        assert fd_count(os.getpid()) <= before + 2  # the last server's link and pidfd
 
 
 def fd_count(pid: int) -> int:
