@@ -225,8 +225,13 @@ def _metrics_address(port: object, host: object) -> tuple[str, int] | None:
         )
     if not 0 <= port <= 65535:
         raise ValueError(f"'metrics_port' must be an int from 0 to 65535 or None (got {port!r})")
-    if not isinstance(host, str) or not host:
-        raise TypeError(f"'metrics_host' must be a non-empty str, an address to listen on (got {host!r})")
+    if not isinstance(host, str):
+        raise TypeError(
+            f"'metrics_host' must be a str, an address to listen on "
+            f"(got {host!r} that is a {type(host).__name__})"
+        )
+    if not host:
+        raise ValueError("'metrics_host' must be an address to listen on (got '')")
     return host, port
 
 

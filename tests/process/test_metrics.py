@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -267,13 +268,26 @@ def test_serve_answers_404_off_the_metrics_path(start_tree: Any) -> None:
         ({"metrics_port": True}, TypeError),
         ({"metrics_port": 70000}, ValueError),
         ({"metrics_port": -1}, ValueError),
-        ({"metrics_port": 0, "metrics_host": ""}, TypeError),
+        ({"metrics_port": 0, "metrics_host": ""}, ValueError),
+        ({"metrics_port": 0, "metrics_host": None}, TypeError),
     ],
 )
 def test_bad_metrics_options_are_refused_before_anything_starts(options: dict[str, Any], error: type) -> None:
     """A bad metrics_port or metrics_host raises at once, naming it."""
     with pytest.raises(error, match="metrics_"):
         Application(**options)
+
+
+def test_a_taken_metrics_port_stops_the_application_again() -> None:
+    """An Application whose metrics port is taken raises OSError and leaves no process behind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = Application(metrics_port=taken.getsockname()[1])
+        with pytest.raises(OSError):
+            app.start()
+    assert app.supervisor.stopped
+    assert app.metrics_port is None
 
 
 _WITHOUT_PROMETHEUS = """
