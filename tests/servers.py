@@ -195,3 +195,16 @@ class SlowToTerminate(GenServer):
     def terminate(self, reason: Any) -> None:
         emit(self.sink, "terminating", os.getpid())
         time.sleep(2.0)
+
+
+class SlowInit(GenServer):
+    """Reports that its init began, then waits in it until a file appears (the test's gate)."""
+
+    def init(self, sink: str, gate: str) -> None:
+        emit(sink, "initializing", os.getpid())
+        deadline = time.monotonic() + HANG_TIMEOUT
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the test's gate, not the library's
+
+    def handle_call(self, request: Any, caller: Caller) -> Any:
+        return request

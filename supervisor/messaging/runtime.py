@@ -51,8 +51,8 @@ __all__ = ["run_gen_server"]
 log = logging.getLogger("supervisor")
 
 _MAX_WAIT = 86400.0  # epoll takes at most ~24.8 days: a later timer is waited for in steps
-SEND_TIMEOUT = 5.0
-"""Seconds an answer may wait for room in a caller's socket before that connection is dropped."""
+MAX_OUTGOING = 64 * 1024 * 1024
+"""Bytes of answers a caller may leave unread before its connection is dropped."""
 _HEADER = struct.Struct("!i")
 _LONG_HEADER = struct.Struct("!Q")
 
@@ -70,18 +70,26 @@ def run_gen_server(
 
 
 class _Connection:
-    """One caller's connection, as the mailbox thread reads it and both threads answer on it."""
+    """
+    One caller's connection, as the mailbox thread reads it and both threads answer on it. Answers
+    never block: what the socket does not take now waits in ``outgoing`` and the mailbox thread
+    sends it when the socket is writable; a caller that leaves ``MAX_OUTGOING`` bytes unread is
+    dropped.
+    """
 
-    __slots__ = ("buffer", "closed", "lock", "sock")
+    __slots__ = ("buffer", "closed", "epoll", "lock", "outgoing", "sock", "wants_writable")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, epoll: Any) -> None:
         self.sock = sock
+        self.epoll = epoll  # the mailbox thread's: told to wake for writability while bytes wait
         self.buffer = bytearray()
+        self.outgoing = bytearray()
+        self.wants_writable = False
         self.lock = threading.Lock()
         self.closed = False
 
     def send(self, message: tuple[Any, ...]) -> None:
-        """Send *message*; a caller that does not take it within SEND_TIMEOUT is dropped. Never raises."""
+        """Send *message* now, or queue it for when the socket is writable. Never blocks or raises."""
         try:
             data = _wire.dumps(message)
         except Exception as error:  # an unpicklable reply: the caller gets the reason instead
@@ -95,21 +103,36 @@ class _Connection:
         header = (
             _HEADER.pack(len(data)) if len(data) < 2**31 else _HEADER.pack(-1) + _LONG_HEADER.pack(len(data))
         )
-        view = memoryview(header + data)
-        deadline = time.monotonic() + SEND_TIMEOUT
         with self.lock:
             if self.closed:
                 return
-            try:
-                while view:
-                    try:
-                        view = view[self.sock.send(view) :]
-                    except BlockingIOError:
-                        left = deadline - time.monotonic()
-                        if left <= 0 or not _writable(self.sock, left):
-                            raise TimeoutError("the caller does not read its answers") from None
-            except OSError:
+            self.outgoing += header + data
+            if len(self.outgoing) > MAX_OUTGOING:
+                log.warning("genserver: a caller does not read its answers; dropped its connection")
                 self._close()
+                return
+            self._flush()
+
+    def flush(self) -> None:
+        """The socket is writable: send what waits (the mailbox thread, on EPOLLOUT)."""
+        with self.lock:
+            if not self.closed:
+                self._flush()
+
+    def _flush(self) -> None:
+        try:
+            sent = self.sock.send(self.outgoing)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._close()
+            return
+        del self.outgoing[:sent]
+        waiting = bool(self.outgoing)
+        if waiting != self.wants_writable:
+            self.wants_writable = waiting
+            with contextlib.suppress(OSError):
+                self.epoll.modify(self.sock.fileno(), select.EPOLLIN | (select.EPOLLOUT if waiting else 0))
 
     def close(self) -> None:
         with self.lock:
@@ -120,12 +143,6 @@ class _Connection:
             self.closed = True
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader; the mailbox thread closes it
-
-
-def _writable(sock: socket.socket, seconds: float) -> bool:
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
-    return bool(poller.poll(int(seconds * 1000) + 1))
 
 
 class _Message:
@@ -230,13 +247,16 @@ class _MailboxThread(threading.Thread):
                 events = self.epoll.poll(max(0.0, deadline - time.monotonic()))
             else:
                 events = self.epoll.poll()
-            for fd, _ in events:
+            for fd, mask in events:
                 sock = self.socks.get(fd)
                 if sock is None:
                     continue
                 conn = self.conns.get(sock)
                 if conn is not None:
-                    self._read(conn)
+                    if mask & select.EPOLLOUT:
+                        conn.flush()
+                    if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                        self._read(conn)
                 elif sock is self.listener:
                     self._accept()
                 elif sock in self.pending:
@@ -290,7 +310,7 @@ class _MailboxThread(threading.Thread):
             self._forget(sock)
             return
         del self.pending[sock]
-        self.conns[sock] = _Connection(sock)
+        self.conns[sock] = _Connection(sock, self.epoll)
 
     def _forget(self, sock: socket.socket) -> None:
         self.pending.pop(sock, None)
@@ -428,12 +448,11 @@ class _ServerProcess:
         assert started is not None
         if self.name is not None:
             try:
-                _names.claim_name(
-                    context.private_dir, _names.NameEntry(self.name, context.path, context.scope)
-                )
+                claim = _names.NameEntry(self.name, context.path, context.scope, os.getpid(), started)
+                _names.claim_name(context.private_dir, claim)
             except _names.NameTaken as taken:
                 raise NameTakenError(
-                    f"server {context.path}: {taken}", self.name, taken.holder.path, taken.holder.pid
+                    f"server {context.path}: {taken}", self.name, taken.path, taken.pid
                 ) from None
         server = self.cls()
         server.path = context.path

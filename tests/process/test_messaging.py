@@ -12,6 +12,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import threading
 import time
@@ -41,7 +42,7 @@ from supervisor import (
     monitor,
 )
 from supervisor._keys import Key
-from supervisor._transport import authenticate, listen
+from supervisor._transport import authenticate, connect, listen
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, Unpicklable
 from tests.servers import (
@@ -50,6 +51,7 @@ from tests.servers import (
     FailsInit,
     Forwarder,
     Gate,
+    SlowInit,
     SlowToTerminate,
     Ticker,
     call_through_sessions,
@@ -321,6 +323,28 @@ class TestNames:
         assert (cause.holder_path, cause.name) == ("root/a/one", "shared")
         assert ref_of(tree, "shared").path == "root/a/one"
 
+    def test_a_name_is_held_from_the_claim_so_a_second_claim_during_init_fails(
+        self, start_tree: Any, events: EventSink, tmp_path: Path
+    ) -> None:
+        gate = str(tmp_path / "gate")
+        tree = start_tree([ChildSpec.supervisor("a", []), ChildSpec.supervisor("b", [])])
+        first = threading.Thread(
+            target=tree.child_supervisor("a").start_child,
+            args=(SlowInit.child_spec("slow", events.path, gate, name="x"),),
+        )
+        first.start()
+        try:
+            events.expect("initializing")
+            with pytest.raises(StartError) as info:
+                tree.child_supervisor("b").start_child(Echo.child_spec("fast", name="x"))
+        finally:
+            Path(gate).touch()
+            first.join(HANG_TIMEOUT)
+
+        assert isinstance(info.value.__cause__, NameTakenError)
+        assert info.value.__cause__.holder_path == "root/a/slow"
+        assert ref_of(tree, "x").path == "root/a/slow"
+
     def test_a_name_follows_restarts_and_a_call_by_name_waits_for_the_restart(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo", name="svc")])
         old = ref_of(tree, "svc")
@@ -380,6 +404,24 @@ class TestMonitor:
             reason = watch.wait(0)
 
         assert reason is not None and reason.kind is ExitKind.KILLED
+
+    def test_an_unread_monitor_of_a_big_exit_reason_does_not_stall_the_supervisor(
+        self, start_tree: Any
+    ) -> None:
+        """The reason (a 1 MB message and its traceback) waits in the monitor's buffer, not in a send."""
+        tree = start_tree([Echo.child_spec("echo", name="echo")])
+        ref = ref_of(tree, "echo")
+        unread = monitor(ref)
+        try:
+            with pytest.raises(ServerDown):
+                call(ref, ("crash", "x" * 1_000_000), timeout=HANG_TIMEOUT)
+
+            new = restarted(tree, "echo", ref)  # the supervisor restarted it, and answers
+            assert tree.which_child("echo", timeout=HANG_TIMEOUT).pid == new.pid
+            reason = unread.wait(HANG_TIMEOUT)  # and the monitor still gets the whole reason
+            assert reason is not None and reason.message == "x" * 1_000_000
+        finally:
+            unread.close()
 
     def test_a_monitor_of_a_process_long_gone_is_noproc(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo")])
@@ -495,6 +537,26 @@ class TestConcurrency:
         assert sorted(results) == sorted(("echo", (n, i)) for n in range(80) for i in range(5))
         assert statuses == [0] * 20
         assert call(ref, "executions") == 80 * 5 + 20 * 5 + 1
+
+
+class TestPeersCannotStallAServer:
+    def test_a_caller_that_never_reads_its_receipts_does_not_deafen_the_server(self, start_tree: Any) -> None:
+        """Receipts a caller leaves unread wait in its own buffer; other callers are served meanwhile."""
+        tree = start_tree([Gate.child_spec("gate", "unused", mailbox_max=1_000_000)])
+        ref = ref_of(tree, "gate")
+        rude = connect(ref.address, ref.key)
+        rude_sock = socket.socket(fileno=os.dup(rude.fileno()))
+        rude.close()
+        try:
+            rude_sock.settimeout(HANG_TIMEOUT)
+            frame = pickle.dumps(("cast", 1, ref.incarnation, "x" * 200))
+            # 20,000 casts, their receipts never read: far more than the sockets' buffers hold.
+            rude_sock.sendall((struct.pack("!i", len(frame)) + frame) * 20_000)
+
+            for n in range(20):
+                assert call(ref, ("polite", n), timeout=HANG_TIMEOUT) == ("polite", n)
+        finally:
+            rude_sock.close()
 
 
 class TestDescriptors:
