@@ -30,7 +30,6 @@ from typing import Any
 from .. import _names, _wire
 from .._deadlines import deadline_from, remaining
 from .._keys import Key
-from .._linux import DirectoryWatch
 from .._protocol import AwaitExit
 from .._transport import AUTH_TIMEOUT, KeyMismatch, KeyRefused, connect
 from ..errors import (
@@ -49,7 +48,6 @@ __all__ = [
     "CALL_OUTCOMES",
     "DEFAULT_TIMEOUT",
     "Monitor",
-    "await_running",
     "call",
     "cast",
     "monitor",
@@ -624,23 +622,3 @@ def resolve(private_dir: str, held: Key, held_scope: str, path: str) -> ServerRe
         return None
     key = key_for_scope(held, held_scope, entry.scope, f"server {path}")
     return ServerRef(entry.path, entry.pid, entry.incarnation, private_dir, entry.scope, key)
-
-
-def await_running(
-    private_dir: str, held: Key, held_scope: str, path: str, deadline: float | None
-) -> ServerRef | None:
-    """
-    The running server at *path*, waiting until *deadline* for one to be published there (a server
-    being restarted): woken by the kernel (inotify) when its entry appears, never by polling.
-    """
-    ref = resolve(private_dir, held, held_scope, path)
-    if ref is not None:
-        return ref
-    with DirectoryWatch(private_dir) as watch:
-        wanted = os.path.basename(_names.server_file(private_dir, path))
-        while True:
-            ref = resolve(private_dir, held, held_scope, path)
-            if ref is not None:
-                return ref
-            if not watch.wait_for(wanted, deadline):
-                return None

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._addresses import REGISTRY_ID, SESSION_MANAGER_ID
 from .._entrypoint import EntryPoint
-from .._root import Supervisor, check_environment
+from .._published import KIND_APPLICATION, check_name
+from .._root import check_environment, start_tree
 from ..handle import SupervisorHandle, deadline_from
 from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Restart, StartMode, Strategy
 from .client import SessionManagerHandle
@@ -54,10 +55,14 @@ class Application:
             Application (its supervisor, the registry, the SessionManager, every session), nothing
             of the caller's; by default (None) they inherit the caller's. A session's own
             ``create_session(env=...)`` then replaces ``os.environ`` in that session's processes.
+        name: publish the Application under this name for the same user's tools (``otp-supervisor
+            sessions list --tree NAME``), as :meth:`Supervisor.start`'s *name*; None (the default)
+            publishes nothing. Starting it raises ``ValueError`` if a running tree has the name.
         metrics_port: serve the Application's Prometheus metrics (``supervisor.metrics``; needs the
             ``metrics`` extra) at ``http://metrics_host:metrics_port/metrics`` from a thread of the
             process that calls :meth:`start`, until :meth:`stop`; 0 picks a free port (see
-            :attr:`metrics_port`). None (the default): no metrics.
+            :attr:`metrics_port`). None (the default): no metrics. Their ``tree`` label is *name*, or
+            ``root`` without one.
         metrics_host: the address the metrics are served on; ``127.0.0.1`` by default.
 
     Raises:
@@ -76,8 +81,10 @@ class Application:
         env: Mapping[str, str] | None = None,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        name: str | None = None,
     ) -> None:
         self._env = check_environment(env)
+        self._name = None if name is None else check_name(name)
         self._metrics_address = _metrics_address(metrics_port, metrics_host)
         self._metrics: MetricsServer | None = None
         self._manager_spec = DynamicSupervisorSpec(max_restarts=max_restarts, max_seconds=max_seconds)
@@ -155,18 +162,20 @@ class Application:
         if self._metrics_address is not None:
             from .. import metrics  # here: only an Application with metrics imports prometheus_client
         restarts, seconds = self._root_intensity
-        self._handle = Supervisor.start(
+        self._handle = start_tree(
             self.children(self._manager_spec),
             Strategy.ONE_FOR_ONE,
             restarts,
             seconds,
             logging_config=self._logging_config,
             env=self._env,
+            name=self._name,
+            published_kind=KIND_APPLICATION,
         )
         if self._metrics_address is not None:
             host, port = self._metrics_address
             try:
-                self._metrics = metrics.serve(self, port, host)
+                self._metrics = metrics.serve(self, port, host, tree=self._name)
             except BaseException:
                 self._handle.stop()
                 raise

@@ -19,6 +19,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,6 +248,16 @@ def test_application_serves_metrics_over_http_until_it_stops() -> None:
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=HANG_TIMEOUT)
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("otp-supervisor")]
+
+
+def test_a_named_application_labels_its_metrics_with_its_name() -> None:
+    """``Application(name=..., metrics_port=0)``: the ``tree`` label is the name."""
+    name = f"metrics-{uuid.uuid4().hex[:12]}"
+    with Application(metrics_port=0, name=name) as app:
+        assert app.metrics_port is not None
+        samples = scrape_http(app.metrics_port)
+    assert value(samples, "otp_supervisor_child_up", tree=name, child="root/registry") == 1.0
+    assert value(samples, "otp_supervisor_sessions", tree=name, status="active") == 0.0
 
 
 def test_serve_answers_404_off_the_metrics_path(start_tree: Any) -> None:
