@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ..errors import SupervisorError
+from ..messaging.client import resolve, server_status
 from . import render, snapshot
 from .target import CliError, Target, find
 
@@ -109,6 +110,7 @@ def measure(target: Target, previous: dict[int, ProcessSample]) -> dict[str, Any
                 "cpu_percent": cpu,
                 "rss_bytes": rss,
                 "restarts": restarts,
+                "mailbox": _mailbox(target, path),
             }
         )
     previous.clear()
@@ -118,12 +120,23 @@ def measure(target: Target, previous: dict[int, ProcessSample]) -> dict[str, Any
     return head
 
 
+def _mailbox(target: Target, path: str) -> int | None:
+    """The mailbox depth of the GenServer at *path*; None if none runs there (or it did not say)."""
+    try:
+        ref = resolve(os.path.dirname(target.descriptor.address), target.root._authkey, "", path)
+        if ref is None:
+            return None
+        return int(server_status(ref, timeout=min(target.timeout, 1.0))["mailbox"])
+    except (SupervisorError, OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def frame(target: Target, previous: dict[int, ProcessSample]) -> Table:
     """One frame as a table (see :func:`measure`)."""
     values = measure(target, previous)
     title = f"{values['tree']}: root pid {values['pid']}, uptime {render.duration(values['uptime_seconds'])}"
     table = Table(title=title)
-    for column in ("PATH", "PID", "STATE", "CPU%", "RSS MiB", "RESTARTS"):
+    for column in ("PATH", "PID", "STATE", "CPU%", "RSS MiB", "RESTARTS", "MAILBOX"):
         table.add_column(column, justify="left" if column in ("PATH", "STATE") else "right")
     for row in values["processes"]:
         table.add_row(
@@ -133,6 +146,7 @@ def frame(target: Target, previous: dict[int, ProcessSample]) -> Table:
             "-" if row["cpu_percent"] is None else f"{row['cpu_percent']:.1f}",
             "-" if row["rss_bytes"] is None else f"{row['rss_bytes'] / (1 << 20):.1f}",
             str(row["restarts"]),
+            "-" if row["mailbox"] is None else str(row["mailbox"]),
         )
     return table
 

@@ -53,6 +53,7 @@ __all__ = [
     "monitor",
     "observe_calls",
     "resolve",
+    "server_status",
 ]
 
 DEFAULT_TIMEOUT = 5.0
@@ -402,6 +403,18 @@ def cast(target: ServerRef, message: Any, timeout: float | None = DEFAULT_TIMEOU
         _request("cast", target, message, deadline, timeout)
 
 
+def server_status(target: ServerRef, timeout: float | None = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """
+    What the server's mailbox thread says of it, for operators' tools: ``{"mailbox": n}``, the
+    messages waiting (not the one being handled). Answered without the server's main thread, so
+    it comes while a handler runs. Blocks for one round trip; raises as :func:`call` does.
+    """
+    target = _check_ref(target)
+    deadline = deadline_from("timeout", timeout)
+    answer: dict[str, Any] = _request("status", target, None, deadline, timeout)
+    return answer
+
+
 def _request(
     kind: str, target: ServerRef, payload: Any, deadline: float | None, timeout: float | None
 ) -> Any:
@@ -456,6 +469,8 @@ def _answer(kind: str, target: ServerRef, reply: tuple[Any, ...], deadline: floa
         return reply[2]
     if status == "queued":
         return None
+    if status == "status":
+        return reply[2]
     if status == "overloaded":
         raise Overloaded(f"{kind}: the mailbox of server {target.path} is full; the message was not queued")
     if status == "noproc":

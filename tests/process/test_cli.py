@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +25,11 @@ from typing import Any
 
 import pytest
 
-from supervisor import Application, Backoff, ChildSpec, Supervisor, SupervisorHandle, _published
+from supervisor import Application, Backoff, ChildSpec, Supervisor, SupervisorHandle, _published, call, cast
 from supervisor.cli import target
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, sleep_forever
+from tests.servers import Gate
 
 from .conftest import LogFile
 from .helpers import kill, settle, worker
@@ -356,6 +358,29 @@ class TestTopEventsTail:
         rows = {row["path"]: row for row in frame["processes"]}
         assert rows["root"]["pid"] == shop.pid and rows["root/api/handler"]["rss_bytes"] > 0
         assert rows["root/cache"]["cpu_percent"] >= 0.0
+
+    def test_top_shows_the_mailbox_depth_of_a_genserver(
+        self, runtime: Path, events: EventSink, tmp_path: Path
+    ) -> None:
+        """A server blocked in a handler with two casts queued shows a mailbox of 2; a worker shows none."""
+        gate = str(tmp_path / "gate")
+        children = [Gate.child_spec("gate", events.path), worker(events, "plain")]
+        with Supervisor.start(children, name="mail") as tree:
+            ref = tree.whereis("gate")
+            assert ref is not None
+            holder = threading.Thread(target=call, args=(ref, ("block_until", gate)), kwargs={"timeout": 60})
+            holder.start()
+            try:
+                events.expect("blocked")
+                cast(ref, 1)
+                cast(ref, 2)
+                frame = cli_json("top", "--once", "--tree", "mail")
+            finally:
+                Path(gate).touch()
+                holder.join(60)
+        rows = {row["path"]: row for row in frame["processes"]}
+        assert rows["root/gate"]["mailbox"] == 2
+        assert rows["root/plain"]["mailbox"] is None
 
     def test_events_follow_sees_a_sigkill_and_the_restart(
         self, shop: SupervisorHandle, events: EventSink
