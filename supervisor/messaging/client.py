@@ -24,6 +24,7 @@ import select
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import _names, _wire
@@ -44,11 +45,13 @@ from ..reasons import ExitReason
 from .ref import ServerRef, key_for_scope
 
 __all__ = [
+    "CALL_OUTCOMES",
     "DEFAULT_TIMEOUT",
     "Monitor",
     "call",
     "cast",
     "monitor",
+    "observe_calls",
     "resolve",
     "server_status",
 ]
@@ -64,6 +67,22 @@ _POLL_MAX_MS = 2**31 - 1
 _local = threading.local()
 _close_fd = os.close
 _serving: tuple[int, int] | None = None  # (pid, thread) of this process's server loop, if it runs one
+
+CALL_OUTCOMES = ("reply", "timeout", "server_down", "noproc", "overloaded", "error")
+"""How a call ended, as a call observer is told: its reply, or the error it raised (``error``: any other)."""
+_call_observer: Callable[[float, str], None] | None = None
+"""Told each call's duration and outcome; None (the default) costs a call one comparison."""
+
+
+def observe_calls(observer: Callable[[float, str], None] | None) -> None:
+    """
+    Tell *observer* the duration in seconds and the outcome (one of ``CALL_OUTCOMES``) of every
+    :func:`call` this process makes from now on, in the calling thread, after the call ended; None
+    stops it. A call that fails its checks before anything is sent is not observed.
+    ``supervisor.metrics`` installs its histogram here while it collects.
+    """
+    global _call_observer
+    _call_observer = observer
 
 
 def serving_here(pid: int, thread: int) -> None:
@@ -328,7 +347,40 @@ def call(target: ServerRef, request: Any, timeout: float | None = DEFAULT_TIMEOU
     deadline = deadline_from("timeout", timeout)
     if _serving is not None and _serving == (target.pid, threading.get_ident()) and target.pid == os.getpid():
         raise CallingSelfError(f"call: server {target.path} called itself: that call could only deadlock")
-    return _request("call", target, request, deadline, timeout)
+    observer = _call_observer
+    if observer is None:
+        return _request("call", target, request, deadline, timeout)
+    return _observed(observer, target, request, deadline, timeout)
+
+
+def _observed(
+    observer: Callable[[float, str], None],
+    target: ServerRef,
+    request: Any,
+    deadline: float | None,
+    timeout: float | None,
+) -> Any:
+    """:func:`call`'s request, its duration and outcome told to *observer*."""
+    outcome = "error"
+    started = time.perf_counter()
+    try:
+        reply = _request("call", target, request, deadline, timeout)
+        outcome = "reply"
+        return reply
+    except CallTimeout:
+        outcome = "timeout"
+        raise
+    except ServerDown:
+        outcome = "server_down"
+        raise
+    except NoProc:
+        outcome = "noproc"
+        raise
+    except Overloaded:
+        outcome = "overloaded"
+        raise
+    finally:
+        observer(time.perf_counter() - started, outcome)
 
 
 def cast(target: ServerRef, message: Any, timeout: float | None = DEFAULT_TIMEOUT) -> None:

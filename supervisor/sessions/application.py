@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._addresses import REGISTRY_ID, SESSION_MANAGER_ID
 from .._entrypoint import EntryPoint
@@ -24,6 +24,9 @@ from ..handle import SupervisorHandle, deadline_from
 from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Restart, StartMode, Strategy
 from .client import SessionManagerHandle
 from .values import positive_seconds
+
+if TYPE_CHECKING:
+    from ..metrics import MetricsServer
 
 __all__ = ["Application"]
 
@@ -55,6 +58,12 @@ class Application:
         name: publish the Application under this name for the same user's tools (``otp-supervisor
             sessions list --tree NAME``), as :meth:`Supervisor.start`'s *name*; None (the default)
             publishes nothing. Starting it raises ``ValueError`` if a running tree has the name.
+        metrics_port: serve the Application's Prometheus metrics (``supervisor.metrics``; needs the
+            ``metrics`` extra) at ``http://metrics_host:metrics_port/metrics`` from a thread of the
+            process that calls :meth:`start`, until :meth:`stop`; 0 picks a free port (see
+            :attr:`metrics_port`). None (the default): no metrics. Their ``tree`` label is *name*, or
+            ``root`` without one.
+        metrics_host: the address the metrics are served on; ``127.0.0.1`` by default.
 
     Raises:
         TypeError, ValueError: a bad argument, named; nothing is started.
@@ -70,10 +79,14 @@ class Application:
         registry_timeout: float = 5.0,
         logging_config: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
         name: str | None = None,
     ) -> None:
         self._env = check_environment(env)
         self._name = None if name is None else check_name(name)
+        self._metrics_address = _metrics_address(metrics_port, metrics_host)
+        self._metrics: MetricsServer | None = None
         self._manager_spec = DynamicSupervisorSpec(max_restarts=max_restarts, max_seconds=max_seconds)
         self._root_intensity = _intensity(root_max_restarts, root_max_seconds)
         self._registry_timeout = positive_seconds("registry_timeout", registry_timeout)
@@ -136,9 +149,18 @@ class Application:
         return SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout)
 
     def start(self) -> Application:
-        """Start the tree; blocks until the registry and the SessionManager are ready."""
+        """
+        Start the tree; blocks until the registry and the SessionManager are ready, and, with
+        *metrics_port*, until the metrics are served.
+
+        Raises:
+            ImportError: *metrics_port* was given without the ``metrics`` extra; nothing is started.
+            OSError: the metrics address cannot be bound; the tree is stopped again.
+        """
         if self._handle is not None:
             raise RuntimeError("this Application was already started")
+        if self._metrics_address is not None:
+            from .. import metrics  # here: only an Application with metrics imports prometheus_client
         restarts, seconds = self._root_intensity
         self._handle = start_tree(
             self.children(self._manager_spec),
@@ -150,6 +172,13 @@ class Application:
             name=self._name,
             published_kind=KIND_APPLICATION,
         )
+        if self._metrics_address is not None:
+            host, port = self._metrics_address
+            try:
+                self._metrics = metrics.serve(self, port, host, tree=self._name)
+            except BaseException:
+                self._handle.stop()
+                raise
         return self
 
     def stop(self, timeout: float | None = None) -> None:
@@ -161,8 +190,16 @@ class Application:
                 the Application is not started).
         """
         deadline_from("timeout", timeout)
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
         if self._handle is not None:
             self._handle.stop(timeout)
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port the metrics are served on (the one chosen for ``metrics_port=0``); None if none."""
+        return None if self._metrics is None else self._metrics.port
 
     @property
     def supervisor(self) -> SupervisorHandle:
@@ -184,6 +221,27 @@ class Application:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _metrics_address(port: object, host: object) -> tuple[str, int] | None:
+    """``(host, port)`` to serve metrics on, None for none; checked here so errors name these arguments."""
+    if port is None:
+        return None
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(
+            f"'metrics_port' must be an int from 0 to 65535 or None "
+            f"(got {port!r} that is a {type(port).__name__})"
+        )
+    if not 0 <= port <= 65535:
+        raise ValueError(f"'metrics_port' must be an int from 0 to 65535 or None (got {port!r})")
+    if not isinstance(host, str):
+        raise TypeError(
+            f"'metrics_host' must be a str, an address to listen on "
+            f"(got {host!r} that is a {type(host).__name__})"
+        )
+    if not host:
+        raise ValueError("'metrics_host' must be an address to listen on (got '')")
+    return host, port
 
 
 def _intensity(root_max_restarts: object, root_max_seconds: object) -> tuple[int, float]:
