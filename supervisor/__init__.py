@@ -33,11 +33,13 @@ from .errors import (
 from .handle import SupervisorHandle
 from .info import ChildCounts, ChildInfo, ChildState, Identity
 from .messaging.client import Monitor, call, cast, monitor
+from .messaging.events import Event, EventStream
 from .messaging.genserver import NOREPLY, Caller, Down, GenServer, Stop, TimerRef
 from .messaging.ref import ServerRef
 from .reasons import ExitKind, ExitReason, RemoteError, ShutdownExit
 from .sessions.application import Application
 from .sessions.client import SessionManagerHandle
+from .sessions.events import SessionEvent, SessionEventStream
 from .sessions.values import (
     MIN_MEMORY_BYTES,
     ChildSummary,
@@ -86,6 +88,8 @@ __all__ = [
     "DuplicateChildError",
     "DynamicSupervisor",
     "DynamicSupervisorSpec",
+    "Event",
+    "EventStream",
     "ExitKind",
     "ExitReason",
     "GenServer",
@@ -102,6 +106,8 @@ __all__ = [
     "Restart",
     "ServerDown",
     "ServerRef",
+    "SessionEvent",
+    "SessionEventStream",
     "SessionInfo",
     "SessionManagerHandle",
     "SessionNotFoundError",

@@ -48,6 +48,7 @@ from .errors import (
 )
 from .info import ChildCounts, ChildInfo, ChildState
 from .messaging.client import DEFAULT_TIMEOUT
+from .messaging.events import DEFAULT_BUFFER, EventStream, check_buffer
 from .messaging.lookup import Scope, call_target, cast_target, whereis_target
 from .messaging.ref import ServerRef
 from .reasons import ExitReason
@@ -331,6 +332,48 @@ class SupervisorHandle:
             return SupervisorHandle(located[0], self._authkey, path, scope=self._scope)
         address: str = self._call("child_supervisor", ChildAddress(child), timeout)
         return SupervisorHandle(address, self._authkey, f"{self._path}/{child_id}", scope=self._scope)
+
+    def events(
+        self, subtree: bool = False, *, buffer: int = DEFAULT_BUFFER, timeout: float | None = None
+    ) -> EventStream:
+        """
+        A stream of this supervisor's child events (:class:`~supervisor.Event`), subscribed when it
+        returns: no event after that is missed, and none before it is in the stream.
+
+        Events are ``started``, ``restarted``, ``exited`` and ``intensity_reached``, each
+        supervisor's in the order it saw them. The supervisor pushes them (no polling) and never
+        waits for the stream: it keeps at most *buffer* events for a stream that does not keep up,
+        then drops them, and once the stream has caught up it sends a ``lost`` event with their
+        count. With *subtree*, the stream also follows every nested supervisor below: those running
+        now, and each that becomes ready later, from the moment the stream reads its ``started`` (or
+        ``restarted``) event; what such a supervisor does before that moment (the start of its own
+        children, during its start) is not in the stream. Supervisors of sessions are followed too
+        when this handle holds the tree's key.
+
+        Blocks for the connection and the supervisor's answer (at most *timeout* seconds, if given),
+        and with *subtree*, for each nested supervisor's. See :class:`~supervisor.EventStream`.
+
+        Raises:
+            TypeError, ValueError: *buffer* is not an int from 1 to 1,000,000, or *timeout* not
+                seconds >= 0 or None; nothing is sent.
+            HandleClosedError: this handle stopped the supervisor.
+            SupervisorGoneError: the supervisor is not running.
+            AuthenticationError: it refused this handle's key.
+            CallTimeout: it did not answer within *timeout* seconds.
+        """
+        check_buffer(buffer)
+        deadline_from("timeout", timeout)
+        if self._closed:
+            raise HandleClosedError(f"events: supervisor {self._path} was stopped through this handle")
+        return EventStream(
+            self._address,
+            self._authkey,
+            self._path,
+            subtree=bool(subtree),
+            buffer=buffer,
+            timeout=timeout,
+            tree_key=self._authkey if not self._scope else None,
+        )
 
     def _supervisor_kind(self, timeout: float | None) -> str:
         """Which kind of supervisor this is (``_protocol.KIND_*``): known, or asked once."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from supervisor import Supervisor, SupervisorHandle
+from supervisor import DynamicSupervisor, Supervisor, SupervisorHandle
 from supervisor.testing import assert_no_leftovers, descendants
 
 from .children import EventSink
@@ -30,16 +30,27 @@ def events(tmp_path: Any) -> Iterator[EventSink]:
     sink.close()
 
 
-@pytest.fixture
-def start_tree() -> Iterator[Any]:
-    """``Supervisor.start`` that stops every tree it started when the test ends, pass or fail."""
+def stopped_at_the_end(start: Callable[..., SupervisorHandle]) -> Iterator[Callable[..., SupervisorHandle]]:
+    """Yield *start*, then stop every supervisor it started, last first (a fixture's body)."""
     handles: list[SupervisorHandle] = []
 
-    def start(*args: Any, **kwargs: Any) -> SupervisorHandle:
-        handle = Supervisor.start(*args, **kwargs)
+    def started(*args: Any, **kwargs: Any) -> SupervisorHandle:
+        handle = start(*args, **kwargs)
         handles.append(handle)
         return handle
 
-    yield start
+    yield started
     for handle in reversed(handles):
         handle.stop(timeout=30)
+
+
+@pytest.fixture
+def start_tree() -> Iterator[Any]:
+    """``Supervisor.start`` that stops every tree it started when the test ends, pass or fail."""
+    yield from stopped_at_the_end(Supervisor.start)
+
+
+@pytest.fixture
+def start_dynamic() -> Iterator[Any]:
+    """``DynamicSupervisor.start`` that stops every supervisor it started when the test ends."""
+    yield from stopped_at_the_end(DynamicSupervisor.start)

@@ -1,10 +1,11 @@
 """
 What a process built on the engine (the SessionManager) is told, and the fds it asks the loop to watch.
 
-Hooks receive frozen :class:`ChildEvent` values, never the supervisor's own records, and reach the
-epoll set only through the narrow :class:`FdWatch`. Every method is called on the supervisor's only
-thread, between its waits; a hook must not block on a peer for long (the registry publisher bounds
-its waits). The default hooks do nothing.
+The engine's own observers (the exit watchers, the event feed) are told the same, first
+(:class:`ChainedHooks`). Hooks receive frozen :class:`ChildEvent` values, never the supervisor's own
+records, and reach the epoll set only through the narrow :class:`FdWatch`. Every method is called on the
+supervisor's only thread, between its waits; a hook must not block on a peer for long (the registry
+publisher bounds its waits). The default hooks do nothing.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ __all__ = ["ChainedHooks", "ChildEvent", "FdWatch", "LoopHooks"]
 @attrs.frozen
 class ChildEvent:
     """
-    A child at the moment of an event: its id, its pid (None when not running), its spec, and the
-    pid of its last process to be reaped (None before the first).
+    A child at the moment of an event: its id, its pid (None when not running), its spec, the
+    pid of its last process to be reaped (None before the first), and, for ``child_ready``, whether
+    it became ready in an automatic restart (*automatic*).
     """
 
     child_id: str
     pid: int | None
     spec: ChildSpec
     last_pid: int | None = None
+    automatic: bool = False
 
 
 class FdWatch(Protocol):
@@ -63,6 +66,12 @@ class LoopHooks:
 
         Also said of every child the supervisor still has when it stops: at once for one without a
         process (a restart it was waiting for is cancelled), after ``child_down`` for a running one.
+        """
+
+    def intensity_reached(self, child: ChildEvent, reason: ExitReason | None) -> None:
+        """
+        The restart of *child* (whose last exit was *reason*) exceeded the restart intensity: the
+        supervisor gives up and stops.
         """
 
     def attach(self, fds: FdWatch) -> None:
@@ -116,6 +125,11 @@ class ChainedHooks(LoopHooks):
         for observer in self.observers:
             observer.child_removed(child)
         self.primary.child_removed(child)
+
+    def intensity_reached(self, child: ChildEvent, reason: ExitReason | None) -> None:
+        for observer in self.observers:
+            observer.intensity_reached(child, reason)
+        self.primary.intensity_reached(child, reason)
 
     def attach(self, fds: FdWatch) -> None:
         self.primary.attach(fds)

@@ -92,7 +92,7 @@ class Lifecycle:
                 log.log(
                     progress, "supervisor %s: started child %r (pid %s)", self.tree.path, child.id, proc.pid
                 )
-                self.hooks.child_ready(child.event(), proc.ready_info)
+                self.hooks.child_ready(child.event(automatic), proc.ready_info)
                 return STARTED
             if proc.pidfd in fired:
                 reason = self.reap(child)

@@ -4,10 +4,12 @@ The supervisor process's loop: one thread, one wait per turn, and the order in w
 :class:`SupervisorProcess` builds the parts (reactor, scheduler, lifecycle, control server, and the
 OTP semantics in :class:`~supervisor._engine.supervisor.Supervision`) and runs the turn. Each turn
 makes one wait on the reactor, then handles what became ready in a fixed order: signals, the
-starter's death, new connections, report pipes, *deaths* (reaped at once, their exits queued as jobs
-and begun before any request, as OTP handles an ``'EXIT'`` queued before a call), the reactor's due
-timers (a backoff that has passed queues its restart), requests, the hooks' fds, and last the jobs
-whose waits were met. Stopping preempts every job (a stop is bounded even while
+starter's death, new connections and event subscribers' sockets (a closed stream is forgotten
+before any request of the turn; a writable one is flushed), report pipes, *deaths* (reaped at once,
+their exits queued as jobs and begun before any request, as OTP handles an ``'EXIT'`` queued before a
+call), the reactor's due timers (a backoff that has passed queues its restart), requests, the hooks'
+fds, and last the jobs whose waits were met. The event feed (``events.py``) is told of every child's
+life cycle by the hooks, as the exit watchers are. Stopping preempts every job (a stop is bounded even while
 a child hangs in its start), then stops the children by their shutdown specs and closes everything.
 
 Children are forked from this single-threaded process, so forking is safe. This process is a child
@@ -37,6 +39,7 @@ from .._protocol import (
     StartChild,
     StartSimpleChild,
     Stop,
+    Subscribe,
     SupervisorKind,
     TerminateChild,
     WhichChild,
@@ -46,6 +49,7 @@ from ..errors import StartError, SupervisorError, SupervisorGoneError
 from ..reasons import ExitReason
 from ..specs import DynamicSupervisorSpec, SupervisorSpec
 from . import processes
+from .events import EventFeed
 from .hooks import ChainedHooks, LoopHooks
 from .jobs import Job, Pending, Scheduler
 from .lifecycle import Lifecycle
@@ -110,6 +114,8 @@ class SupervisorProcess:
 
         _linux.set_child_subreaper()
         self.reactor = Reactor()
+        self.events = EventFeed(self.reactor, self.state.running_supervisors)
+        self.hooks.observers.append(self.events)
         self.scheduler = Scheduler(concurrent, self._job_done, self._job_crashed)
         self.lifecycle = Lifecycle(tree, self.reactor, self.hooks)
         self.supervision = Supervision(
@@ -159,6 +165,7 @@ class SupervisorProcess:
             AwaitExit: Route(
                 RouteKind.DIRECT, lambda conn, request: self.watchers.await_exit(conn, request.pid)
             ),
+            Subscribe: Route(RouteKind.DIRECT, self._subscribe),
             StartChild: start_child,
             TerminateChild: Route(
                 RouteKind.QUEUED,
@@ -172,6 +179,10 @@ class SupervisorProcess:
                 RouteKind.QUEUED, lambda request: otp.delete_child(request.child_id), child_id
             ),
         }
+
+    def _subscribe(self, conn: Any, request: Subscribe) -> None:
+        self.server.release(conn)
+        self.events.subscribe(conn, request)
 
     def _start_dynamic_child(self, conn: Any, request: StartChild) -> None:
         key = self.supervision.new_key(request.spec.id)
@@ -238,6 +249,8 @@ class SupervisorProcess:
         for fd in ready_fds:
             if fd in self.server.pending:
                 self.server.on_handshake_readable(fd)
+            elif owners.get(fd) is self.events:
+                self.events.on_ready(fd)
         for fd in ready_fds:
             child = owners.get(fd)
             if isinstance(child, ChildRecord) and not child.busy and _is_report(child, fd):
@@ -335,6 +348,7 @@ class SupervisorProcess:
         for conn in self.stop_waiters:
             self.server.reply(conn, ("ok", None))
         self.server.close()
+        self.events.close()
         self.reactor.close()
         processes.reap_adopted(self.state.running_pids())
 

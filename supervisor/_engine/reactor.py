@@ -135,6 +135,10 @@ class Reactor:
         self.owners[fd] = owner
         return int(fd)
 
+    def want_writable(self, fd: int, wanted: bool) -> None:
+        """Also wake for *fd* (watched) when it becomes writable, or no longer (*wanted* False)."""
+        self.poller.modify(fd, select.EPOLLIN | (select.EPOLLOUT if wanted else 0))
+
     def unwatch(self, obj: Any) -> None:
         """Remove *obj* from the set, if it is there. Call it before closing the fd (see above)."""
         fd = obj if isinstance(obj, int) else obj.fileno()

@@ -241,6 +241,12 @@ class ControlServer:
         except (OSError, ValueError):
             self.drop(conn)
 
+    def release(self, conn: Any) -> None:
+        """Hand *conn* over to its new owner (an event subscriber): no longer read, watched or closed here."""
+        if conn in self.conns:
+            self.conns.remove(conn)
+            self.reactor.unwatch(conn)
+
     def drop(self, conn: Any) -> None:
         if conn in self.conns:
             self.conns.remove(conn)

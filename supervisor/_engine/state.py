@@ -163,9 +163,9 @@ class ChildRecord:
             return None
         return self.proc.ready_info
 
-    def event(self) -> ChildEvent:
-        """This child as the hooks see it: a frozen value, not this record."""
-        return ChildEvent(self.id, self.pid, self.spec, self.last_pid)
+    def event(self, automatic: bool = False) -> ChildEvent:
+        """This child as the hooks see it: a frozen value, not this record (*automatic*: see ChildEvent)."""
+        return ChildEvent(self.id, self.pid, self.spec, self.last_pid, automatic)
 
 
 class SupervisorState:
@@ -206,6 +206,12 @@ class SupervisorState:
 
     def running_pids(self) -> set[int]:
         return {c.proc.pid for c in self.children if c.proc is not None}
+
+    def running_supervisors(self) -> list[tuple[str, int]]:
+        """The id and pid of each nested supervisor child that is running and ready, in start order."""
+        return [
+            (c.id, c.proc.pid) for c in self.children if c.nested and c.proc is not None and not c.starting
+        ]
 
     def which_children(self) -> list[ChildInfo]:
         return [c.info() for c in self.children]

@@ -272,6 +272,7 @@ class Supervision:
                 self.tree.path, "shutdown", failed.spec, None, logging.ERROR, "reached_max_restart_intensity"
             )
             self.giving_up = True
+            self.hooks.intensity_reached(failed.event(), failed.last_exit)
             return
         group_ids = restart_set(self.spec.strategy, [c.id for c in state.children], failed.id)
         members = [c for c in state.children if c.id in group_ids]

@@ -30,9 +30,11 @@ from ..errors import (
 )
 from ..handle import SupervisorHandle, deadline_from, remaining
 from ..messaging.client import DEFAULT_TIMEOUT
+from ..messaging.events import DEFAULT_BUFFER, check_buffer
 from ..messaging.lookup import Scope, call_target, cast_target, whereis_target
 from ..messaging.ref import ServerRef
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
+from .events import SessionEventStream
 from .registry import RegistryClient
 from .values import SessionInfo, SessionOptions, SessionStatus, positive_seconds
 
@@ -243,6 +245,32 @@ class SessionManagerHandle:
             )
             raise ChildNotRunningError(message, session_id) from error
         return handle._with_key(self._manager._authkey.derive(handle.path))
+
+    def events(self, *, buffer: int = DEFAULT_BUFFER, timeout: float | None = None) -> SessionEventStream:
+        """
+        A stream of the sessions' events (:class:`~supervisor.SessionEvent`), subscribed when it
+        returns: no event after that is missed.
+
+        Events are ``created``, ``active``, ``down`` and ``terminated``, in the order the
+        SessionManager saw them. The SessionManager pushes them and never waits for the stream: it
+        keeps at most *buffer* events for a stream that does not keep up, then drops them, and
+        once the stream has caught up it sends a ``lost`` event with their count. The stream ends
+        when the SessionManager exits (a restarted one is not followed: subscribe again).
+
+        Blocks for the connection and the SessionManager's answer (at most *timeout* seconds, if
+        given). See :class:`~supervisor.SessionEventStream`.
+
+        Raises:
+            TypeError, ValueError: *buffer* is not an int from 1 to 1,000,000, or *timeout* not
+                seconds >= 0 or None; nothing is sent.
+            SupervisorGoneError: the SessionManager is not running.
+            CallTimeout: it did not answer within *timeout* seconds.
+        """
+        check_buffer(buffer)
+        manager = self._manager
+        return SessionEventStream(
+            manager._address, manager._authkey, manager.path, buffer=buffer, timeout=timeout
+        )
 
     # ------------------------------------------------------------------ the sessions' servers
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+
+from supervisor import Application
 
 from .helpers import log_config
 
@@ -23,6 +26,13 @@ class LogFile:
 
     def read(self) -> str:
         return self.path.read_text() if self.path.exists() else ""
+
+
+@pytest.fixture
+def app() -> Iterator[Application]:
+    """A started Application, stopped when the test ends, pass or fail."""
+    with Application() as application:
+        yield application
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import pytest
 from supervisor import (
     Application,
     Backoff,
-    ChildNotFoundError,
     ChildNotRunningError,
     ChildSpec,
     ChildState,
@@ -37,12 +36,10 @@ from supervisor import (
 from supervisor._entrypoint import EntryPoint
 from supervisor.testing import wait_gone
 from tests.backoff_children import advance
-from tests.children import HANG_TIMEOUT, EventSink, fail_if_marker, report_then_sleep
+from tests.children import HANG_TIMEOUT, EventSink, report_then_sleep
 
 from .conftest import LogFile
-from .helpers import settle, worker
-from .test_child_state import info_of
-from .test_strategies import kill
+from .helpers import info_of, kill, refusing, settle, sofo_settle, worker
 
 LONG = Backoff(initial=0.0, base=3600.0, factor=2.0, max=7200.0, jitter=0.0)
 """The second consecutive restart waits an hour: never reached in a test."""
@@ -196,13 +193,7 @@ class TestIntensity:
     ) -> None:
         """try_again_restart follows the sequence: one refused start, then BACKOFF (not RESTARTING)."""
         marker = tmp_path / "refuse"
-        spec = ChildSpec(
-            "x",
-            fail_if_marker,
-            args=(str(marker), events.path, "x"),
-            start_mode=StartMode.NOTIFY,
-            backoff=LONG,
-        )
+        spec = refusing(events, "x", marker, backoff=LONG)
         handle = start_tree([spec], Strategy.ONE_FOR_ONE, logging_config=log_file.config)
         first = events.expect("started", "x")
         marker.touch()
@@ -222,6 +213,20 @@ class TestIntensity:
         assert "start_error: child 'x'" in log_file.read()
 
 
+def crash_x_once(
+    start_tree, events: EventSink, strategy: Strategy, backoff: Backoff, group: set[str]
+) -> SupervisorHandle:
+    """Start a, x (with *backoff*), c; kill x; return once *group* has restarted (at once: initial 0)."""
+    handle = start_tree(
+        [worker(events, "a"), worker(events, "x", backoff=backoff), worker(events, "c")], strategy
+    )
+    started = events.expect_all("started", {"a", "x", "c"})
+    kill(started["x"])
+    events.expect_all("started", group)
+    settle(handle)
+    return handle
+
+
 class TestGroupRestart:
     @pytest.mark.parametrize(
         ("strategy", "waiting"),
@@ -231,13 +236,7 @@ class TestGroupRestart:
         self, start_tree, events: EventSink, strategy: Strategy, waiting: tuple[str, ...]
     ) -> None:
         """The group is stopped at once and waits with one retry_at; the children before it keep running."""
-        handle = start_tree(
-            [worker(events, "a"), worker(events, "x", backoff=LONG), worker(events, "c")], strategy
-        )
-        started = events.expect_all("started", {"a", "x", "c"})
-        kill(started["x"])
-        events.expect_all("started", set(waiting))
-        settle(handle)
+        handle = crash_x_once(start_tree, events, strategy, LONG, set(waiting))
         running = {info.id: info.pid for info in handle.which_children()}
 
         kill(running["x"])
@@ -256,15 +255,8 @@ class TestGroupRestart:
         self, start_tree, events: EventSink
     ) -> None:
         """After the one delay, the group starts in start order and every child is RUNNING again."""
-        handle = start_tree(
-            [worker(events, "a"), worker(events, "x", backoff=SHORT), worker(events, "c")],
-            Strategy.ONE_FOR_ALL,
-        )
-        started = events.expect_all("started", {"a", "x", "c"})
-        kill(started["x"])
-        events.expect_all("started", {"a", "x", "c"})
-        settle(handle)
-        kill(next(info.pid for info in handle.which_children() if info.id == "x"))  # type: ignore[arg-type]
+        handle = crash_x_once(start_tree, events, Strategy.ONE_FOR_ALL, SHORT, {"a", "x", "c"})
+        kill(next(info.pid for info in handle.which_children() if info.id == "x"))
         seen = len(events.seen)
 
         events.expect_all("started", {"a", "x", "c"})
@@ -278,15 +270,8 @@ class TestGroupRestart:
         self, start_tree, events: EventSink
     ) -> None:
         """restart_child of the child whose exit began the wait starts the group now, in start order."""
-        handle = start_tree(
-            [worker(events, "a"), worker(events, "x", backoff=LONG), worker(events, "c")],
-            Strategy.ONE_FOR_ALL,
-        )
-        started = events.expect_all("started", {"a", "x", "c"})
-        kill(started["x"])
-        events.expect_all("started", {"a", "x", "c"})
-        settle(handle)
-        kill(info_of(handle, "x").pid)  # type: ignore[arg-type]
+        handle = crash_x_once(start_tree, events, Strategy.ONE_FOR_ALL, LONG, {"a", "x", "c"})
+        kill(info_of(handle, "x").pid)
         settle(handle)
         seen = len(events.seen)
 
@@ -411,9 +396,3 @@ class TestSimpleOneForOne:
         assert (info.id, info.pid, info.state, info.restarts) == (None, None, ChildState.BACKOFF, 2)
         assert handle.which_children() == []
         assert handle.count_children().active == 0
-
-
-def sofo_settle(handle: SupervisorHandle) -> None:
-    """Return once a simple_one_for_one supervisor handled what it saw: a failing call in its one lane."""
-    with pytest.raises(ChildNotFoundError):
-        handle.terminate_child(os.getpid())  # a live pid that is not its child

@@ -18,26 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import (
-    ChildInfo,
     ChildSpec,
     ChildState,
     ExitKind,
     StartMode,
     Strategy,
-    SupervisorHandle,
 )
 from tests.children import (
     HANG_TIMEOUT,
     EventSink,
     exit_once,
-    fail_if_marker,
     hold_cleanup_until_sigusr1,
     ready_on_sigusr1,
 )
 
 from .conftest import LogFile
-from .helpers import settle, worker
-from .test_strategies import kill
+from .helpers import info_of, kill, kill_into_a_restart_loop, refusing, settle, worker
 
 
 class Call:
@@ -61,10 +57,6 @@ class Call:
         if self.error is not None:
             raise self.error
         return self.value
-
-
-def info_of(handle: SupervisorHandle, child_id: str) -> ChildInfo:
-    return next(info for info in handle.which_children() if info.id == child_id)
 
 
 def slow_ready(events: EventSink, child_id: str) -> ChildSpec:
@@ -190,19 +182,15 @@ class TestStopping:
 def start_restart_loop(start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, strategy: Strategy):
     """a, x, c; x cannot start again once the marker exists; x is killed; returns once x is retried."""
     marker = tmp_path / "refuse"
-    spec = ChildSpec("x", fail_if_marker, args=(str(marker), events.path, "x"), start_mode=StartMode.NOTIFY)
     handle = start_tree(
-        [worker(events, "a"), spec, worker(events, "c")],
+        [worker(events, "a"), refusing(events, "x", marker), worker(events, "c")],
         strategy,
         max_restarts=10**9,
         max_seconds=60,
         logging_config=log_file.config,
     )
     started = events.expect_all("started", {"a", "x", "c"})
-    marker.touch()
-    os.kill(started["x"], signal.SIGKILL)
-    events.expect("refused", "x")
-    events.expect("refused", "x")  # a second refusal: a retry is under way
+    kill_into_a_restart_loop(events, marker, started["x"], "x")
     return handle, marker
 
 

@@ -15,7 +15,6 @@ import pickle
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,13 +38,6 @@ from tests.descriptor_children import log_then_sleep, report_parent
 from .helpers import log_config, settle
 
 _O_CLOEXEC = 0o2000000
-
-
-@pytest.fixture
-def app() -> Iterator[Application]:
-    """A started Application, stopped when the test ends, pass or fail."""
-    with Application() as application:
-        yield application
 
 
 def fd_count(pid: int) -> int:

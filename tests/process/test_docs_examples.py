@@ -37,6 +37,8 @@ EXPECTED = {
     "Barrier": ["['go', 'go']", "bye"],
     "Context": ["True"],
     "watch(ref)": ["killed (SIGKILL)"],
+    "tree.events(subtree=True)": ["exited root/api/handler killed (SIGKILL)", "restarted root/api/handler -"],
+    "sessions.events()": ["['created', 'active', 'down', 'terminated']"],
 }
 
 

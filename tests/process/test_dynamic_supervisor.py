@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from supervisor import (
     StartError,
     StartMode,
     Strategy,
-    SupervisorHandle,
 )
 from supervisor.testing import wait_gone
 from tests.children import (
@@ -34,7 +32,6 @@ from tests.children import (
     EventSink,
     crash_before_ready,
     decline,
-    fail_if_marker,
     hold_cleanup_until_sigusr1,
     ready_on_sigusr1,
     report_then_sleep,
@@ -42,33 +39,7 @@ from tests.children import (
 )
 from tests.dynamic_children import report_args
 
-from .helpers import settle
-
-
-@pytest.fixture
-def start_dynamic() -> Iterator[Any]:
-    """``DynamicSupervisor.start`` that stops every supervisor it started when the test ends."""
-    handles: list[SupervisorHandle] = []
-
-    def start(*args: Any, **kwargs: Any) -> SupervisorHandle:
-        handle = DynamicSupervisor.start(*args, **kwargs)
-        handles.append(handle)
-        return handle
-
-    yield start
-    for handle in reversed(handles):
-        handle.stop(timeout=30)
-
-
-def worker(events: EventSink, key: str, **fields: Any) -> ChildSpec:
-    """A child reporting ``started``/``stopping`` under *key*, ready after ``started``."""
-    return ChildSpec(key, report_then_sleep, args=(events.path, key), start_mode=StartMode.NOTIFY, **fields)
-
-
-def kill(pid: int | None) -> None:
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    assert wait_gone([pid], HANG_TIMEOUT) == []
+from .helpers import assert_stop_signals_every_child_at_once, kill, refusing, settle, worker
 
 
 class TestStartChild:
@@ -159,10 +130,7 @@ class TestMaxChildren:
         """A child whose restart keeps failing still takes its place under max_children."""
         marker = tmp_path / "fail"
         handle = start_dynamic(max_children=1, max_restarts=1_000_000, max_seconds=3600)
-        spec = ChildSpec(
-            "f", fail_if_marker, args=(str(marker), events.path, "f"), start_mode=StartMode.NOTIFY
-        )
-        pid = handle.start_child(spec)
+        pid = handle.start_child(refusing(events, "f", marker))
         marker.touch()
         kill(pid)
         events.expect("refused", "f")
@@ -226,18 +194,8 @@ class TestShutdown:
             spec = ChildSpec(key, hold_cleanup_until_sigusr1, args=(events.path, key), shutdown=shutdown)
             pids[key] = handle.start_child(spec)
         events.expect_all("started", pids)
-        stopper = threading.Thread(target=handle.stop)
 
-        stopper.start()
-        try:
-            assert events.expect_all("stopping", pids) == pids
-        finally:
-            for pid in pids.values():
-                assert pid is not None
-                os.kill(pid, signal.SIGUSR1)
-            stopper.join(HANG_TIMEOUT)
-        assert not stopper.is_alive()
-        assert handle.exit_reason is not None and handle.exit_reason.kind is ExitKind.SHUTDOWN
+        assert_stop_signals_every_child_at_once(handle, events, pids)
 
     def test_gives_up_after_max_restarts(self, start_dynamic, events: EventSink) -> None:
         """More than max_restarts restarts within max_seconds stop the supervisor with reason shutdown."""

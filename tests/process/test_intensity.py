@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 from supervisor import ChildSpec, ExitKind, Restart, StartMode
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, slow_start
 
 from .conftest import LogFile
-from .helpers import pids, settle, worker
-
-
-def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    assert wait_gone([pid], HANG_TIMEOUT) == []
+from .helpers import kill, pids, settle, worker
 
 
 class TestGivingUp:

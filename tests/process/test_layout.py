@@ -13,10 +13,7 @@ import json
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from supervisor import Application, ChildSpec, SupervisorHandle
 
@@ -44,12 +41,6 @@ results = {
 }
 print(json.dumps(results))
 """
-
-
-@pytest.fixture
-def app() -> Iterator[Application]:
-    with Application() as application:
-        yield application
 
 
 def loaded_in_fresh_interpreter(payload: bytes) -> dict[str, list[str]]:

@@ -19,20 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import multiprocess
-import pytest
 
 from supervisor import Application, RegistryUnavailableError, SessionManagerHandle
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT
 
 _fork = multiprocess.get_context("fork")
-
-
-@pytest.fixture
-def app() -> Iterator[Application]:
-    """A started Application, stopped when the test ends, pass or fail."""
-    with Application() as application:
-        yield application
 
 
 def child_pid(app: Application, child_id: str) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 
-from supervisor import ChildNotFoundError, ChildSpec, Restart, StartMode
+from supervisor import ChildNotFoundError, ChildSpec, Restart, StartMode, SupervisorHandle
 from supervisor.testing import wait_gone
 from tests.children import (
     HANG_TIMEOUT,
@@ -213,8 +215,20 @@ SHUTDOWN = ["sigterm", "shutdown_exit"]
 ABNORMAL = ["exception", "sigkill"]
 
 
+@attrs.frozen
+class Ended:
+    """The tree a, x, c once x ended as *how* and the supervisor handled it; *old* has the pids before."""
+
+    handle: SupervisorHandle
+    events: EventSink
+    log_file: LogFile
+    old: dict[str, int]
+    restart: Restart
+    how: str
+
+
 def end_x_once(start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, restart: Restart, how: str):
-    """Start a, x, c; let x end as *how*; return once the supervisor has handled it: (handle, old pids)."""
+    """Start a, x, c; let x end as *how*; return once the supervisor has handled it."""
     handle = start_tree(
         [worker(events, "a"), once(events, tmp_path, how, restart), worker(events, "c")],
         logging_config=log_file.config,
@@ -222,99 +236,83 @@ def end_x_once(start_tree, events: EventSink, log_file: LogFile, tmp_path: Path,
     old = events.expect_all("started", "axc")
     assert wait_gone([old["x"]], HANG_TIMEOUT) == []
     settle(handle)
-    return handle, old
+    return Ended(handle, events, log_file, old, restart, how)
 
 
-def assert_restarted(
-    handle, events: EventSink, log_file: LogFile, old: dict[str, int], restart: Restart, how: str
-):
+def restarted(ended: Ended) -> None:
     """x runs again under a new pid, its siblings untouched, and its exit was logged as child_terminated."""
-    new = events.expect("started", "x")
-    assert pids(handle) == {"a": old["a"], "x": new, "c": old["c"]}
-    assert new != old["x"]
+    new = ended.events.expect("started", "x")
+    assert pids(ended.handle) == {"a": ended.old["a"], "x": new, "c": ended.old["c"]}
+    assert new != ended.old["x"]
     assert (
-        f"child_terminated: child 'x' ({restart.value}, worker) reason={DESCRIPTIONS[how]}" in log_file.read()
+        f"child_terminated: child 'x' ({ended.restart.value}, worker) reason={DESCRIPTIONS[ended.how]}"
+        in ended.log_file.read()
     )
 
 
-@pytest.mark.parametrize("how", NORMAL)
-def test_permanent_normal(start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str) -> None:
-    """A permanent child is restarted after a normal exit too, logged as child_terminated."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.PERMANENT, how)
-
-    assert_restarted(handle, events, log_file, old, Restart.PERMANENT, how)
+def forgotten(ended: Ended) -> None:
+    """No restart, nothing logged, x's spec forgotten."""
+    assert pids(ended.handle) == {"a": ended.old["a"], "c": ended.old["c"]}
+    assert "child_terminated" not in ended.log_file.read()
 
 
-@pytest.mark.parametrize("how", NORMAL)
-def test_temporary_normal(start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str) -> None:
-    """A temporary child's normal exit: no restart, nothing logged, its spec forgotten."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.TEMPORARY, how)
-
-    assert pids(handle) == {"a": old["a"], "c": old["c"]}
-    assert "child_terminated" not in log_file.read()
+def kept(ended: Ended) -> None:
+    """No restart, nothing logged, x kept with pid None."""
+    assert pids(ended.handle) == {"a": ended.old["a"], "x": None, "c": ended.old["c"]}
+    assert ended.handle.count_children().specs == 3
+    assert "child_terminated" not in ended.log_file.read()
 
 
-@pytest.mark.parametrize("how", SHUTDOWN)
-def test_permanent_shutdown(
-    start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str
-) -> None:
-    """A permanent child is restarted after a shutdown exit too, logged as child_terminated."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.PERMANENT, how)
-
-    assert_restarted(handle, events, log_file, old, Restart.PERMANENT, how)
-
-
-@pytest.mark.parametrize("how", SHUTDOWN)
-def test_transient_shutdown(
-    start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str
-) -> None:
-    """A transient child's shutdown exit is normal for it: no restart, nothing logged, kept with pid None."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.TRANSIENT, how)
-
-    assert pids(handle) == {"a": old["a"], "x": None, "c": old["c"]}
-    assert handle.count_children().specs == 3
-    assert "child_terminated" not in log_file.read()
-
-
-@pytest.mark.parametrize("how", SHUTDOWN)
-def test_temporary_shutdown(
-    start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str
-) -> None:
-    """A temporary child's shutdown exit: no restart, nothing logged, its spec forgotten."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.TEMPORARY, how)
-
-    assert pids(handle) == {"a": old["a"], "c": old["c"]}
-    assert "child_terminated" not in log_file.read()
-
-
-@pytest.mark.parametrize("how", ABNORMAL)
-def test_permanent_abnormal(
-    start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str
-) -> None:
-    """A permanent child's crash: logged as child_terminated with its reason, then restarted."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.PERMANENT, how)
-
-    assert_restarted(handle, events, log_file, old, Restart.PERMANENT, how)
-
-
-@pytest.mark.parametrize("how", ABNORMAL)
-def test_transient_abnormal(
-    start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str
-) -> None:
-    """A transient child's crash: logged as child_terminated with its reason, then restarted."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.TRANSIENT, how)
-
-    assert_restarted(handle, events, log_file, old, Restart.TRANSIENT, how)
-
-
-@pytest.mark.parametrize("how", ABNORMAL)
-def test_temporary_abnormal(
-    start_tree, events: EventSink, log_file: LogFile, tmp_path: Path, how: str
-) -> None:
-    """A temporary child's crash is logged as child_terminated with its reason; no restart, spec forgotten."""
-    handle, old = end_x_once(start_tree, events, log_file, tmp_path, Restart.TEMPORARY, how)
-
-    assert pids(handle) == {"a": old["a"], "c": old["c"]}
-    assert f"child_terminated: child 'x' (temporary, worker) reason={DESCRIPTIONS[how]}" in log_file.read()
+def logged_and_forgotten(ended: Ended) -> None:
+    """Logged as child_terminated with its reason; no restart, x's spec forgotten."""
+    assert pids(ended.handle) == {"a": ended.old["a"], "c": ended.old["c"]}
+    assert (
+        f"child_terminated: child 'x' (temporary, worker) reason={DESCRIPTIONS[ended.how]}"
+        in ended.log_file.read()
+    )
     with pytest.raises(ChildNotFoundError):
-        handle.restart_child("x")
+        ended.handle.restart_child("x")
+
+
+SCENARIOS = [
+    # (OTP's scenario, x's restart type, the ways x ends, what must follow)
+    # A permanent child is restarted after a normal exit too, logged as child_terminated.
+    ("permanent_normal", Restart.PERMANENT, NORMAL, restarted),
+    # A temporary child's normal exit: no restart, nothing logged, its spec forgotten.
+    ("temporary_normal", Restart.TEMPORARY, NORMAL, forgotten),
+    # A permanent child is restarted after a shutdown exit too, logged as child_terminated.
+    ("permanent_shutdown", Restart.PERMANENT, SHUTDOWN, restarted),
+    # A transient child's shutdown exit is normal for it: no restart, nothing logged, kept with pid None.
+    ("transient_shutdown", Restart.TRANSIENT, SHUTDOWN, kept),
+    # A temporary child's shutdown exit: no restart, nothing logged, its spec forgotten.
+    ("temporary_shutdown", Restart.TEMPORARY, SHUTDOWN, forgotten),
+    # A permanent child's crash: logged as child_terminated with its reason, then restarted.
+    ("permanent_abnormal", Restart.PERMANENT, ABNORMAL, restarted),
+    # A transient child's crash: logged as child_terminated with its reason, then restarted.
+    ("transient_abnormal", Restart.TRANSIENT, ABNORMAL, restarted),
+    # A temporary child's crash is logged as child_terminated with its reason; no restart, spec forgotten.
+    ("temporary_abnormal", Restart.TEMPORARY, ABNORMAL, logged_and_forgotten),
+]
+
+
+@pytest.mark.parametrize(
+    ("restart", "how", "outcome"),
+    [
+        pytest.param(restart, how, outcome, id=f"{scenario}-{how}")
+        for scenario, restart, hows, outcome in SCENARIOS
+        for how in hows
+    ],
+)
+def test_restart_type_scenario(
+    start_tree,
+    events: EventSink,
+    log_file: LogFile,
+    tmp_path: Path,
+    restart: Restart,
+    how: str,
+    outcome: Callable[[Ended], None],
+) -> None:
+    """x ends once as *how*; what follows is what the OTP scenario named in the test id checks."""
+    ended = end_x_once(start_tree, events, log_file, tmp_path, restart, how)
+
+    outcome(ended)

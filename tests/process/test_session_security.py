@@ -11,7 +11,6 @@ import os
 import pickle
 import socket
 import stat
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,12 +23,6 @@ from supervisor.testing import descendants, wait_gone
 from tests.children import HANG_TIMEOUT, notify_then_sleep
 
 WRONG_KEY = b"\x00" * 32
-
-
-@pytest.fixture
-def app() -> Iterator[Application]:
-    with Application() as application:
-        yield application
 
 
 def handle_parts(sessions: SessionManagerHandle) -> tuple[str, str, bytes, float]:

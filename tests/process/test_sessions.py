@@ -17,7 +17,6 @@ import pickle
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +63,9 @@ from tests.session_children import (
     wait_for_gate,
 )
 
+from .helpers import handled_deaths
+
 _fork = multiprocess.get_context("fork")
-
-
-@pytest.fixture
-def app() -> Iterator[Application]:
-    """A started Application, stopped when the test ends, pass or fail."""
-    with Application() as application:
-        yield application
 
 
 def worker(events: EventSink, key: str) -> ChildSpec:
@@ -87,16 +81,6 @@ def child_pid(app: Application, child_id: str) -> int:
     pid = {info.id: info.pid for info in app.supervisor.which_children()}[child_id]
     assert pid is not None
     return pid
-
-
-def handled_deaths(sessions: SessionManagerHandle) -> None:
-    """
-    Return once the SessionManager has handled every session death it could see before this call.
-
-    Its loop reaps the children whose pidfds fired in a turn (and updates the registry) before it
-    reads the requests of that turn, so any reply comes after them.
-    """
-    sessions.supervisor.which_children()
 
 
 def restarted(sessions: SessionManagerHandle, session_id: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from supervisor import (
     DynamicSupervisor,
     ExitKind,
     Restart,
-    SessionManagerHandle,
     SessionNotFoundError,
     SessionStatus,
     StartMode,
@@ -43,13 +41,12 @@ from tests.children import (
     EventSink,
     end_on_sigusr1,
     exit_once,
-    fail_if_marker,
     init_significant,
     report_then_sleep,
 )
 
 from .conftest import LogFile
-from .helpers import pids, settle, worker
+from .helpers import handled_deaths, kill_into_a_restart_loop, pids, refusing, settle, worker
 
 MODES = [AutoShutdown.ANY_SIGNIFICANT, AutoShutdown.ALL_SIGNIFICANT]
 NORMAL_ENDS = ["return", "sigterm", "shutdown_exit"]
@@ -95,6 +92,19 @@ def modes(*only: AutoShutdown) -> Any:
 # ---------------------------------------------------------------------- not significant
 
 
+def end_nonsignificant(
+    start_tree: Any, events: EventSink, mode: AutoShutdown, restart: Restart, how: str
+) -> tuple[SupervisorHandle, dict[str, int]]:
+    """Start a, then t (*restart*, not significant) under *mode*; end t as *how*; return once handled."""
+    specs = [worker(events, "a"), ender(events, "t", restart, how, significant=False)]
+    handle = start_tree(specs, auto_shutdown=mode)
+    started = events.expect_all("started", {"a", "t"})
+
+    end(started["t"])
+    settle(handle)
+    return handle, started
+
+
 class TestNonsignificant:
     @modes()
     @pytest.mark.parametrize("how", NORMAL_ENDS + ABNORMAL_ENDS)
@@ -102,12 +112,7 @@ class TestNonsignificant:
         self, start_tree: Any, events: EventSink, mode: AutoShutdown, how: str
     ) -> None:
         """A temporary child that is not significant ends: it is forgotten, the supervisor stays."""
-        specs = [worker(events, "a"), ender(events, "t", Restart.TEMPORARY, how, significant=False)]
-        handle = start_tree(specs, auto_shutdown=mode)
-        started = events.expect_all("started", {"a", "t"})
-
-        end(started["t"])
-        settle(handle)
+        handle, started = end_nonsignificant(start_tree, events, mode, Restart.TEMPORARY, how)
 
         assert not handle.stopped
         assert pids(handle) == {"a": started["a"]}
@@ -118,12 +123,7 @@ class TestNonsignificant:
         self, start_tree: Any, events: EventSink, mode: AutoShutdown, how: str
     ) -> None:
         """A transient child that is not significant ends normally: kept, not running; nothing stops"""
-        specs = [worker(events, "a"), ender(events, "t", Restart.TRANSIENT, how, significant=False)]
-        handle = start_tree(specs, auto_shutdown=mode)
-        started = events.expect_all("started", {"a", "t"})
-
-        end(started["t"])
-        settle(handle)
+        handle, started = end_nonsignificant(start_tree, events, mode, Restart.TRANSIENT, how)
 
         assert not handle.stopped
         assert pids(handle) == {"a": started["a"], "t": None}
@@ -227,23 +227,13 @@ class TestSignificantTransient:
     ) -> None:
         """ALL_SIGNIFICANT: a significant child whose restart is being retried still has a process."""
         marker = tmp_path / "refuse"
-        looping = ChildSpec(
-            "x",
-            fail_if_marker,
-            args=(str(marker), events.path, "x"),
-            restart=Restart.TRANSIENT,
-            start_mode=StartMode.NOTIFY,
-            significant=True,
-        )
+        looping = refusing(events, "x", marker, restart=Restart.TRANSIENT, significant=True)
         specs = [looping, ender(events, "s", Restart.TEMPORARY, "return")]
         handle = start_tree(
             specs, auto_shutdown=AutoShutdown.ALL_SIGNIFICANT, max_restarts=NEVER, max_seconds=60
         )
         started = events.expect_all("started", {"x", "s"})
-        marker.touch()
-        os.kill(started["x"], signal.SIGKILL)
-        events.expect("refused", "x")
-        events.expect("refused", "x")  # a retry is under way: x is restarting from now on
+        kill_into_a_restart_loop(events, marker, started["x"], "x")
 
         end(started["s"])
         settle(handle)
@@ -617,18 +607,6 @@ class TestWait:
 
 
 # ---------------------------------------------------------------------- sessions
-
-
-@pytest.fixture
-def app() -> Iterator[Application]:
-    """A started Application, stopped when the test ends, pass or fail."""
-    with Application() as application:
-        yield application
-
-
-def handled_deaths(sessions: SessionManagerHandle) -> None:
-    """Return once the SessionManager has handled the session deaths it could see before this call."""
-    sessions.supervisor.which_children()
 
 
 class TestSessions:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from tests.children import (
 from tests.dynamic_children import behave, report_args
 
 from .conftest import LogFile
-from .helpers import otp_fields
+from .helpers import assert_stop_signals_every_child_at_once, kill, otp_fields, sofo_settle
 
 SOFO = Strategy.SIMPLE_ONE_FOR_ONE
 
@@ -55,21 +54,32 @@ def counts(handle: SupervisorHandle) -> list[int]:
     return [c.specs, c.active, c.supervisors, c.workers]
 
 
-def settle(handle: SupervisorHandle) -> None:
-    """Return once the supervisor handled what it saw before: a call queued behind its one lane."""
-    with pytest.raises(ChildNotFoundError):
-        handle.terminate_child(os.getpid())  # a live pid that is not its child
-
-
-def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    assert wait_gone([pid], HANG_TIMEOUT) == []
-
-
 def template(events: EventSink, **fields: Any) -> ChildSpec:
     """A template whose children report ``started``/``stopping`` under the key given to start_child."""
     fields.setdefault("start_mode", StartMode.NOTIFY)
     return ChildSpec("w", report_then_sleep, args=(events.path,), **fields)
+
+
+def refusing_template(events: EventSink, marker: Path, **fields: Any) -> ChildSpec:
+    """A template whose children report ``started``, and fail to start (``refused``) while *marker* exists."""
+    return ChildSpec(
+        "w", fail_if_marker, args=(str(marker), events.path), start_mode=StartMode.NOTIFY, **fields
+    )
+
+
+def start_restart_loop_tree(start_tree, events: EventSink, tmp_path: Path) -> tuple[SupervisorHandle, Path]:
+    """A supervisor of :func:`refusing_template` children, intensity too high to reach; and its marker."""
+    marker = tmp_path / "fail"
+    template = refusing_template(events, marker, shutdown=Shutdown.BRUTAL_KILL)
+    return start_tree([template], SOFO, max_restarts=1_000_000, max_seconds=3600), marker
+
+
+def fail_restart(handle: SupervisorHandle, events: EventSink, marker: Path, pid: int, key: str) -> None:
+    """Create *marker* and SIGKILL the child *key* (pid *pid*); return once its restart has failed."""
+    marker.touch()
+    os.kill(pid, signal.SIGKILL)
+    events.expect("refused", key)
+    sofo_settle(handle)  # behind the restart that failed: the child is restarting from now on
 
 
 class TestStartStop:
@@ -282,7 +292,7 @@ class TestRestarts:
         assert {c.pid for c in handle.which_children()} == {again, second}
         kill(second)
         events.expect("started", "c2")
-        settle(handle)
+        sofo_settle(handle)
         assert not handle.stopped
 
         kill(again)
@@ -305,8 +315,7 @@ class TestRestarts:
     def test_simple_one_for_one_escalation(self, start_tree, events: EventSink, tmp_path: Path) -> None:
         """A child whose restarts keep failing exhausts intensity: the supervisor dies, its children too."""
         marker = tmp_path / "fail"
-        spec = ChildSpec("w", fail_if_marker, args=(str(marker), events.path), start_mode=StartMode.NOTIFY)
-        handle = start_tree([spec], SOFO, max_restarts=4, max_seconds=3600)
+        handle = start_tree([refusing_template(events, marker)], SOFO, max_restarts=4, max_seconds=3600)
         failing = handle.start_child("c1")
         sibling = handle.start_child("c2")
         assert failing is not None and sibling is not None
@@ -328,7 +337,7 @@ class TestRestarts:
         assert pid is not None
 
         kill(pid)
-        settle(handle)
+        sofo_settle(handle)
 
         assert (handle.which_children(), counts(handle)) == ([], [1, 0, 0, 0])
 
@@ -358,7 +367,7 @@ class TestRestarts:
             os.kill(pid, signal.SIGTERM)  # exits with reason shutdown: a normal exit
             assert events.expect("stopping", restart.value) == pid
             assert wait_gone([pid], HANG_TIMEOUT) == []
-            settle(handle)
+            sofo_settle(handle)
             assert counts(handle) == [1, 0, 0, 0]
 
 
@@ -388,22 +397,11 @@ class TestCounts:
 
     def test_count_restarting_children(self, start_tree, events: EventSink, tmp_path: Path) -> None:
         """A child whose restart keeps failing is counted, but not as active."""
-        marker = tmp_path / "fail"
-        spec = ChildSpec(
-            "w",
-            fail_if_marker,
-            args=(str(marker), events.path),
-            shutdown=Shutdown.BRUTAL_KILL,
-            start_mode=StartMode.NOTIFY,
-        )
-        handle = start_tree([spec], SOFO, max_restarts=1_000_000, max_seconds=3600)
+        handle, marker = start_restart_loop_tree(start_tree, events, tmp_path)
         pids = [handle.start_child(key) for key in ("c1", "c2", "c3")]
         assert counts(handle) == [1, 3, 0, 3]
-        marker.touch()
 
-        os.kill(pids[0], signal.SIGKILL)
-        events.expect("refused", "c1")
-        settle(handle)  # behind the restart that failed: c1 is restarting from now on
+        fail_restart(handle, events, marker, pids[0], "c1")
 
         assert counts(handle) == [1, 2, 0, 3]
         handle.terminate_child(pids[0])  # its old pid ends the loop
@@ -411,22 +409,11 @@ class TestCounts:
 
     def test_hanging_restart_loop_simple(self, start_tree, events: EventSink, tmp_path: Path) -> None:
         """While a restart is retried: restarting in which_children, OTP's errors; terminate_child ends it."""
-        marker = tmp_path / "fail"
-        spec = ChildSpec(
-            "w",
-            fail_if_marker,
-            args=(str(marker), events.path),
-            shutdown=Shutdown.BRUTAL_KILL,
-            start_mode=StartMode.NOTIFY,
-        )
-        handle = start_tree([spec], SOFO, max_restarts=1_000_000, max_seconds=3600)
+        handle, marker = start_restart_loop_tree(start_tree, events, tmp_path)
         pid = handle.start_child("c1")
         assert pid is not None
-        marker.touch()
 
-        os.kill(pid, signal.SIGKILL)
-        events.expect("refused", "c1")
-        settle(handle)  # behind the restart that failed
+        fail_restart(handle, events, marker, pid, "c1")
 
         with pytest.raises(SimpleOneForOneError):
             handle.restart_child("w")
@@ -449,20 +436,8 @@ class TestShutdownAndScale:
         handle = start_tree([spec], SOFO)
         pids = {key: handle.start_child(key) for key in range(3)}
         events.expect_all("started", range(3))
-        stopper = threading.Thread(target=handle.stop)
 
-        stopper.start()
-        try:
-            # A stop one child at a time would wait for the first to exit before signalling the next:
-            # here no child can exit until it gets SIGUSR1, and every one reports it is stopping.
-            assert events.expect_all("stopping", range(3)) == pids
-        finally:
-            for pid in pids.values():
-                assert pid is not None
-                os.kill(pid, signal.SIGUSR1)
-            stopper.join(HANG_TIMEOUT)
-        assert not stopper.is_alive()
-        assert handle.exit_reason is not None and handle.exit_reason.kind is ExitKind.SHUTDOWN
+        assert_stop_signals_every_child_at_once(handle, events, pids)
 
     def test_simple_one_for_one_scale_many_temporary_children(self, start_tree) -> None:
         """Hundreds of temporary children start, are listed and counted, and stop with the supervisor."""

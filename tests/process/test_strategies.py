@@ -9,7 +9,7 @@ from supervisor import Restart, Strategy
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink
 
-from .helpers import pids, settle, worker
+from .helpers import kill, pids, settle, worker
 
 IDS = ("a", "b", "c")
 
@@ -17,11 +17,6 @@ IDS = ("a", "b", "c")
 def start_abc(start_tree, events: EventSink, strategy: Strategy, **flags):
     handle = start_tree([worker(events, i) for i in IDS], strategy, **flags)
     return handle, events.expect_all("started", IDS)
-
-
-def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    assert wait_gone([pid], HANG_TIMEOUT) == []
 
 
 class TestOneForOne:

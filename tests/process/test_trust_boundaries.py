@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -58,12 +57,6 @@ def worker_pid(sessions: SessionManagerHandle, session_id: str, child_id: str = 
     ]
     assert pid is not None
     return pid
-
-
-@pytest.fixture
-def app() -> Iterator[Application]:
-    with Application() as application:
-        yield application
 
 
 class TestKeysInMemory:

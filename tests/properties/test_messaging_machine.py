@@ -31,7 +31,10 @@ from ..children import HANG_TIMEOUT
 from ..servers import Echo
 
 NAME = "svc"
-values = st.one_of(st.integers(), st.text(max_size=20), st.tuples(st.integers(), st.booleans()))
+values = st.builds(
+    lambda value: ("value", value),  # tagged: a value is never one of the test server's commands
+    st.one_of(st.integers(), st.text(max_size=20), st.tuples(st.integers(), st.booleans())),
+)
 
 
 class MessagingMachine(RuleBasedStateMachine):

@@ -11,15 +11,11 @@ that event, never on time.
 from __future__ import annotations
 
 import os
-import select
 import shutil
-import signal
 import tempfile
-import time
 from typing import Any
 
 import attrs
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -45,6 +41,14 @@ from supervisor import (
 )
 
 from ..children import HANG_TIMEOUT, EventSink, notify_then_sleep, report_then_sleep
+from .machines import (
+    PROCESS_MACHINE_SETTINGS,
+    expect_started,
+    kill_and_wait,
+    raises,
+    wait_running,
+    wait_unlisted,
+)
 
 CHILD_IDS = ("a", "b", "c")
 
@@ -55,21 +59,6 @@ class ModelChild:
 
     restart: Restart
     pid: int | None
-
-
-def raises(error: type[Exception], call: Any, *args: Any) -> Exception:
-    """Call *call* and return the *error* it raises; fail if it returns or raises something else."""
-    try:
-        call(*args)
-    except error as raised:
-        return raised
-    raise AssertionError(f"{call.__name__}{args!r} did not raise {error.__name__}")
-
-
-def wait_readable(fd: int) -> None:
-    """Block until *fd* is readable (a pidfd: its process has exited); fail after HANG_TIMEOUT."""
-    ready, _, _ = select.select([fd], [], [], HANG_TIMEOUT)
-    assert ready, f"pidfd {fd} not readable within {HANG_TIMEOUT} s"
 
 
 class OneForOneMachine(RuleBasedStateMachine):
@@ -98,14 +87,6 @@ class OneForOneMachine(RuleBasedStateMachine):
     def _remove_sink(self) -> None:
         self.sink.close()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def _expect_started(self, child_id: str, pid: int | None = None, not_pid: int | None = None) -> int:
-        """Block until *child_id* reports ``started`` from *pid* (or from any pid but *not_pid*)."""
-        deadline = time.monotonic() + HANG_TIMEOUT
-        while True:
-            kind, key, sender = self.sink.next(max(0.001, deadline - time.monotonic()))
-            if kind == "started" and key == child_id and sender != not_pid and pid in (None, sender):
-                return sender
 
     def _running(self) -> list[str]:
         return [child_id for child_id, child in self.model.items() if child.pid is not None]
@@ -152,7 +133,7 @@ class OneForOneMachine(RuleBasedStateMachine):
     def _start(self, child_id: str, restart: Restart, notify: bool) -> None:
         pid = self.handle.start_child(self._spec(child_id, restart, notify))
         assert isinstance(pid, int)
-        self._expect_started(child_id, pid=pid)
+        expect_started(self.sink, child_id, pid=pid)
         self.model[child_id] = ModelChild(restart, pid)
 
     @rule(child_id=started | ids)
@@ -174,25 +155,13 @@ class OneForOneMachine(RuleBasedStateMachine):
         child_id = data.draw(st.sampled_from(self._running()), label="child_id")
         child = self.model[child_id]
         assert child.pid is not None
-        pidfd = os.pidfd_open(child.pid)
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            wait_readable(pidfd)
-        finally:
-            os.close(pidfd)
+        kill_and_wait(child.pid)
         if child.restart is Restart.TEMPORARY:
-            self._wait_forgotten(child_id)
+            wait_unlisted(self.handle, lambda info: info.id == child_id, f"temporary child {child_id!r}")
             del self.model[child_id]
         else:
-            child.pid = self._expect_started(child_id, not_pid=child.pid)
-
-    def _wait_forgotten(self, child_id: str) -> None:
-        # No process reports a temporary child's removal. The supervisor has seen the death (its
-        # pidfd fired with ours) but handles it in a later loop turn; each call is one round trip
-        # through the loop, so this ends within a few calls. The deadline only guards a hang.
-        deadline = time.monotonic() + HANG_TIMEOUT
-        while any(info.id == child_id for info in self.handle.which_children()):
-            assert time.monotonic() < deadline, f"temporary child {child_id!r} still listed after its death"
+            child.pid = expect_started(self.sink, child_id, not_pid=child.pid)
+            wait_running(self.handle, child_id)
 
     @rule(child_id=started | ids)
     def restart_child(self, child_id: str) -> None:
@@ -204,7 +173,7 @@ class OneForOneMachine(RuleBasedStateMachine):
             return
         pid = self.handle.restart_child(child_id)
         assert isinstance(pid, int)
-        self._expect_started(child_id, pid=pid)
+        expect_started(self.sink, child_id, pid=pid)
         self.model[child_id].pid = pid
 
     @precondition(lambda self: bool(self._stopped()))
@@ -265,16 +234,4 @@ class OneForOneMachine(RuleBasedStateMachine):
 
 def test_one_for_one_tree_matches_its_model() -> None:
     """Any sequence of starts, terminations, kills, restarts and deletions leaves the model's children."""
-    run_state_machine_as_test(
-        OneForOneMachine,
-        settings=settings(
-            # Examples are costly (each starts a root, ~0.5 s) and steps cheap: few of the one, more of
-            # the other. No shrinking: each shrink attempt starts a real tree, so shrinking a failure
-            # outlasts the test's hang timeout; the failing program is printed unshrunk (<= 15 steps).
-            max_examples=8,
-            stateful_step_count=15,
-            deadline=None,
-            phases=[Phase.explicit, Phase.reuse, Phase.generate],
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_state_machine_as_test(OneForOneMachine, settings=PROCESS_MACHINE_SETTINGS)

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
-import time
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -39,7 +36,14 @@ from supervisor import (
 )
 
 from ..children import HANG_TIMEOUT, EventSink, report_then_sleep
-from .test_one_for_one_machine import raises, wait_readable
+from .machines import (
+    PROCESS_MACHINE_SETTINGS,
+    expect_started,
+    kill_and_wait,
+    raises,
+    wait_running,
+    wait_unlisted,
+)
 
 
 class SimpleOneForOneMachine(RuleBasedStateMachine):
@@ -75,13 +79,6 @@ class SimpleOneForOneMachine(RuleBasedStateMachine):
             self.sink.close()
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _expect_started(self, tag: int, pid: int | None = None, not_pid: int | None = None) -> int:
-        deadline = time.monotonic() + HANG_TIMEOUT
-        while True:
-            kind, key, sender = self.sink.next(max(0.001, deadline - time.monotonic()))
-            if kind == "started" and key == tag and sender != not_pid and pid in (None, sender):
-                return int(sender)
-
     # ------------------------------------------------------------------ rules
 
     @rule()
@@ -89,7 +86,7 @@ class SimpleOneForOneMachine(RuleBasedStateMachine):
         tag, self.next_tag = self.next_tag, self.next_tag + 1
         pid = self.handle.start_child(tag)
         assert isinstance(pid, int)
-        self._expect_started(tag, pid=pid)
+        expect_started(self.sink, tag, pid=pid)
         self.model[tag] = pid
 
     @precondition(lambda self: bool(self.model))
@@ -129,20 +126,14 @@ class SimpleOneForOneMachine(RuleBasedStateMachine):
         """SIGKILL (abnormal): permanent and transient children restart; temporary ones are dropped."""
         tag = data.draw(st.sampled_from(sorted(self.model)), label="tag")
         pid = self.model[tag]
-        pidfd = os.pidfd_open(pid)
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            wait_readable(pidfd)
-        finally:
-            os.close(pidfd)
+        kill_and_wait(pid)
         self.gone.append(pid)
         if self.restart is Restart.TEMPORARY:
             del self.model[tag]
-            deadline = time.monotonic() + HANG_TIMEOUT
-            while any(info.pid == pid for info in self.handle.which_children()):
-                assert time.monotonic() < deadline, f"temporary child {pid} still listed after its death"
+            wait_unlisted(self.handle, lambda info: info.pid == pid, f"temporary child {pid}")
         else:
-            self.model[tag] = self._expect_started(tag, not_pid=pid)
+            self.model[tag] = expect_started(self.sink, tag, not_pid=pid)
+            wait_running(self.handle, self.model[tag])
 
     # ------------------------------------------------------------------ invariants
 
@@ -169,14 +160,4 @@ class SimpleOneForOneMachine(RuleBasedStateMachine):
 
 def test_simple_one_for_one_tree_matches_its_model() -> None:
     """Any sequence of starts, terminations by pid, kills and refused calls leaves the model's children."""
-    run_state_machine_as_test(
-        SimpleOneForOneMachine,
-        settings=settings(
-            # As the one_for_one machine: few costly examples (each starts a root), no shrinking.
-            max_examples=8,
-            stateful_step_count=15,
-            deadline=None,
-            phases=[Phase.explicit, Phase.reuse, Phase.generate],
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_state_machine_as_test(SimpleOneForOneMachine, settings=PROCESS_MACHINE_SETTINGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import pickle
 import shutil
@@ -13,16 +14,20 @@ from typing import Any
 
 import pytest
 
-from supervisor import ChildSpec
+from supervisor import ChildSpec, ExitReason
 from supervisor._addresses import make_private_dir, socket_path
 from supervisor._protocol import (
+    NEWS_EXITED,
+    NEWS_KINDS,
     ChildAddress,
     CountChildren,
     DeleteChild,
     GetChildspec,
+    Notice,
     RestartChild,
     StartChild,
     Stop,
+    Subscribe,
     TerminateChild,
     WhichChild,
     WhichChildren,
@@ -279,6 +284,15 @@ class TestMessages:
             WhichChild("db"),
             GetChildspec("db"),
             Stop(),
+            Subscribe(NEWS_KINDS, 10, nested=True),
+            Notice(
+                NEWS_EXITED,
+                "db",
+                42,
+                datetime.datetime.now(datetime.timezone.utc),
+                reason=ExitReason.killed(),
+                restarting=True,
+            ),
         ],
         ids=lambda r: type(r).__name__,
     )
