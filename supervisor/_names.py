@@ -61,19 +61,29 @@ class ServerEntry:
 
 @attrs.frozen
 class NameEntry:
-    """A registered name: the id path of the child that holds it, and that child's key scope."""
+    """
+    A registered name: the id path of the child that holds it, that child's key scope, and the
+    process that claimed it (its pid and start time), alive from its claim to its exit.
+    """
 
     name: str
     path: str
     scope: str
+    pid: int = 0
+    started: int = 0
+
+    def claimant_alive(self) -> bool:
+        """True while the process that claimed the name runs (not a later one that reuses its pid)."""
+        return self.pid > 0 and process_start_time(self.pid) == self.started
 
 
 class NameTaken(Exception):
     """Another child's running process holds the name."""
 
-    def __init__(self, name: str, holder: ServerEntry) -> None:
-        super().__init__(f"the name {name!r} is held by {holder.path} (pid {holder.pid})")
-        self.holder = holder
+    def __init__(self, name: str, path: str, pid: int) -> None:
+        super().__init__(f"the name {name!r} is held by {path} (pid {pid})")
+        self.path = path
+        self.pid = pid
 
 
 def _digest(text: str) -> str:
@@ -153,7 +163,16 @@ def read_name(private_dir: str, name: str) -> NameEntry | None:
     record = _read(name_file(private_dir, name))
     if record is None or record.get("name") != name:
         return None
-    return NameEntry(name=name, path=str(record.get("path")), scope=str(record.get("scope")))
+    try:
+        return NameEntry(
+            name=name,
+            path=str(record["path"]),
+            scope=str(record["scope"]),
+            pid=int(record.get("pid", 0)),  # type: ignore[call-overload]
+            started=int(record.get("started", 0)),  # type: ignore[call-overload]
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def claim_name(private_dir: str, entry: NameEntry) -> None:
@@ -172,19 +191,16 @@ def claim_name(private_dir: str, entry: NameEntry) -> None:
         except FileExistsError:
             pass
         current = read_name(private_dir, entry.name)
-        if current is not None and current.path != entry.path:
-            holder = read_server(private_dir, current.path)
-            if holder is not None and holder.is_alive():
-                raise NameTaken(entry.name, holder)
-        os.replace(temporary, target)  # ours from an earlier incarnation, or a holder that is gone
+        if current is not None and current.path != entry.path and current.claimant_alive():
+            raise NameTaken(entry.name, current.path, current.pid)
+        os.replace(temporary, target)  # ours from an earlier incarnation, or a claimant that is gone
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
     current = read_name(private_dir, entry.name)
-    if current is None or current.path != entry.path:  # another claim of a stale name won the race
-        holder = None if current is None else read_server(private_dir, current.path)
-        if holder is not None:
-            raise NameTaken(entry.name, holder)
+    if current is None or (current.pid, current.started) != (entry.pid, entry.started):
+        # Another claim of a stale name won the race between our read and our replace.
+        raise NameTaken(entry.name, current.path if current else "?", current.pid if current else 0)
 
 
 def forget_server(private_dir: str, path: str) -> None:

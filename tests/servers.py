@@ -145,6 +145,7 @@ class Ticker(GenServer):
 
     def handle_info(self, message: Any) -> None:
         if isinstance(message, Down):
+            self.demonitor(message.monitor)  # the usual clean-up, after the notice: must not crash
             emit(self.sink, "down", (message.monitor.target.path, message.reason))
         else:
             emit(self.sink, "info", message)
@@ -180,3 +181,30 @@ def call_through_sessions(sessions: Any, session_id: str, child_id: str, sink: s
     """A worker given the sessions handle: calls another session's server, reports the reply, waits."""
     emit(sink, "reply", sessions.call(session_id, child_id, "from another session", timeout=HANG_TIMEOUT))
     threading.Event().wait()
+
+
+class SlowToTerminate(GenServer):
+    """Reports when its terminate begins, then takes a while: calls that come meanwhile are refused."""
+
+    def init(self, sink: str) -> None:
+        self.sink = sink
+
+    def handle_call(self, request: Any, caller: Caller) -> Any:
+        return request
+
+    def terminate(self, reason: Any) -> None:
+        emit(self.sink, "terminating", os.getpid())
+        time.sleep(2.0)
+
+
+class SlowInit(GenServer):
+    """Reports that its init began, then waits in it until a file appears (the test's gate)."""
+
+    def init(self, sink: str, gate: str) -> None:
+        emit(sink, "initializing", os.getpid())
+        deadline = time.monotonic() + HANG_TIMEOUT
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the test's gate, not the library's
+
+    def handle_call(self, request: Any, caller: Caller) -> Any:
+        return request

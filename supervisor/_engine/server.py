@@ -24,12 +24,12 @@ import errno
 import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-from multiprocess.connection import Connection
 
 from .. import _wire
 from .._addresses import TreeContext
@@ -55,6 +55,77 @@ class _Pending:
 
     def __init__(self, sock: socket.socket, handshake: ServerHandshake, deadline: float) -> None:
         self.sock, self.handshake, self.deadline = sock, handshake, deadline
+
+
+MAX_OUTGOING = 64 * 1024 * 1024
+"""Bytes of replies a client may leave unread before its connection is dropped."""
+MAX_INCOMING = 256 * 1024 * 1024
+"""Bytes of one request a client may send; a larger one drops its connection."""
+_HEADER = struct.Struct("!i")
+_LONG_HEADER = struct.Struct("!Q")
+
+
+def _frame(data: bytes) -> bytes:
+    """*data* with the framing of ``multiprocess`` connections (a length, then the bytes)."""
+    if len(data) < 2**31:
+        return _HEADER.pack(len(data)) + data
+    return _HEADER.pack(-1) + _LONG_HEADER.pack(len(data)) + data
+
+
+class _Client:
+    """
+    An authenticated client connection: a non-blocking socket, the bytes of a request still coming,
+    and the bytes of replies still going.
+    """
+
+    __slots__ = ("incoming", "outgoing", "sock", "wants_writable")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.incoming = bytearray()
+        self.outgoing = bytearray()
+        self.wants_writable = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        _wire.zero(self.incoming)
+        self.sock.close()
+
+    def receive(self) -> list[bytearray]:
+        """
+        Read what the socket has now, without blocking; return the requests that came whole.
+
+        Raises:
+            EOFError: the client closed the connection (in the middle of a request, or between two).
+            OSError: the read failed, or a request is larger than ``MAX_INCOMING``.
+        """
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            raise EOFError("the client closed the connection")
+        self.incoming += chunk
+        frames = []
+        while len(self.incoming) >= 4:
+            (size,) = _HEADER.unpack_from(self.incoming)
+            start = 4
+            if size == -1:
+                if len(self.incoming) < 12:
+                    break
+                (size,) = _LONG_HEADER.unpack_from(self.incoming, 4)
+                start = 12
+            if size > MAX_INCOMING or size < 0:
+                raise OSError(f"a request of {size} bytes")
+            end = start + size
+            if len(self.incoming) < end:
+                break
+            frames.append(self.incoming[start:end])
+            self.incoming[:end] = bytes(end)  # no copy of a key left behind in the buffer
+            del self.incoming[:end]
+        return frames
 
 
 class RouteKind(enum.Enum):
@@ -97,7 +168,7 @@ class ControlServer:
         self.submit = submit
         self.listener = listen(tree.address)
         self.listener.setblocking(False)
-        self.conns: list[Any] = []
+        self.conns: set[Any] = set()
         self.pending: dict[int, _Pending] = {}  # fd -> a connection in its handshake
         self.accept_paused_until: float | None = None
         reactor.watch(self.listener, self)
@@ -178,9 +249,8 @@ class ControlServer:
             return
         del self.pending[fd]
         self.reactor.unwatch(pending.sock)
-        pending.sock.setblocking(True)
-        conn = Connection(pending.sock.detach())
-        self.conns.append(conn)
+        conn = _Client(pending.sock)
+        self.conns.add(conn)
         self.reactor.watch(conn, self)
 
     def _drop_pending(self, fd: int) -> None:
@@ -189,12 +259,24 @@ class ControlServer:
         pending.sock.close()
 
     def on_readable(self, conn: Any) -> None:
-        """Read one request from *conn* and route it."""
+        """
+        *conn* is readable or writable: send what waits for it, then read what came and route each
+        whole request. Never blocks: a client that trickles a request, or does not read its replies,
+        holds only its own buffers (bounded: past them it is dropped).
+        """
+        if conn.outgoing and not self._flush(conn):
+            return
         try:
-            frame = _wire.recv_frame(conn)
+            complete = conn.receive()
         except (EOFError, OSError):
             self.drop(conn)
             return
+        for frame in complete:
+            if conn not in self.conns:
+                return  # dropped, or handed to a new owner, by an earlier request of this read
+            self._route(conn, frame)
+
+    def _route(self, conn: Any, frame: bytearray) -> None:
         try:
             request = _wire.loads(frame)
         except Exception as error:
@@ -232,24 +314,50 @@ class ControlServer:
             self.reply(conn, ("ok", value))
 
     def reply(self, conn: Any, message: tuple[str, Any]) -> None:
-        """Send *message* to *conn* (None: nobody to tell); a connection that fails is dropped."""
-        if conn is None:
+        """
+        Send *message* to *conn* (None: nobody to tell) without blocking: what the socket does not
+        take now waits in the connection's buffer for it to become writable. A connection that fails,
+        or whose client lets its replies pile up past ``MAX_OUTGOING`` bytes, is dropped.
+        """
+        if conn is None or conn not in self.conns:
             return
         self.hooks.before_reply()
         try:
-            _wire.send(conn, message)
-        except (OSError, ValueError):
+            data = _wire.dumps(message)
+        except Exception as error:  # a reply value that cannot be pickled: say so instead
+            data = _wire.dumps(("error", SupervisorError(f"the reply could not be encoded: {error}")))
+        conn.outgoing += _frame(data)
+        if len(conn.outgoing) > MAX_OUTGOING:
+            log.warning("supervisor %s: a client does not read its replies; dropped it", self.tree.path)
             self.drop(conn)
+            return
+        self._flush(conn)
+
+    def _flush(self, conn: Any) -> bool:
+        """Send what the socket takes now; True once all is sent (else the loop wakes when writable)."""
+        try:
+            sent = conn.sock.send(conn.outgoing)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.drop(conn)
+            return False
+        del conn.outgoing[:sent]
+        waiting = bool(conn.outgoing)
+        if waiting != conn.wants_writable:
+            conn.wants_writable = waiting
+            self.reactor.want_writable(conn.fileno(), waiting)
+        return not waiting
 
     def release(self, conn: Any) -> None:
         """Hand *conn* over to its new owner (an event subscriber): no longer read, watched or closed here."""
         if conn in self.conns:
-            self.conns.remove(conn)
+            self.conns.discard(conn)
             self.reactor.unwatch(conn)
 
     def drop(self, conn: Any) -> None:
         if conn in self.conns:
-            self.conns.remove(conn)
+            self.conns.discard(conn)
             self.reactor.unwatch(conn)
         conn.close()
 
@@ -258,6 +366,8 @@ class ControlServer:
         for fd in list(self.pending):
             self._drop_pending(fd)
         for conn in list(self.conns):
+            if conn.outgoing:
+                self._flush(conn)  # a last try, without blocking: the stopper's reply is in there
             self.drop(conn)
         self.reactor.unwatch(self.listener)
         self.listener.close()

@@ -254,31 +254,20 @@ def _link(target: ServerRef, call: str, deadline: float | None) -> _Link:
     _sweep(links)
     link = _Link(conn, pidfd, target.pid)
     links[target.address] = link
-    _keep_watch(target, deadline)
     return link
 
 
 def _sweep(links: dict[str, _Link]) -> None:
     """
-    Close this thread's links to servers that have died, and this process's watches that have had
-    their answer: a caller of many short-lived servers (sessions come and go) keeps descriptors
-    for the live ones only. One poll over them all, when a new link is made.
+    Close this thread's links to servers that have died: a caller of many short-lived servers
+    (sessions come and go) keeps descriptors for the live ones only. One poll over them all, when
+    a new link is made.
     """
     dead = _ended([link.pidfd for link in links.values()])
     for address, link in list(links.items()):
         if link.pidfd in dead:
             del links[address]
             link.close()
-    with _watches_lock:
-        if _watches_pid != os.getpid():
-            return
-        answered = _ended([watch.fileno() for watch in _watches.values()])
-        for address, watch in list(_watches.items()):
-            if watch.fileno() in answered:
-                with contextlib.suppress(SupervisorError, OSError):
-                    watch.wait(0)  # keep the answer on the Monitor for a caller still holding it
-                del _watches[address]
-                watch.close()
 
 
 def _ended(fds: list[int]) -> set[int]:
@@ -440,58 +429,15 @@ def _down(kind: str, target: ServerRef, deadline: float | None) -> ServerDown:
 
 
 def _exit_reason(target: ServerRef, deadline: float | None) -> ExitReason | None:
-    """
-    The exit reason *target*'s supervisor reaped, within a short bound; None if it cannot say. The
-    process's standing watch answers at once (it was asked before the death); else a new one asks.
-    """
+    """The exit reason *target*'s supervisor reaped, asked within a short bound; None if it cannot say."""
     bound = (
         REASON_TIMEOUT if deadline is None else min(REASON_TIMEOUT, max(0.05, deadline - time.monotonic()))
     )
     try:
-        watch = _standing_watch(target)
-        if watch is not None:
+        with Monitor(target, bound) as watch:
             return watch.wait(bound)
-        with Monitor(target, bound) as fresh:
-            return fresh.wait(bound)
     except (SupervisorError, OSError):
         return None
-
-
-_watches: dict[str, Monitor] = {}  # server address -> this process's watch on its current process
-_watches_lock = threading.Lock()
-_watches_pid = 0
-
-
-def _standing_watch(target: ServerRef) -> Monitor | None:
-    with _watches_lock:
-        watch = _watches.get(target.address)
-        return watch if watch is not None and watch.target.pid == target.pid else None
-
-
-def _keep_watch(target: ServerRef, deadline: float | None) -> None:
-    """
-    Set up this process's standing watch on *target*'s process, if it has none: asked before any
-    death, the supervisor answers it the moment it reaps the process, so a caller that sees the
-    server die gets the reason at once. One per process and server; a watch that cannot be made
-    (its supervisor slow or gone) is skipped, and a death is then asked about afterwards.
-    """
-    global _watches_pid
-    with _watches_lock:
-        if _watches_pid != os.getpid():  # a forked child's copies of its parent's watches
-            for inherited in _watches.values():
-                inherited.close()
-            _watches.clear()
-            _watches_pid = os.getpid()
-        old = _watches.get(target.address)
-        if old is not None and old.target.pid == target.pid:
-            return
-        if old is not None:
-            old.close()
-            del _watches[target.address]
-        try:
-            _watches[target.address] = Monitor(target, _bounded(AUTH_TIMEOUT, deadline))
-        except (SupervisorError, OSError):
-            pass
 
 
 class Monitor:
@@ -536,10 +482,19 @@ class Monitor:
         except OSError as error:
             self._conn.close()
             raise NoProc(f"monitor: the supervisor of server {target.path} is going away") from error
+        self._fd: int = self._conn.fileno()
+        self._closed = False
 
     def fileno(self) -> int:
-        """A descriptor that becomes readable when the process has ended (and stays so)."""
-        return int(self._conn.fileno())
+        """
+        A descriptor that becomes readable when the process has ended (and stays so).
+
+        Raises:
+            ValueError: the monitor is closed.
+        """
+        if self._closed:
+            raise ValueError("the monitor is closed")
+        return self._fd
 
     def wait(self, timeout: float | None = None) -> ExitReason | None:
         """
@@ -550,6 +505,8 @@ class Monitor:
             NoProc: the process was not its supervisor's child (it had ended long ago).
         """
         if not self._done:
+            if self._closed:
+                raise ValueError("the monitor is closed")
             deadline = deadline_from("timeout", timeout)
             left = remaining(deadline)
             if not self._lock.acquire(timeout=-1 if left is None else left):
@@ -581,7 +538,8 @@ class Monitor:
             self._error = SupervisorError(f"monitor: unexpected answer {status!r}")
 
     def close(self) -> None:
-        """Stop watching; the descriptor is closed."""
+        """Stop watching; the descriptor is closed. Closing twice does nothing."""
+        self._closed = True
         with contextlib.suppress(OSError):
             self._conn.close()
 

@@ -48,10 +48,15 @@ class Stop:
     exception instance, which the server exits with (abnormal: restarted by its restart type).
     """
 
-    reason: str | BaseException = "normal"
+    reason: str | Exception = "normal"
     reply: Any = NOREPLY
 
     def __attrs_post_init__(self) -> None:
+        if isinstance(self.reason, BaseException) and not isinstance(self.reason, Exception):
+            raise TypeError(
+                f"'reason' must be an Exception, not a {type(self.reason).__name__} (SystemExit, "
+                "KeyboardInterrupt...): use 'normal' or 'shutdown' for an orderly end"
+            )
         if not isinstance(self.reason, BaseException) and self.reason not in ("normal", "shutdown"):
             raise ValueError(
                 f"'reason' must be 'normal', 'shutdown' or an exception instance (got {self.reason!r})"

@@ -50,10 +50,10 @@ class Scope:
     def path_of(self, target: object) -> tuple[str, bool]:
         """The id path *target* names, and whether it is a registered name."""
         argument = "name_or_path" if self.names else "child_id"
-        if not isinstance(target, str) or not target.strip("/"):
-            raise TypeError(
-                f"'{argument}' must be a non-empty str (got {target!r} that is a {type(target).__name__})"
-            )
+        if not isinstance(target, str):
+            raise TypeError(f"'{argument}' must be a str (got {target!r} that is a {type(target).__name__})")
+        if not target.strip("/") or any(part in ("", ".", "..") for part in target.strip("/").split("/")):
+            raise ValueError(f"'{argument}' must be a name or an id path like 'api/handler' (got {target!r})")
         entry = _names.read_name(self.private_dir, target) if self.names else None
         if entry is not None:
             return entry.path, True

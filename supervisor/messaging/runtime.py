@@ -23,6 +23,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import select
 import signal
@@ -49,8 +50,9 @@ __all__ = ["run_gen_server"]
 
 log = logging.getLogger("supervisor")
 
-SEND_TIMEOUT = 5.0
-"""Seconds an answer may wait for room in a caller's socket before that connection is dropped."""
+_MAX_WAIT = 86400.0  # epoll takes at most ~24.8 days: a later timer is waited for in steps
+MAX_OUTGOING = 64 * 1024 * 1024
+"""Bytes of answers a caller may leave unread before its connection is dropped."""
 _HEADER = struct.Struct("!i")
 _LONG_HEADER = struct.Struct("!Q")
 
@@ -68,18 +70,26 @@ def run_gen_server(
 
 
 class _Connection:
-    """One caller's connection, as the mailbox thread reads it and both threads answer on it."""
+    """
+    One caller's connection, as the mailbox thread reads it and both threads answer on it. Answers
+    never block: what the socket does not take now waits in ``outgoing`` and the mailbox thread
+    sends it when the socket is writable; a caller that leaves ``MAX_OUTGOING`` bytes unread is
+    dropped.
+    """
 
-    __slots__ = ("buffer", "closed", "lock", "sock")
+    __slots__ = ("buffer", "closed", "epoll", "lock", "outgoing", "sock", "wants_writable")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, epoll: Any) -> None:
         self.sock = sock
+        self.epoll = epoll  # the mailbox thread's: told to wake for writability while bytes wait
         self.buffer = bytearray()
+        self.outgoing = bytearray()
+        self.wants_writable = False
         self.lock = threading.Lock()
         self.closed = False
 
     def send(self, message: tuple[Any, ...]) -> None:
-        """Send *message*; a caller that does not take it within SEND_TIMEOUT is dropped. Never raises."""
+        """Send *message* now, or queue it for when the socket is writable. Never blocks or raises."""
         try:
             data = _wire.dumps(message)
         except Exception as error:  # an unpicklable reply: the caller gets the reason instead
@@ -93,21 +103,36 @@ class _Connection:
         header = (
             _HEADER.pack(len(data)) if len(data) < 2**31 else _HEADER.pack(-1) + _LONG_HEADER.pack(len(data))
         )
-        view = memoryview(header + data)
-        deadline = time.monotonic() + SEND_TIMEOUT
         with self.lock:
             if self.closed:
                 return
-            try:
-                while view:
-                    try:
-                        view = view[self.sock.send(view) :]
-                    except BlockingIOError:
-                        left = deadline - time.monotonic()
-                        if left <= 0 or not _writable(self.sock, left):
-                            raise TimeoutError("the caller does not read its answers") from None
-            except OSError:
+            self.outgoing += header + data
+            if len(self.outgoing) > MAX_OUTGOING:
+                log.warning("genserver: a caller does not read its answers; dropped its connection")
                 self._close()
+                return
+            self._flush()
+
+    def flush(self) -> None:
+        """The socket is writable: send what waits (the mailbox thread, on EPOLLOUT)."""
+        with self.lock:
+            if not self.closed:
+                self._flush()
+
+    def _flush(self) -> None:
+        try:
+            sent = self.sock.send(self.outgoing)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._close()
+            return
+        del self.outgoing[:sent]
+        waiting = bool(self.outgoing)
+        if waiting != self.wants_writable:
+            self.wants_writable = waiting
+            with contextlib.suppress(OSError):
+                self.epoll.modify(self.sock.fileno(), select.EPOLLIN | (select.EPOLLOUT if waiting else 0))
 
     def close(self) -> None:
         with self.lock:
@@ -118,12 +143,6 @@ class _Connection:
             self.closed = True
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader; the mailbox thread closes it
-
-
-def _writable(sock: socket.socket, seconds: float) -> bool:
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
-    return bool(poller.poll(int(seconds * 1000) + 1))
 
 
 class _Message:
@@ -143,6 +162,7 @@ class _Mailbox:
         self.messages: collections.deque[_Message] = collections.deque()
         self.external = 0  # calls and casts queued: what the limit counts
         self.failure: BaseException | None = None  # the mailbox thread's, if it died
+        self.closed = False
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def fail(self, error: BaseException) -> None:
@@ -150,15 +170,17 @@ class _Mailbox:
         self.failure = error
         self._wake()
 
-    def offer(self, message: _Message) -> bool:
-        """Queue a call or cast unless the mailbox is full; False if it is."""
+    def offer(self, message: _Message) -> str:
+        """Queue a call or cast: "queued", "overloaded" (the mailbox is full) or "closed" (it ends)."""
         with self.lock:
+            if self.closed:
+                return "closed"
             if self.external >= self.limit:
-                return False
+                return "overloaded"
             self.external += 1
             self.messages.append(message)
         self._wake()
-        return True
+        return "queued"
 
     def put(self, message: _Message) -> None:
         """Queue a timer's or monitor's message (not counted against the limit)."""
@@ -175,8 +197,10 @@ class _Mailbox:
                 self.external -= 1
             return message
 
-    def take_all(self) -> list[_Message]:
+    def close(self) -> list[_Message]:
+        """Refuse every later offer; return what was queued."""
         with self.lock:
+            self.closed = True
             taken = list(self.messages)
             self.messages.clear()
             self.external = 0
@@ -223,13 +247,16 @@ class _MailboxThread(threading.Thread):
                 events = self.epoll.poll(max(0.0, deadline - time.monotonic()))
             else:
                 events = self.epoll.poll()
-            for fd, _ in events:
+            for fd, mask in events:
                 sock = self.socks.get(fd)
                 if sock is None:
                     continue
                 conn = self.conns.get(sock)
                 if conn is not None:
-                    self._read(conn)
+                    if mask & select.EPOLLOUT:
+                        conn.flush()
+                    if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                        self._read(conn)
                 elif sock is self.listener:
                     self._accept()
                 elif sock in self.pending:
@@ -283,7 +310,7 @@ class _MailboxThread(threading.Thread):
             self._forget(sock)
             return
         del self.pending[sock]
-        self.conns[sock] = _Connection(sock)
+        self.conns[sock] = _Connection(sock, self.epoll)
 
     def _forget(self, sock: socket.socket) -> None:
         self.pending.pop(sock, None)
@@ -332,7 +359,11 @@ class _MailboxThread(threading.Thread):
                 return
             if incarnation != self.incarnation:
                 conn.send(("noproc", request_id))
-            elif not self.mailbox.offer(_Message(kind, payload, conn, request_id)):
+                continue
+            outcome = self.mailbox.offer(_Message(kind, payload, conn, request_id))
+            if outcome == "closed":
+                conn.send(("noproc", request_id))
+            elif outcome == "overloaded":
                 conn.send(("overloaded", request_id))
             elif kind == "cast":
                 conn.send(("queued", request_id))
@@ -377,8 +408,12 @@ class _ServerProcess:
     # ------------------------------------------------------------------ what handlers call
 
     def send_after(self, seconds: float, message: Any) -> TimerRef:
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds >= 0:
-            raise ValueError(f"'seconds' must be a number >= 0 (got {seconds!r})")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            raise TypeError(
+                f"'seconds' must be a number (got {seconds!r} that is a {type(seconds).__name__})"
+            )
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"'seconds' must be finite and >= 0 (got {seconds!r})")
         timer = TimerRef(time.monotonic() + seconds, message)
         heapq.heappush(self.timers, (timer.due, next(self.serial), timer))
         return timer
@@ -393,8 +428,11 @@ class _ServerProcess:
         self._wake_on(monitor.fileno(), monitor)
 
     def unwatch(self, monitor: Monitor) -> None:
-        if self.wakers.pop(monitor.fileno(), None) is not None:
-            self.epoll.unregister(monitor.fileno())
+        """Forget *monitor* (no notice will come); nothing happens if its notice already came."""
+        for fd, what in list(self.wakers.items()):
+            if what is monitor:
+                del self.wakers[fd]
+                self.epoll.unregister(fd)
         monitor.close()
 
     def _wake_on(self, fd: int, what: Any) -> None:
@@ -410,12 +448,11 @@ class _ServerProcess:
         assert started is not None
         if self.name is not None:
             try:
-                _names.claim_name(
-                    context.private_dir, _names.NameEntry(self.name, context.path, context.scope)
-                )
+                claim = _names.NameEntry(self.name, context.path, context.scope, os.getpid(), started)
+                _names.claim_name(context.private_dir, claim)
             except _names.NameTaken as taken:
                 raise NameTakenError(
-                    f"server {context.path}: {taken}", self.name, taken.holder.path, taken.holder.pid
+                    f"server {context.path}: {taken}", self.name, taken.path, taken.pid
                 ) from None
         server = self.cls()
         server.path = context.path
@@ -500,7 +537,8 @@ class _ServerProcess:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.context.address)
         _names.forget_server(self.context.private_dir, self.context.path)
-        for message in ([current] if current is not None else []) + self.mailbox.take_all():
+        # From now on the mailbox refuses (noproc: the request did not run); what it holds is told.
+        for message in ([current] if current is not None else []) + self.mailbox.close():
             if message.kind != "call" or message.conn is None:
                 continue
             if message.caller is None or not message.caller.replied:
@@ -521,7 +559,7 @@ class _ServerProcess:
 
     def _wait(self, wake_read: int) -> None:
         timeout = -1.0 if not self.timers else max(0.0, self.timers[0][0] - time.monotonic())
-        for fd, _ in self.epoll.poll(timeout):
+        for fd, _ in self.epoll.poll(min(timeout, _MAX_WAIT) if timeout >= 0 else -1.0):
             what = self.wakers.get(fd)
             if what == "mailbox":
                 self.mailbox.drain_wakes()

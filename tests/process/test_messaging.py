@@ -12,6 +12,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import threading
 import time
@@ -35,12 +36,13 @@ from supervisor import (
     ServerDown,
     ServerRef,
     StartError,
+    Stop,
     call,
     cast,
     monitor,
 )
 from supervisor._keys import Key
-from supervisor._transport import authenticate, listen
+from supervisor._transport import authenticate, connect, listen
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, Unpicklable
 from tests.servers import (
@@ -49,6 +51,8 @@ from tests.servers import (
     FailsInit,
     Forwarder,
     Gate,
+    SlowInit,
+    SlowToTerminate,
     Ticker,
     call_through_sessions,
     report_identity,
@@ -130,8 +134,10 @@ class TestCall:
             call(ref, "x", timeout=-1)
         with pytest.raises(TypeError, match="cannot be pickled"):
             call(ref, Unpicklable())
-        with pytest.raises(TypeError, match="'name_or_path'"):
+        with pytest.raises(ValueError, match="'name_or_path'"):
             tree.call("", "x")
+        with pytest.raises(TypeError, match="'name_or_path'"):
+            tree.call(3, "x")  # type: ignore[arg-type]
         assert call(ref, "executions") == 1  # only this call ran
 
 
@@ -273,6 +279,7 @@ class TestReplies:
 
         assert tree.call("fwd", "x") == ("forwarded", ("echo", "x"))
         tree.cast("fwd", "via fwd")
+        tree.call("fwd", "after the cast")  # fwd has cast to echo (and echo queued it) before this
         assert call(target, "casts", timeout=HANG_TIMEOUT) == ["via fwd"]
 
 
@@ -315,6 +322,28 @@ class TestNames:
         assert isinstance(cause, NameTakenError)
         assert (cause.holder_path, cause.name) == ("root/a/one", "shared")
         assert ref_of(tree, "shared").path == "root/a/one"
+
+    def test_a_name_is_held_from_the_claim_so_a_second_claim_during_init_fails(
+        self, start_tree: Any, events: EventSink, tmp_path: Path
+    ) -> None:
+        gate = str(tmp_path / "gate")
+        tree = start_tree([ChildSpec.supervisor("a", []), ChildSpec.supervisor("b", [])])
+        first = threading.Thread(
+            target=tree.child_supervisor("a").start_child,
+            args=(SlowInit.child_spec("slow", events.path, gate, name="x"),),
+        )
+        first.start()
+        try:
+            events.expect("initializing")
+            with pytest.raises(StartError) as info:
+                tree.child_supervisor("b").start_child(Echo.child_spec("fast", name="x"))
+        finally:
+            Path(gate).touch()
+            first.join(HANG_TIMEOUT)
+
+        assert isinstance(info.value.__cause__, NameTakenError)
+        assert info.value.__cause__.holder_path == "root/a/slow"
+        assert ref_of(tree, "x").path == "root/a/slow"
 
     def test_a_name_follows_restarts_and_a_call_by_name_waits_for_the_restart(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo", name="svc")])
@@ -376,6 +405,24 @@ class TestMonitor:
 
         assert reason is not None and reason.kind is ExitKind.KILLED
 
+    def test_an_unread_monitor_of_a_big_exit_reason_does_not_stall_the_supervisor(
+        self, start_tree: Any
+    ) -> None:
+        """The reason (a 1 MB message and its traceback) waits in the monitor's buffer, not in a send."""
+        tree = start_tree([Echo.child_spec("echo", name="echo")])
+        ref = ref_of(tree, "echo")
+        unread = monitor(ref)
+        try:
+            with pytest.raises(ServerDown):
+                call(ref, ("crash", "x" * 1_000_000), timeout=HANG_TIMEOUT)
+
+            new = restarted(tree, "echo", ref)  # the supervisor restarted it, and answers
+            assert tree.which_child("echo", timeout=HANG_TIMEOUT).pid == new.pid
+            reason = unread.wait(HANG_TIMEOUT)  # and the monitor still gets the whole reason
+            assert reason is not None and reason.message == "x" * 1_000_000
+        finally:
+            unread.close()
+
     def test_a_monitor_of_a_process_long_gone_is_noproc(self, start_tree: Any) -> None:
         tree = start_tree([Echo.child_spec("echo")])
         ref = ref_of(tree, "echo")
@@ -400,7 +447,51 @@ class TestMonitor:
         assert (kind, path, reason.kind) == ("down", "root/echo", ExitKind.SHUTDOWN)
 
 
+class TestTimersAndMonitorsEdges:
+    def test_a_timer_beyond_epolls_limit_is_waited_for_in_steps(
+        self, start_tree: Any, events: EventSink
+    ) -> None:
+        tree = start_tree([Ticker.child_spec("ticker", events.path)])
+        pid = tree.call("ticker", "pid_of_nothing")  # Ticker answers None: a turn of its loop
+
+        assert tree.call("ticker", ("after", 30 * 86400, "in a month")) == "set"
+        assert tree.call("ticker", ("after", 0, "now")) == "set"
+        assert events.next()[:2] == ("info", "now")
+        assert pid is None and tree.which_child("ticker").restarts == 0
+
+    def test_an_infinite_timer_is_a_value_error_in_the_handler(self, start_tree: Any) -> None:
+        tree = start_tree([Ticker.child_spec("ticker", "unused")])
+
+        with pytest.raises(ServerDown) as info:
+            tree.call("ticker", ("after", float("inf"), "never"))
+
+        assert info.value.reason is not None and "'seconds' must be finite" in (
+            info.value.reason.message or ""
+        )
+
+    def test_stop_takes_an_exception_not_a_system_exit(self) -> None:
+        with pytest.raises(TypeError, match="'reason' must be an Exception"):
+            Stop(SystemExit(0))
+        with pytest.raises(ValueError, match="'reason'"):
+            Stop("crash")
+
+
 class TestShutdown:
+    def test_a_call_during_terminate_is_refused_not_run(self, start_tree: Any, events: EventSink) -> None:
+        tree = start_tree([SlowToTerminate.child_spec("slow", events.path, shutdown=HANG_TIMEOUT)])
+        ref = ref_of(tree, "slow")
+        assert call(ref, "cached") == "cached"  # this thread's connection is open from now on
+        stopper = threading.Thread(target=tree.terminate_child, args=("slow",))
+        stopper.start()
+        events.expect("terminating")
+        began = time.monotonic()
+
+        with pytest.raises(NoProc):
+            call(ref, "during terminate", timeout=LONG_CALL)
+
+        assert time.monotonic() - began < 1.5  # refused at once, not after the 2 s terminate
+        stopper.join(HANG_TIMEOUT)
+
     def test_sigterm_runs_terminate_after_the_message_in_progress(
         self, start_tree: Any, events: EventSink
     ) -> None:
@@ -446,6 +537,26 @@ class TestConcurrency:
         assert sorted(results) == sorted(("echo", (n, i)) for n in range(80) for i in range(5))
         assert statuses == [0] * 20
         assert call(ref, "executions") == 80 * 5 + 20 * 5 + 1
+
+
+class TestPeersCannotStallAServer:
+    def test_a_caller_that_never_reads_its_receipts_does_not_deafen_the_server(self, start_tree: Any) -> None:
+        """Receipts a caller leaves unread wait in its own buffer; other callers are served meanwhile."""
+        tree = start_tree([Gate.child_spec("gate", "unused", mailbox_max=1_000_000)])
+        ref = ref_of(tree, "gate")
+        rude = connect(ref.address, ref.key)
+        rude_sock = socket.socket(fileno=os.dup(rude.fileno()))
+        rude.close()
+        try:
+            rude_sock.settimeout(HANG_TIMEOUT)
+            frame = pickle.dumps(("cast", 1, ref.incarnation, "x" * 200))
+            # 20,000 casts, their receipts never read: far more than the sockets' buffers hold.
+            rude_sock.sendall((struct.pack("!i", len(frame)) + frame) * 20_000)
+
+            for n in range(20):
+                assert call(ref, ("polite", n), timeout=HANG_TIMEOUT) == ("polite", n)
+        finally:
+            rude_sock.close()
 
 
 class TestDescriptors:
@@ -494,7 +605,7 @@ class TestDescriptors:
         tree.start_child(Echo.child_spec("last", restart=Restart.TEMPORARY))
         tree.call("last", "sweeps the links and watches of the servers that are gone")
 
-        assert fd_count(os.getpid()) <= before + 3  # the last server's link, pidfd and watch
+        assert fd_count(os.getpid()) <= before + 2  # the last server's link and pidfd
 
 
 def fd_count(pid: int) -> int:
