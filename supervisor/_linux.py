@@ -142,6 +142,10 @@ class DirectoryWatch:
             if wanted in self._names():
                 return True
 
+    def drain(self) -> list[bytes]:
+        """The names created since the last read, without blocking (empty if none)."""
+        return self._names()
+
     def _names(self) -> list[bytes]:
         try:
             data = os.read(self.fd, 64 * 1024)

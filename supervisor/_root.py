@@ -14,6 +14,7 @@ single-threaded supervisor processes.
 
 from __future__ import annotations
 
+import datetime
 import os
 import pickle
 import select
@@ -27,7 +28,7 @@ from typing import Any
 import multiprocess
 from multiprocess import spawn, util
 
-from . import _spawned, _wire
+from . import _published, _spawned, _wire
 from ._addresses import make_private_dir, socket_path
 from ._keys import Key
 from ._protocol import KIND_DYNAMIC, KIND_SIMPLE, KIND_STATIC
@@ -140,6 +141,7 @@ class StartedRoot:
         self.process = process
         self.result = result
         self.private_dir = private_dir
+        self.descriptor: _published.Descriptor | None = None  # set once a named tree is published
         self.exit_reason: ExitReason | None = None
         self._pidfd: int | None = os.pidfd_open(process.pid)
 
@@ -183,6 +185,9 @@ class StartedRoot:
                 pass
 
     def remove(self) -> None:
+        if self.descriptor is not None:
+            descriptor, self.descriptor = self.descriptor, None
+            _published.unpublish(descriptor.file, descriptor.pid, descriptor.pid_start)
         self.result.close()
         if self._pidfd is not None:
             os.close(self._pidfd)
@@ -219,6 +224,7 @@ class Supervisor:
         logging_config: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+        name: str | None = None,
     ) -> SupervisorHandle:
         """
         Start a root supervisor process with *children*, each started and ready before the next.
@@ -239,13 +245,19 @@ class Supervisor:
             auto_shutdown: whether the end of the root's significant children (``ChildSpec(...,
                 significant=True)``) stops the tree, with exit reason *shutdown*; see
                 :class:`AutoShutdown`. NEVER by default, and then no child may be significant.
+            name: publish the tree under this name for the same user's tools (``otp-supervisor
+                status --tree NAME``): a descriptor file in the user's private runtime directory,
+                removed when the tree stops (see ``docs/operating.md``). None (the default)
+                publishes nothing. 1 to 64 letters, digits, '_', '.' or '-'.
 
         Call it under ``if __name__ == "__main__":`` in a script: the root is spawned, a new Python
         interpreter that imports the main module before it runs, and a start at import time would
         run again there (it is refused, and this call raises :class:`SupervisorGoneError` saying so).
 
         Raises:
-            TypeError, ValueError: an invalid argument; nothing is started.
+            TypeError, ValueError: an invalid argument, or *name* is already published by a running
+                tree; nothing is started.
+            PermissionError: with *name*, the runtime directory is not this user's private one.
             BadCombinationError: a significant child while *auto_shutdown* is NEVER (a
                 ``ValueError``); nothing is started.
             SupervisorGoneError: the root died while starting; the message says why when it knows
@@ -253,18 +265,16 @@ class Supervisor:
             StartError: a child failed to start; the children already started were stopped in
                 reverse order. Its ``__cause__`` is the child's exception with its remote traceback.
         """
-        _refuse_start_while_importing_main()
-        spec = SupervisorSpec(
-            children=children,
-            strategy=strategy,
-            max_restarts=max_restarts,
-            max_seconds=max_seconds,
+        return start_tree(
+            children,
+            strategy,
+            max_restarts,
+            max_seconds,
+            logging_config=logging_config,
+            env=env,
             auto_shutdown=auto_shutdown,
+            name=name,
         )
-        kind = KIND_SIMPLE if spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE else KIND_STATIC
-        handle = _start_root(spec, logging_config, env, kind)
-        assert handle is not None  # only an init function can decline
-        return handle
 
     @staticmethod
     def start_from(
@@ -300,6 +310,34 @@ class Supervisor:
         _refuse_start_while_importing_main()
         call = InitCall(init, args)
         return _start_root(call, logging_config, env)
+
+
+def start_tree(
+    children: Sequence[ChildSpec],
+    strategy: Strategy,
+    max_restarts: int,
+    max_seconds: float,
+    *,
+    logging_config: dict[str, Any] | None,
+    env: Mapping[str, str] | None,
+    auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
+    name: str | None = None,
+    published_kind: str = _published.KIND_TREE,
+) -> SupervisorHandle:
+    """:meth:`Supervisor.start`, published (with *name*) as *published_kind*: an Application says so."""
+    _refuse_start_while_importing_main()
+    spec = SupervisorSpec(
+        children=children,
+        strategy=strategy,
+        max_restarts=max_restarts,
+        max_seconds=max_seconds,
+        auto_shutdown=auto_shutdown,
+    )
+    kind = KIND_SIMPLE if spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE else KIND_STATIC
+    publication = None if name is None else (name, published_kind)
+    handle = _start_root(spec, logging_config, env, kind, publication)
+    assert handle is not None  # only an init function can decline
+    return handle
 
 
 class DynamicSupervisor:
@@ -361,15 +399,26 @@ def _start_root(
     logging_config: dict[str, Any] | None,
     env: Mapping[str, str] | None,
     supervisor_kind: str | None = None,
+    publication: tuple[str, str] | None = None,
 ) -> SupervisorHandle | None:
     """
     Spawn the root with *spec* and wait for its first word: its handle, None if its init declined.
 
     *supervisor_kind* is the handle's ``_protocol.KIND_*`` when known (None: asked when needed).
+    *publication* is the tree's name and published kind, if it is to be published once ready.
     """
     if logging_config is not None and not isinstance(logging_config, dict):
         raise TypeError(f"'logging_config' must be a dict or None (got {logging_config!r})")
     environment = check_environment(env)
+    descriptor_file = None
+    if publication is not None:
+        descriptor_file = _published.file_for(publication[0], create=True)
+        holder = _published.read(publication[0])
+        if holder is not None:
+            raise ValueError(
+                f"'name' {publication[0]!r} is already published by a running tree (root pid "
+                f"{holder.pid}, {holder.file}); stop it or choose another name; nothing was started"
+            )
     try:
         payload = _wire.dumps((spec, os.getpid(), logging_config, environment))
     except Exception as error:
@@ -384,7 +433,7 @@ def _start_root(
     # __main__, importable in the root only once the preparation has loaded it.
     preparation = spawn.get_preparation_data("supervisor:root")
     preparation.pop("authkey", None)  # multiprocessing's key of this process: the tree needs none
-    launch = pickle.dumps((preparation, private_dir)) + payload
+    launch = pickle.dumps((preparation, private_dir, descriptor_file)) + payload
     key = Key.random()
     reader, writer = _spawn.Pipe(duplex=False)
     try:
@@ -405,7 +454,10 @@ def _start_root(
     except (EOFError, OSError):
         kind, value = "died", None
     if kind == "ready":
-        return SupervisorHandle(socket_path(private_dir, "root"), key, "root", root, supervisor_kind)
+        handle = SupervisorHandle(socket_path(private_dir, "root"), key, "root", root, supervisor_kind)
+        if publication is not None:
+            _publish(handle, root, key, publication, logging_config)
+        return handle
     root.collect(None)
     root.remove()
     if kind == "ignore":
@@ -426,3 +478,30 @@ def _start_root(
     raise SupervisorGoneError(
         f"the root supervisor died while starting (exit reason: {reason})", root.exit_reason
     )
+
+
+def _publish(
+    handle: SupervisorHandle,
+    root: StartedRoot,
+    key: Key,
+    publication: tuple[str, str],
+    logging_config: dict[str, Any] | None,
+) -> None:
+    """Publish the ready tree of *handle*; if that fails (another starter won the name), stop it and raise."""
+    name, published_kind = publication
+    try:
+        root.descriptor = _published.publish(
+            _published.Descriptor(
+                name=name,
+                kind=published_kind,
+                address=socket_path(root.private_dir, "root"),
+                key=bytes(key.material),
+                pid=root.pid,
+                pid_start=_published.process_start_ticks(root.pid) or 0,
+                started_at=datetime.datetime.now(datetime.timezone.utc),
+                log_files=_published.log_files_of(logging_config),
+            )
+        )
+    except BaseException:
+        handle.stop()
+        raise

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from . import _wire
+from ._addresses import socket_path
 from ._deadlines import deadline_from, remaining
 from ._keys import Key
 from ._protocol import (
@@ -40,13 +41,12 @@ from ._transport import AUTH_TIMEOUT, KeyMismatch, KeyRefused, connect
 from .errors import (
     AuthenticationError,
     CallTimeout,
-    ChildNotFoundError,
     HandleClosedError,
     SupervisorError,
     SupervisorGoneError,
     UnreadableRequestError,
 )
-from .info import ChildCounts, ChildInfo, ChildState
+from .info import ChildCounts, ChildInfo
 from .messaging.client import DEFAULT_TIMEOUT
 from .messaging.events import DEFAULT_BUFFER, EventStream, check_buffer
 from .messaging.lookup import Scope, call_target, cast_target, whereis_target
@@ -420,28 +420,37 @@ class SupervisorHandle:
     def _servers(self, names: bool = True) -> Scope:
         """Where this handle looks servers up: by name first (*names*), else by id path below it."""
         return Scope(
-            os.path.dirname(self._address), self._authkey, self._scope, self._path, self._expected, names
+            os.path.dirname(self._address),
+            self._authkey,
+            self._scope,
+            self._path,
+            self._parent_of,
+            names,
         )
 
-    def _expected(self, path: str) -> bool:
+    def _parent_of(self, path: str, scope: str) -> SupervisorHandle | None:
         """
-        Whether the child at *path* may run again: False only when its supervisor says it has no
-        such child or the child is STOPPED; True when it is to run, or when that cannot be asked
-        (outside this handle's part of the tree, or in a scope its key does not open).
+        A handle for the supervisor of the child at *path* (a child of *scope*, "" for the tree's),
+        walked to from the top of that scope; None if this handle's key cannot open it or it is not
+        there. Blocks for one call per level.
         """
-        if not path.startswith(f"{self._path}/"):
-            return True
-        *supervisors, child = path[len(self._path) + 1 :].split("/")
-        handle: SupervisorHandle = self
+        private_dir = os.path.dirname(self._address)
+        top = scope or path.split("/", 1)[0]
+        if not path.startswith(f"{top}/"):
+            return None
+        if scope == self._scope:
+            key = self._authkey
+        elif not self._scope:
+            key = self._authkey.derive(scope)  # the tree key opens every session
+        else:
+            return None
+        handle = SupervisorHandle(socket_path(private_dir, top), key, top, scope=scope)
         try:
-            for child_id in supervisors:
+            for child_id in path[len(top) + 1 :].split("/")[:-1]:
                 handle = handle.child_supervisor(child_id, timeout=AUTH_TIMEOUT)
-            info = handle.which_child(child, timeout=AUTH_TIMEOUT)
-        except ChildNotFoundError:
-            return False
         except SupervisorError:
-            return True
-        return info.state is not ChildState.STOPPED
+            return None
+        return handle
 
     def stop(self, timeout: float | None = None) -> None:
         """

@@ -32,7 +32,7 @@ import multiprocess
 from multiprocess import spawn
 from multiprocess.connection import Connection
 
-from .. import _child, _linux, _spawned
+from .. import _child, _linux, _published, _spawned
 from .._addresses import TreeContext
 from .._keys import Key
 from ..errors import StartError
@@ -59,12 +59,13 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
 
     Reads the tree's key, then multiprocess's spawn preparation (applied: ``sys.path``, the working
     directory, the starter's main module) and the private directory, then the spec, from
-    *launch_fd*; reports on *result_fd*. Returns when the tree has stopped.
+    *launch_fd*; reports on *result_fd*. Returns when the tree has stopped, after removing the
+    tree's descriptor (a named tree's, see :mod:`supervisor._published`).
     """
     _spawned.begin(result_fd)
     key = Key.read_from(launch_fd)
     with os.fdopen(launch_fd, "rb") as launch:
-        preparation, private_dir = pickle.load(launch)
+        preparation, private_dir, descriptor_file = pickle.load(launch)
         _spawned.set_importing_main(True)
         try:
             spawn.prepare(preparation)
@@ -78,7 +79,13 @@ def boot_root(launch_fd: int, result_fd: int) -> None:
         os.environ.update(env)
     multiprocess.current_process().name = "supervisor:root"
     result = Connection(result_fd, readable=False)
-    run_root(spec, TreeContext(private_dir, key, "root"), starter_pid, result, logging_config)
+    try:
+        run_root(spec, TreeContext(private_dir, key, "root"), starter_pid, result, logging_config)
+    finally:
+        if descriptor_file is not None:
+            # A named tree: its starter published it once ready; the root removes it on its way out
+            # (the starter may be gone), if it still names this root.
+            _published.unpublish(descriptor_file, os.getpid())
 
 
 def run_root(

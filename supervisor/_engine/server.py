@@ -74,15 +74,20 @@ def _frame(data: bytes) -> bytes:
 
 class _Client:
     """
-    An authenticated client connection: a non-blocking socket, the bytes of a request still coming,
-    and the bytes of replies still going.
+    An authenticated client connection: a non-blocking socket, the request still coming, and the
+    bytes of replies still going. A request is read straight into a buffer of its own size (the
+    frame header first), never through an immutable ``bytes`` or a buffer that grows: a request may
+    carry a key, and every copy of it must be one that can be zeroed before it is freed (a child
+    forked later inherits this process's freed memory).
     """
 
-    __slots__ = ("incoming", "outgoing", "sock", "wants_writable")
+    __slots__ = ("body", "got", "header", "outgoing", "sock", "wants_writable")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.incoming = bytearray()
+        self.header = bytearray(12)
+        self.body: bytearray | None = None
+        self.got = 0  # bytes read of the header, then of the body
         self.outgoing = bytearray()
         self.wants_writable = False
 
@@ -90,42 +95,56 @@ class _Client:
         return self.sock.fileno()
 
     def close(self) -> None:
-        _wire.zero(self.incoming)
+        if self.body is not None:
+            _wire.zero(self.body)
         self.sock.close()
 
-    def receive(self) -> list[bytearray]:
+    def receive(self, limit: int = 64) -> list[bytearray]:
         """
-        Read what the socket has now, without blocking; return the requests that came whole.
+        Read what the socket has now, without blocking; return the requests that came whole (at
+        most *limit* of them: the rest waits for the next turn).
 
         Raises:
             EOFError: the client closed the connection (in the middle of a request, or between two).
             OSError: the read failed, or a request is larger than ``MAX_INCOMING``.
         """
-        try:
-            chunk = self.sock.recv(1 << 16)
-        except BlockingIOError:
-            return []
-        if not chunk:
-            raise EOFError("the client closed the connection")
-        self.incoming += chunk
-        frames = []
-        while len(self.incoming) >= 4:
-            (size,) = _HEADER.unpack_from(self.incoming)
-            start = 4
-            if size == -1:
-                if len(self.incoming) < 12:
-                    break
-                (size,) = _LONG_HEADER.unpack_from(self.incoming, 4)
-                start = 12
-            if size > MAX_INCOMING or size < 0:
-                raise OSError(f"a request of {size} bytes")
-            end = start + size
-            if len(self.incoming) < end:
-                break
-            frames.append(self.incoming[start:end])
-            self.incoming[:end] = bytes(end)  # no copy of a key left behind in the buffer
-            del self.incoming[:end]
+        frames: list[bytearray] = []
+        while len(frames) < limit:
+            if self.body is None:
+                needed = self._header_size() - self.got
+                view = memoryview(self.header)[self.got : self.got + needed]
+            else:
+                view = memoryview(self.body)[self.got :]
+            try:
+                count = self.sock.recv_into(view) if len(view) else 0
+            except BlockingIOError:
+                return frames
+            if len(view) and count == 0:
+                raise EOFError("the client closed the connection")
+            self.got += count
+            if self.body is None:
+                if self.got < self._header_size():
+                    continue
+                size = self._body_size()
+                self.body, self.got = bytearray(size), 0
+            if self.got == len(self.body):
+                frames.append(self.body)
+                self.body, self.got = None, 0
         return frames
+
+    def _header_size(self) -> int:
+        """4 bytes, or 12 for a long frame (a length of -1, then 8 bytes of length)."""
+        if self.got >= 4 and _HEADER.unpack_from(self.header)[0] == -1:
+            return 12
+        return 4
+
+    def _body_size(self) -> int:
+        (size,) = _HEADER.unpack_from(self.header)
+        if size == -1:
+            (size,) = _LONG_HEADER.unpack_from(self.header, 4)
+        if size < 0 or size > MAX_INCOMING:
+            raise OSError(f"a request of {size} bytes")
+        return int(size)
 
 
 class RouteKind(enum.Enum):

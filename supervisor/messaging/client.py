@@ -29,7 +29,6 @@ from typing import Any
 from .. import _names, _wire
 from .._deadlines import deadline_from, remaining
 from .._keys import Key
-from .._linux import DirectoryWatch
 from .._protocol import AwaitExit
 from .._transport import AUTH_TIMEOUT, KeyMismatch, KeyRefused, connect
 from ..errors import (
@@ -47,11 +46,11 @@ from .ref import ServerRef, key_for_scope
 __all__ = [
     "DEFAULT_TIMEOUT",
     "Monitor",
-    "await_running",
     "call",
     "cast",
     "monitor",
     "resolve",
+    "server_status",
 ]
 
 DEFAULT_TIMEOUT = 5.0
@@ -352,6 +351,18 @@ def cast(target: ServerRef, message: Any, timeout: float | None = DEFAULT_TIMEOU
         _request("cast", target, message, deadline, timeout)
 
 
+def server_status(target: ServerRef, timeout: float | None = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """
+    What the server's mailbox thread says of it, for operators' tools: ``{"mailbox": n}``, the
+    messages waiting (not the one being handled). Answered without the server's main thread, so
+    it comes while a handler runs. Blocks for one round trip; raises as :func:`call` does.
+    """
+    target = _check_ref(target)
+    deadline = deadline_from("timeout", timeout)
+    answer: dict[str, Any] = _request("status", target, None, deadline, timeout)
+    return answer
+
+
 def _request(
     kind: str, target: ServerRef, payload: Any, deadline: float | None, timeout: float | None
 ) -> Any:
@@ -406,6 +417,8 @@ def _answer(kind: str, target: ServerRef, reply: tuple[Any, ...], deadline: floa
         return reply[2]
     if status == "queued":
         return None
+    if status == "status":
+        return reply[2]
     if status == "overloaded":
         raise Overloaded(f"{kind}: the mailbox of server {target.path} is full; the message was not queued")
     if status == "noproc":
@@ -572,23 +585,3 @@ def resolve(private_dir: str, held: Key, held_scope: str, path: str) -> ServerRe
         return None
     key = key_for_scope(held, held_scope, entry.scope, f"server {path}")
     return ServerRef(entry.path, entry.pid, entry.incarnation, private_dir, entry.scope, key)
-
-
-def await_running(
-    private_dir: str, held: Key, held_scope: str, path: str, deadline: float | None
-) -> ServerRef | None:
-    """
-    The running server at *path*, waiting until *deadline* for one to be published there (a server
-    being restarted): woken by the kernel (inotify) when its entry appears, never by polling.
-    """
-    ref = resolve(private_dir, held, held_scope, path)
-    if ref is not None:
-        return ref
-    with DirectoryWatch(private_dir) as watch:
-        wanted = os.path.basename(_names.server_file(private_dir, path))
-        while True:
-            ref = resolve(private_dir, held, held_scope, path)
-            if ref is not None:
-                return ref
-            if not watch.wait_for(wanted, deadline):
-                return None

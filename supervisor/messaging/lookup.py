@@ -11,14 +11,18 @@ failure after the request was sent.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable
 from typing import Any
 
 from .. import _names
 from .._deadlines import deadline_from, remaining
 from .._keys import Key
-from ..errors import NoProc
-from .client import DEFAULT_TIMEOUT, await_running, call, cast, resolve
+from .._linux import DirectoryWatch
+from .._transport import AUTH_TIMEOUT
+from ..errors import AuthenticationError, ChildNotFoundError, NoProc, SupervisorError, SupervisorGoneError
+from ..info import ChildState
+from .client import DEFAULT_TIMEOUT, call, cast, resolve
 from .ref import ServerRef
 
 __all__ = ["Scope", "call_target", "cast_target", "whereis_target"]
@@ -33,22 +37,22 @@ class Scope:
         key: Key,
         key_scope: str,
         base_path: str,
-        expected: Callable[[str], bool],
+        parent_of: Callable[[str, str], Any],
         names: bool = True,
     ) -> None:
         """
-        *expected(path)*: whether the child at *path* exists and is to run again (not stopped).
+        *parent_of(path, scope)*: a handle for the supervisor of the child at *path*, or None.
         *names*: a target is a registered name first (else only an id path below *base_path*).
         """
         self.private_dir = private_dir
         self.key = key
         self.key_scope = key_scope
         self.base_path = base_path
-        self.expected = expected
+        self.parent_of = parent_of
         self.names = names
 
-    def path_of(self, target: object) -> tuple[str, bool]:
-        """The id path *target* names, and whether it is a registered name."""
+    def path_of(self, target: object) -> tuple[str, str]:
+        """The id path *target* names, and the key scope it is in."""
         argument = "name_or_path" if self.names else "child_id"
         if not isinstance(target, str):
             raise TypeError(f"'{argument}' must be a str (got {target!r} that is a {type(target).__name__})")
@@ -56,8 +60,8 @@ class Scope:
             raise ValueError(f"'{argument}' must be a name or an id path like 'api/handler' (got {target!r})")
         entry = _names.read_name(self.private_dir, target) if self.names else None
         if entry is not None:
-            return entry.path, True
-        return f"{self.base_path}/{target.strip('/')}", False
+            return entry.path, entry.scope
+        return f"{self.base_path}/{target.strip('/')}", self.key_scope
 
 
 def whereis_target(scope: Scope, target: str) -> ServerRef | None:
@@ -96,15 +100,59 @@ def cast_target(scope: Scope, target: str, message: Any, timeout: float | None =
 
 
 def _running(scope: Scope, target: str, deadline: float | None, wait: bool, call_name: str) -> ServerRef:
-    path, _ = scope.path_of(target)
+    """
+    The running server *target* names; with *wait*, waits within *deadline* while its supervisor
+    still means to run it: woken when its entry appears (inotify) or when its supervisor has news
+    of its children (an event stream), never by polling. ``NoProc`` when it is not to run again
+    (its supervisor has no such child, or it is STOPPED, or the supervisor is gone).
+    """
+    path, where = scope.path_of(target)
     ref = resolve(scope.private_dir, scope.key, scope.key_scope, path)
     if ref is not None:
         return ref
-    if wait and scope.expected(path):
-        ref = await_running(scope.private_dir, scope.key, scope.key_scope, path, deadline)
-        if ref is not None:
-            return ref
+    if not wait:
+        raise NoProc(f"{call_name}: no server {target!r} is running ({path}); nothing was sent")
+    parent = scope.parent_of(path, where)
+    if parent is None:
         raise NoProc(
-            f"{call_name}: server {target!r} ({path}) did not run again within the timeout; nothing was sent"
+            f"{call_name}: no server {target!r} is running ({path}), nor its supervisor; nothing was sent"
         )
-    raise NoProc(f"{call_name}: no server {target!r} is running ({path}); nothing was sent")
+    try:
+        news = parent.events(buffer=16)
+    except SupervisorError as error:
+        raise NoProc(
+            f"{call_name}: no server {target!r} is running ({path}), and its supervisor cannot say "
+            f"whether it will ({error}); nothing was sent"
+        ) from error
+    with DirectoryWatch(scope.private_dir) as entries, news:
+        poller = select.poll()
+        poller.register(entries.fileno(), select.POLLIN)
+        poller.register(news.fileno(), select.POLLIN)
+        child_id = path.rpartition("/")[2]
+        while True:
+            ref = resolve(scope.private_dir, scope.key, scope.key_scope, path)
+            if ref is not None:
+                return ref
+            if news.ended or not _to_run(parent, child_id):
+                raise NoProc(f"{call_name}: server {target!r} ({path}) is not to run again; nothing was sent")
+            left = remaining(deadline)
+            if left == 0:
+                raise NoProc(
+                    f"{call_name}: server {target!r} ({path}) did not run again within the timeout; "
+                    "nothing was sent"
+                )
+            poller.poll(None if left is None else min(int(left * 1000) + 1, 2**31 - 1))
+            entries.drain()
+            while news.next_event(0) is not None:
+                pass
+
+
+def _to_run(parent: Any, child_id: str) -> bool:
+    """Whether *parent* still means to run its child *child_id* (it has it, and it is not STOPPED)."""
+    try:
+        info = parent.which_child(child_id, timeout=AUTH_TIMEOUT)
+    except (ChildNotFoundError, SupervisorGoneError, AuthenticationError):
+        return False
+    except SupervisorError:
+        return True  # it did not answer in time: still ours to wait for, within the deadline
+    return bool(info.state is not ChildState.STOPPED)

@@ -354,11 +354,14 @@ class _MailboxThread(threading.Thread):
                 return
             finally:
                 _wire.zero(frame)
-            if kind not in ("call", "cast"):
+            if kind not in ("call", "cast", "status"):
                 self._forget(conn.sock)
                 return
             if incarnation != self.incarnation:
                 conn.send(("noproc", request_id))
+                continue
+            if kind == "status":  # for operators' tools: answered here, without the main thread
+                conn.send(("status", request_id, {"mailbox": self.mailbox.external}))
                 continue
             outcome = self.mailbox.offer(_Message(kind, payload, conn, request_id))
             if outcome == "closed":

@@ -18,7 +18,8 @@ from typing import Any
 
 from .._addresses import REGISTRY_ID, SESSION_MANAGER_ID
 from .._entrypoint import EntryPoint
-from .._root import Supervisor, check_environment
+from .._published import KIND_APPLICATION, check_name
+from .._root import check_environment, start_tree
 from ..handle import SupervisorHandle, deadline_from
 from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Restart, StartMode, Strategy
 from .client import SessionManagerHandle
@@ -51,6 +52,9 @@ class Application:
             Application (its supervisor, the registry, the SessionManager, every session), nothing
             of the caller's; by default (None) they inherit the caller's. A session's own
             ``create_session(env=...)`` then replaces ``os.environ`` in that session's processes.
+        name: publish the Application under this name for the same user's tools (``otp-supervisor
+            sessions list --tree NAME``), as :meth:`Supervisor.start`'s *name*; None (the default)
+            publishes nothing. Starting it raises ``ValueError`` if a running tree has the name.
 
     Raises:
         TypeError, ValueError: a bad argument, named; nothing is started.
@@ -66,8 +70,10 @@ class Application:
         registry_timeout: float = 5.0,
         logging_config: dict[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        name: str | None = None,
     ) -> None:
         self._env = check_environment(env)
+        self._name = None if name is None else check_name(name)
         self._manager_spec = DynamicSupervisorSpec(max_restarts=max_restarts, max_seconds=max_seconds)
         self._root_intensity = _intensity(root_max_restarts, root_max_seconds)
         self._registry_timeout = positive_seconds("registry_timeout", registry_timeout)
@@ -134,13 +140,15 @@ class Application:
         if self._handle is not None:
             raise RuntimeError("this Application was already started")
         restarts, seconds = self._root_intensity
-        self._handle = Supervisor.start(
+        self._handle = start_tree(
             self.children(self._manager_spec),
             Strategy.ONE_FOR_ONE,
             restarts,
             seconds,
             logging_config=self._logging_config,
             env=self._env,
+            name=self._name,
+            published_kind=KIND_APPLICATION,
         )
         return self
 

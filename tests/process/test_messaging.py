@@ -23,6 +23,7 @@ import pytest
 
 from supervisor import (
     Application,
+    Backoff,
     CallTimeout,
     ChildSpec,
     ChildState,
@@ -380,6 +381,46 @@ class TestNames:
         assert time.monotonic() - began < LONG_CALL / 4
         with pytest.raises(NoProc):
             tree.call("svc", "x", timeout=LONG_CALL, wait_for_restart=False)
+
+    @pytest.mark.parametrize("ending", ["terminate_child", "stop"])
+    def test_a_call_waiting_for_a_restart_learns_when_it_will_not_come(
+        self, start_tree: Any, ending: str
+    ) -> None:
+        """A call by name with no timeout, waiting out an hour's backoff, ends when the child is ended."""
+        hour = Backoff(initial=0.0, base=3600.0, factor=1.0, max=3600.0, jitter=0.0)
+        tree = start_tree([Echo.child_spec("echo", name="svc", backoff=hour)])
+        first = ref_of(tree, "svc")
+        kill(first.pid)
+        second = restarted(tree, "svc", first)
+        kill(second.pid)  # the second consecutive restart waits an hour
+        outcome: list[BaseException] = []
+
+        def waiting_call() -> None:
+            try:
+                tree.call("svc", "x", timeout=None)
+            except BaseException as error:
+                outcome.append(error)
+
+        caller = threading.Thread(target=waiting_call)
+        caller.start()
+        deadline = time.monotonic() + HANG_TIMEOUT
+        while tree.which_child("echo").state is not ChildState.BACKOFF and time.monotonic() < deadline:
+            pass  # one round trip per check
+        if ending == "terminate_child":
+            tree.terminate_child("echo")
+        else:
+            tree.stop()
+        caller.join(HANG_TIMEOUT)
+
+        assert not caller.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], NoProc)
+
+    def test_a_call_to_a_session_that_does_not_exist_is_noproc_at_once(self) -> None:
+        with Application() as app:
+            began = time.monotonic()
+            with pytest.raises(NoProc):
+                app.session_manager.call("no-such-session", "ctx", "x", timeout=None)
+            assert time.monotonic() - began < HANG_TIMEOUT / 3
 
     def test_a_failed_init_is_a_start_error(self, start_tree: Any) -> None:
         tree = start_tree([])
