@@ -1,7 +1,8 @@
 """
-Test helpers that read the operating system, not the handle: who is alive, who is a zombie.
+What the operating system says about processes, not what a handle says: who is alive, who is a zombie.
 
-Public so that users can check their own trees the same way the package's tests do.
+Read from ``/proc``; public (through :mod:`supervisor.testing`) so that users can check their own
+trees the same way the package's tests do.
 """
 
 from __future__ import annotations
