@@ -171,8 +171,8 @@ def crash_reports(lines: list[str], path: str) -> list[str]:
             except ValueError:
                 record = None
             if isinstance(record, dict):
-                keep = path in record.values() or (
-                    record.get("child_id") == child_id and parent in record.values()
+                keep = record.get("path") == path or (
+                    record.get("child_id") == child_id and record.get("supervisor") == parent
                 )
         if keep:
             records.append(line)
