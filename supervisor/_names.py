@@ -23,6 +23,7 @@ import os
 import attrs
 
 from ._entrypoint import EntryPoint
+from ._procstat import process_start_time
 
 __all__ = [
     "GEN_SERVER",
@@ -98,21 +99,6 @@ def server_file(private_dir: str, path: str) -> str:
 def name_file(private_dir: str, name: str) -> str:
     """The name entry file of *name*."""
     return os.path.join(private_dir, f"n-{_digest(name)}.name")
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time (clock ticks since boot) of the process *pid*, None if there is none."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    state = fields[0]
-    if state in (b"Z", b"X"):
-        return None  # dead, not reaped yet
-    return int(fields[19])
 
 
 def _write(target: str, record: dict[str, object]) -> str:

@@ -32,6 +32,8 @@ from typing import Any
 
 import attrs
 
+from ._procstat import process_start_time
+
 __all__ = [
     "KIND_APPLICATION",
     "KIND_TREE",
@@ -40,7 +42,7 @@ __all__ = [
     "file_for",
     "log_files_of",
     "name_of",
-    "process_start_ticks",
+    "process_start_time",
     "publish",
     "read",
     "running",
@@ -137,24 +139,7 @@ class Descriptor:
     @property
     def is_live(self) -> bool:
         """True while the recorded root runs: its pid exists with the recorded start time."""
-        return process_start_ticks(self.pid) == self.pid_start
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """
-    The start time of the process *pid* in clock ticks since boot; None if it does not exist or has
-    exited (a zombie, not reaped yet, runs nothing).
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces and ')': split after the last.
-    fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):  # field 3, the state: exited
-        return None
-    return int(fields[19])  # field 22 of the whole line
+        return process_start_time(self.pid) == self.pid_start
 
 
 def runtime_dir(create: bool = False) -> str:

@@ -498,7 +498,7 @@ def _publish(
                 address=socket_path(root.private_dir, "root"),
                 key=bytes(key.material),
                 pid=root.pid,
-                pid_start=_published.process_start_ticks(root.pid) or 0,
+                pid_start=_published.process_start_time(root.pid) or 0,
                 started_at=datetime.datetime.now(datetime.timezone.utc),
                 log_files=_published.log_files_of(logging_config),
             )

@@ -54,7 +54,7 @@ def test_a_descriptor_of_this_process_is_live_and_round_trips(
     base = tmp_path / "xdg"
     base.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
-    ticks = _published.process_start_ticks(os.getpid())
+    ticks = _published.process_start_time(os.getpid())
     assert ticks is not None
     descriptor = _published.Descriptor(
         "unit",
@@ -84,7 +84,7 @@ def test_a_descriptor_with_another_start_time_is_stale_and_replaced(
     base = tmp_path / "xdg"
     base.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
-    ticks = _published.process_start_ticks(os.getpid())
+    ticks = _published.process_start_time(os.getpid())
     assert ticks is not None
     now = datetime.datetime.now(datetime.timezone.utc)
     _published.publish(_published.Descriptor("reused", "tree", "/a.sock", b"k", os.getpid(), ticks + 1, now))
