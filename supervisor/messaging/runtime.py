@@ -168,6 +168,7 @@ class _Mailbox:
         self.external = 0  # calls and casts queued: what the limit counts
         self.failure: BaseException | None = None  # the mailbox thread's, if it died
         self.closed = False
+        self.idle = False  # the main thread found the mailbox empty and waits: an offer must wake it
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def fail(self, error: BaseException) -> None:
@@ -184,19 +185,23 @@ class _Mailbox:
                 return "overloaded"
             self.external += 1
             self.messages.append(message)
-        self._wake()
+            wake, self.idle = self.idle, False
+        if wake:  # a busy main thread takes it after its message: no system call for it
+            self._wake()
         return "queued"
 
     def put(self, message: _Message) -> None:
-        """Queue a timer's or monitor's message (not counted against the limit)."""
+        """Queue a timer's or monitor's message (not counted against the limit); the main thread's."""
         with self.lock:
             self.messages.append(message)
-        self._wake()
 
     def take(self) -> _Message | None:
+        """The next message; None if there is none, and then the main thread is idle until woken."""
         with self.lock:
             if not self.messages:
+                self.idle = True
                 return None
+            self.idle = False
             message = self.messages.popleft()
             if message.conn is not None:
                 self.external -= 1
