@@ -146,7 +146,7 @@ def runtime_dir(create: bool = False) -> str:
     """
     The user's private directory for descriptors, made (mode 0700) if *create*.
 
-    ``$XDG_RUNTIME_DIR/otp-supervisor`` when ``XDG_RUNTIME_DIR`` is set, else
+    ``$XDG_RUNTIME_DIR/otp-supervisor`` when ``XDG_RUNTIME_DIR`` names an existing path, else
     ``<tempfile.gettempdir()>/otp-supervisor-<uid>``. Does not block.
 
     Raises:
@@ -155,6 +155,8 @@ def runtime_dir(create: bool = False) -> str:
         FileNotFoundError: it does not exist and *create* is false.
     """
     base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and not os.path.lexists(base):
+        base = None  # set but pointing nowhere (a stale login's): not usable, so the temp directory
     if base:
         _check_private(base, "XDG_RUNTIME_DIR")
         path = os.path.join(base, "otp-supervisor")

@@ -11,6 +11,7 @@ unhealthy, 2 no such tree, path or session (or bad usage). Errors are one line o
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 
@@ -21,6 +22,33 @@ __all__ = ["build_parser", "main"]
 
 _TIMEOUT = 10.0
 """Seconds each call to the tree may take before the command gives up (``--timeout``)."""
+
+
+def _seconds(option: str, allow_zero: bool) -> Callable[[str], float]:
+    """An argparse type: finite seconds, > 0 (or >= 0 with *allow_zero*), named *option* in its error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise argparse.ArgumentTypeError(f"{option} must be finite seconds {bound} (got {text!r})")
+        return value
+
+    return parse
+
+
+def _count(text: str) -> int:
+    """An argparse type for ``-n/--lines``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"-n/--lines must be a whole number >= 0 (got {text!r})")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser, nested: bool = False) -> None:
@@ -40,7 +68,7 @@ def _common(parser: argparse.ArgumentParser, nested: bool = False) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds("--timeout", allow_zero=False),
         default=default(_TIMEOUT),
         metavar="SECONDS",
         help="bound on each call to the tree",
@@ -76,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     events = command("events", follow.events, "child and session events, one per line")
     events.add_argument("--follow", "-f", action="store_true", help="until Ctrl-C or the tree stops")
     events.add_argument(
-        "--window", type=float, default=1.0, metavar="SECONDS", help="without --follow: how long to listen"
+        "--window",
+        type=_seconds("--window", allow_zero=True),
+        default=1.0,
+        metavar="SECONDS",
+        help="without --follow: how long to listen",
     )
     for name, func, text in (
         ("start", commands.start, "start a stopped child again (OTP's restart_child)"),
@@ -97,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(parser_of, nested=True)
     tail = command("tail", commands.tail, "the crash reports of a child, from the tree's log file")
     tail.add_argument("path", metavar="PATH", help="the child: 'worker' or 'api/handler'")
-    tail.add_argument("-n", "--lines", type=int, default=0, metavar="N", help="only the last N lines")
+    tail.add_argument("-n", "--lines", type=_count, default=0, metavar="N", help="only the last N lines")
     demo = sub.add_parser(
         "demo", help="start a tree and a session Application, crash things, watch them recover"
     )
@@ -118,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except (ValueError, TypeError) as error:  # a bad value the parser let through: one line, no traceback
+        _fail(args, f"{args.command}: {error}", 2)
+        return 2
 
 
 def _fail(args: argparse.Namespace, message: str, status: int) -> None:

@@ -198,6 +198,8 @@ def tail(args: argparse.Namespace) -> int:
         except OSError as error:
             raise CliError(f"tree {target.name!r}: cannot read its log {file}: {error}", 1) from error
     records = crash_reports(lines, path)[-args.lines :] if args.lines else crash_reports(lines, path)
+    if not records:
+        target.child_at(split_path(args.path))  # no report: a path the tree does not have is exit 2
     if args.json:
         render.emit_json({"tree": target.name, "path": path, "log_files": list(files), "lines": records})
     else:

@@ -127,8 +127,8 @@ def find(name: str | None, timeout: float) -> Target:
         found = _published.running()
     except PermissionError as error:
         raise CliError(str(error), 1) from error
-    except ValueError as error:
-        raise CliError(str(error)) from error
+    except ValueError as error:  # a name that cannot be a tree's: say it of the option the user typed
+        raise CliError(str(error).replace("'name'", "--tree", 1)) from error
     if not found:
         raise CliError("no named tree of this user is running (start one with name=...)")
     if len(found) > 1:

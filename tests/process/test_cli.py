@@ -325,6 +325,27 @@ class TestActions:
         error = cli("status", "--tree", "nosuch", "--json")
         assert json.loads(error.stdout) == {"error": json.loads(error.stdout)["error"], "status": 2}
 
+    def test_bad_option_values_exit_2_naming_the_option(self, shop: SupervisorHandle) -> None:
+        """Bad --timeout, --window, -n and --tree values: one line naming the option, exit 2, no traceback."""
+        for value in ("-1", "nan", "inf", "0"):
+            assert_clean_error(
+                cli("status", "--tree", "shop", "--timeout", value), 2, "--timeout must be finite"
+            )
+        for value in ("nan", "-5"):
+            assert_clean_error(
+                cli("events", "--tree", "shop", "--window", value), 2, "--window must be finite"
+            )
+        assert_clean_error(cli("tail", "cache", "--tree", "shop", "-n", "-1"), 2, "-n/--lines must be")
+        assert_clean_error(cli("status", "--tree", "../x"), 2, "--tree must be")
+
+    def test_tail_of_a_path_the_tree_does_not_have_exits_2(
+        self, runtime: Path, events: EventSink, log_file: LogFile
+    ) -> None:
+        with Supervisor.start([worker(events, "w")], name="logged", logging_config=log_file.config):
+            events.expect("started", "w")
+            assert_clean_error(cli("tail", "nothere", "--tree", "logged"), 2, "no child at root/nothere")
+            assert cli("tail", "w", "--tree", "logged").returncode == 0  # no report yet, but it exists
+
     def test_start_of_a_running_child_is_refused_with_exit_1(self, shop: SupervisorHandle) -> None:
         """OTP's restart_child of a running child is an error: a message and exit 1."""
         assert_clean_error(cli("start", "cache", "--tree", "shop"), 1, "start root/cache")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,14 @@ def test_crash_reports_keep_one_childs_records_with_their_tracebacks() -> None:
         '{"path": "root/api/h", "message": "json"}',
     ]
     assert crash_reports(lines, "root/api/h") == [lines[0], lines[1], lines[2], lines[4]]
+
+
+def test_an_xdg_runtime_dir_that_does_not_exist_falls_back_to_the_temp_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    directory = _published.runtime_dir(create=True)
+
+    assert directory == str(tmp_path / f"otp-supervisor-{os.geteuid()}")
