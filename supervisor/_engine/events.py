@@ -55,6 +55,8 @@ __all__ = ["MAX_BUFFER", "EventFeed"]
 log = logging.getLogger("supervisor")
 
 MAX_BUFFER = 1_000_000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+"""Bytes of notices one subscriber may have waiting; past them notices are counted as lost."""
 """The most notices a subscriber may ask the supervisor to buffer for it."""
 _READ_SIZE = 4096
 
@@ -69,7 +71,7 @@ class _Subscriber:
     loop also wakes when the socket becomes writable (only while something waits).
     """
 
-    __slots__ = ("conn", "fd", "kinds", "limit", "lost", "out", "queue", "writable")
+    __slots__ = ("conn", "fd", "kinds", "limit", "lost", "out", "queue", "queued_bytes", "writable")
 
     def __init__(self, conn: Any, kinds: frozenset[str], limit: int) -> None:
         self.conn = conn
@@ -78,6 +80,7 @@ class _Subscriber:
         self.limit = limit
         self.out = b""
         self.queue: collections.deque[bytes] = collections.deque()
+        self.queued_bytes = 0
         self.lost = 0
         self.writable = False
 
@@ -167,10 +170,14 @@ class EventFeed(LoopHooks):
                 continue
             if frame is None:
                 frame = _frame(_encode(notice))
+            if subscriber.queued_bytes + len(frame) > MAX_QUEUED_BYTES:
+                subscriber.lost += 1  # notices with big exit reasons: bounded in bytes too
+                continue
             self._send(subscriber, frame)
 
     def _send(self, subscriber: _Subscriber, frame: bytes) -> None:
         subscriber.queue.append(frame)
+        subscriber.queued_bytes += len(frame)
         if not subscriber.writable:
             self._flush(subscriber)
 
@@ -180,6 +187,7 @@ class EventFeed(LoopHooks):
             if not subscriber.out:
                 if subscriber.queue:
                     subscriber.out = subscriber.queue.popleft()
+                    subscriber.queued_bytes -= len(subscriber.out)
                 elif subscriber.lost:
                     lost = Notice(NEWS_LOST, None, os.getpid(), _now(), count=subscriber.lost)
                     subscriber.out = _frame(_encode(lost))

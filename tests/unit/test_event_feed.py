@@ -18,6 +18,7 @@ import pytest
 from multiprocess.connection import Connection
 
 from supervisor import ChildSpec, ExitReason
+from supervisor._engine import events as events_module
 from supervisor._engine.events import EventFeed
 from supervisor._engine.hooks import ChildEvent
 from supervisor._protocol import (
@@ -173,6 +174,21 @@ class TestSlowSubscriber:
         feed.child_ready(ChildEvent("w", total, SPEC), None)
 
         assert [n.pid for n in read_available(pair[1])] == [total]
+
+    def test_waiting_notices_are_bounded_in_bytes_too(
+        self, pair: tuple[Connection, socket.socket], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Big exit reasons cannot pile up past MAX_QUEUED_BYTES: the rest is counted as lost."""
+        monkeypatch.setattr(events_module, "MAX_QUEUED_BYTES", 256 * 1024)
+        feed, _, _ = subscribed(pair, buffer=1_000_000)
+        big = ExitReason.from_exception(ValueError("x" * 100_000))
+        for pid in range(200):  # ~20 MB of notices offered to a reader that reads nothing
+            feed.child_down(ChildEvent("w", None, SPEC, last_pid=pid), big, False)
+
+        subscriber = next(iter(feed.subscribers.values()))
+
+        assert subscriber.queued_bytes <= 256 * 1024
+        assert subscriber.lost > 0
 
     def test_close_sends_what_fits_and_closes(self, pair: tuple[Connection, socket.socket]) -> None:
         feed, reactor, _ = subscribed(pair)
