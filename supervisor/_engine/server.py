@@ -24,7 +24,6 @@ import errno
 import logging
 import os
 import socket
-import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,6 +32,7 @@ import attrs
 
 from .. import _wire
 from .._addresses import TreeContext
+from .._frames import FrameReader, frame
 from .._transport import AUTH_TIMEOUT, KeyMismatch, ServerHandshake, listen, refuse
 from ..errors import SupervisorError
 from .hooks import LoopHooks
@@ -61,33 +61,19 @@ MAX_OUTGOING = 64 * 1024 * 1024
 """Bytes of replies a client may leave unread before its connection is dropped."""
 MAX_INCOMING = 256 * 1024 * 1024
 """Bytes of one request a client may send; a larger one drops its connection."""
-_HEADER = struct.Struct("!i")
-_LONG_HEADER = struct.Struct("!Q")
-
-
-def _frame(data: bytes) -> bytes:
-    """*data* with the framing of ``multiprocess`` connections (a length, then the bytes)."""
-    if len(data) < 2**31:
-        return _HEADER.pack(len(data)) + data
-    return _HEADER.pack(-1) + _LONG_HEADER.pack(len(data)) + data
 
 
 class _Client:
     """
-    An authenticated client connection: a non-blocking socket, the request still coming, and the
-    bytes of replies still going. A request is read straight into a buffer of its own size (the
-    frame header first), never through an immutable ``bytes`` or a buffer that grows: a request may
-    carry a key, and every copy of it must be one that can be zeroed before it is freed (a child
-    forked later inherits this process's freed memory).
+    An authenticated client connection: a non-blocking socket, the request still coming (read into
+    a buffer of its own size, see :mod:`supervisor._frames`), and the bytes of replies still going.
     """
 
-    __slots__ = ("body", "got", "header", "outgoing", "sock", "wants_writable")
+    __slots__ = ("outgoing", "reader", "sock", "wants_writable")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.header = bytearray(12)
-        self.body: bytearray | None = None
-        self.got = 0  # bytes read of the header, then of the body
+        self.reader = FrameReader(MAX_INCOMING)
         self.outgoing = bytearray()
         self.wants_writable = False
 
@@ -95,56 +81,12 @@ class _Client:
         return self.sock.fileno()
 
     def close(self) -> None:
-        if self.body is not None:
-            _wire.zero(self.body)
+        self.reader.discard()
         self.sock.close()
 
-    def receive(self, limit: int = 64) -> list[bytearray]:
-        """
-        Read what the socket has now, without blocking; return the requests that came whole (at
-        most *limit* of them: the rest waits for the next turn).
-
-        Raises:
-            EOFError: the client closed the connection (in the middle of a request, or between two).
-            OSError: the read failed, or a request is larger than ``MAX_INCOMING``.
-        """
-        frames: list[bytearray] = []
-        while len(frames) < limit:
-            if self.body is None:
-                needed = self._header_size() - self.got
-                view = memoryview(self.header)[self.got : self.got + needed]
-            else:
-                view = memoryview(self.body)[self.got :]
-            try:
-                count = self.sock.recv_into(view) if len(view) else 0
-            except BlockingIOError:
-                return frames
-            if len(view) and count == 0:
-                raise EOFError("the client closed the connection")
-            self.got += count
-            if self.body is None:
-                if self.got < self._header_size():
-                    continue
-                size = self._body_size()
-                self.body, self.got = bytearray(size), 0
-            if self.got == len(self.body):
-                frames.append(self.body)
-                self.body, self.got = None, 0
-        return frames
-
-    def _header_size(self) -> int:
-        """4 bytes, or 12 for a long frame (a length of -1, then 8 bytes of length)."""
-        if self.got >= 4 and _HEADER.unpack_from(self.header)[0] == -1:
-            return 12
-        return 4
-
-    def _body_size(self) -> int:
-        (size,) = _HEADER.unpack_from(self.header)
-        if size == -1:
-            (size,) = _LONG_HEADER.unpack_from(self.header, 4)
-        if size < 0 or size > MAX_INCOMING:
-            raise OSError(f"a request of {size} bytes")
-        return int(size)
+    def receive(self) -> list[bytearray]:
+        """The requests that came whole (see :meth:`FrameReader.receive`); never blocks."""
+        return self.reader.receive(self.sock)
 
 
 class RouteKind(enum.Enum):
@@ -290,10 +232,10 @@ class ControlServer:
         except (EOFError, OSError):
             self.drop(conn)
             return
-        for frame in complete:
+        for request in complete:
             if conn not in self.conns:
                 return  # dropped, or handed to a new owner, by an earlier request of this read
-            self._route(conn, frame)
+            self._route(conn, request)
 
     def _route(self, conn: Any, frame: bytearray) -> None:
         try:
@@ -345,7 +287,7 @@ class ControlServer:
             data = _wire.dumps(message)
         except Exception as error:  # a reply value that cannot be pickled: say so instead
             data = _wire.dumps(("error", SupervisorError(f"the reply could not be encoded: {error}")))
-        conn.outgoing += _frame(data)
+        conn.outgoing += frame(data)
         if len(conn.outgoing) > MAX_OUTGOING:
             log.warning("supervisor %s: a client does not read its replies; dropped it", self.tree.path)
             self.drop(conn)

@@ -28,7 +28,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import threading
 import time
 from types import FrameType
@@ -37,6 +36,7 @@ from typing import Any
 from .. import _names, _titles, _wire
 from .._addresses import TreeContext
 from .._child import notify_ready
+from .._frames import FrameReader, frame
 from .._keys import Key
 from .._transport import AUTH_TIMEOUT, KeyMismatch, ServerHandshake, listen, refuse
 from ..errors import NameTakenError
@@ -51,10 +51,10 @@ __all__ = ["run_gen_server"]
 log = logging.getLogger("supervisor")
 
 _MAX_WAIT = 86400.0  # epoll takes at most ~24.8 days: a later timer is waited for in steps
+MAX_INCOMING = 1 << 40
+"""The largest request a server takes, in bytes (its memory is the real bound)."""
 MAX_OUTGOING = 64 * 1024 * 1024
 """Bytes of answers a caller may leave unread before its connection is dropped."""
-_HEADER = struct.Struct("!i")
-_LONG_HEADER = struct.Struct("!Q")
 
 
 def run_gen_server(
@@ -82,12 +82,12 @@ class _Connection:
     dropped.
     """
 
-    __slots__ = ("buffer", "closed", "epoll", "lock", "outgoing", "sock", "wants_writable")
+    __slots__ = ("closed", "epoll", "lock", "outgoing", "reader", "sock", "wants_writable")
 
     def __init__(self, sock: socket.socket, epoll: Any) -> None:
         self.sock = sock
         self.epoll = epoll  # the mailbox thread's: told to wake for writability while bytes wait
-        self.buffer = bytearray()
+        self.reader = FrameReader(MAX_INCOMING)  # a request, read into a buffer of its own size
         self.outgoing = bytearray()
         self.wants_writable = False
         self.lock = threading.Lock()
@@ -105,13 +105,10 @@ class _Connection:
                     ExitReason.from_exception(TypeError(f"reply cannot be pickled: {error}")),
                 )
             )
-        header = (
-            _HEADER.pack(len(data)) if len(data) < 2**31 else _HEADER.pack(-1) + _LONG_HEADER.pack(len(data))
-        )
         with self.lock:
             if self.closed:
                 return
-            self.outgoing += header + data
+            self.outgoing += frame(data)
             if len(self.outgoing) > MAX_OUTGOING:
                 log.warning("genserver: a caller does not read its answers; dropped its connection")
                 self._close()
@@ -334,25 +331,21 @@ class _MailboxThread(threading.Thread):
             return
         with conn.lock:  # not while the main thread is answering on it
             conn.closed = True
+            conn.reader.discard()
             sock.close()
 
     def _read(self, conn: _Connection) -> None:
         try:
-            chunk = conn.sock.recv(1 << 16)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        if not chunk or conn.closed:
+            frames = [] if conn.closed else conn.reader.receive(conn.sock)
+        except (EOFError, OSError):
+            frames = []
+            conn.closed = True
+        if conn.closed:
             self._forget(conn.sock)
             return
-        conn.buffer += chunk
-        while True:
-            frame = _take_frame(conn.buffer)
-            if frame is None:
-                return
+        for request in frames:
             try:
-                message = _wire.loads(frame)
+                message = _wire.loads(request)
                 kind, request_id, incarnation, payload = message
             except Exception as error:
                 log.warning(
@@ -363,7 +356,7 @@ class _MailboxThread(threading.Thread):
                 self._forget(conn.sock)
                 return
             finally:
-                _wire.zero(frame)
+                _wire.zero(request)
             if kind not in ("call", "cast", "status"):
                 self._forget(conn.sock)
                 return
@@ -380,24 +373,6 @@ class _MailboxThread(threading.Thread):
                 conn.send(("overloaded", request_id))
             elif kind == "cast":
                 conn.send(("queued", request_id))
-
-
-def _take_frame(buffer: bytearray) -> bytearray | None:
-    """The first whole frame in *buffer* (removed from it), None if none has come whole yet."""
-    if len(buffer) < 4:
-        return None
-    (size,) = _HEADER.unpack_from(buffer)
-    start = 4
-    if size == -1:
-        if len(buffer) < 12:
-            return None
-        (size,) = _LONG_HEADER.unpack_from(buffer, 4)
-        start = 12
-    if len(buffer) < start + size:
-        return None
-    frame = buffer[start : start + size]
-    buffer[: start + size] = b""
-    return frame
 
 
 class _ServerProcess:
