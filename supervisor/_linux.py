@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import select
 import signal
 import struct
-import time
 from collections.abc import Iterable
 
 __all__ = [
@@ -100,14 +98,13 @@ _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 _IN_MOVED_TO = 0x00000080
 _IN_CREATE = 0x00000100
-_POLL_MAX_MS = 2**31 - 1  # poll(2) takes an int: a longer wait is taken in steps
 _IN_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
 
 
 class DirectoryWatch:
     """
-    Names of files created in (or renamed into) one directory, through inotify: a wait that is woken
-    by the kernel, never by polling. Holds one descriptor (close-on-exec) until :meth:`close`.
+    Names of files created in (or renamed into) one directory, through inotify: its descriptor becomes
+    readable when one is, so a wait on it is woken by the kernel, never by polling. Holds one descriptor (close-on-exec) until :meth:`close`.
     """
 
     def __init__(self, directory: str) -> None:
@@ -125,28 +122,8 @@ class DirectoryWatch:
     def fileno(self) -> int:
         return self.fd
 
-    def wait_for(self, name: str, deadline: float | None) -> bool:
-        """
-        Block until a file *name* is created in the directory, or *deadline* (monotonic; None: no
-        limit) passes; True if it was. Call it after checking the file is not there yet.
-        """
-        wanted = os.fsencode(name)
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            if not poller.poll(None if left is None else min(int(left * 1000) + 1, _POLL_MAX_MS)):
-                continue
-            if wanted in self._names():
-                return True
-
     def drain(self) -> list[bytes]:
         """The names created since the last read, without blocking (empty if none)."""
-        return self._names()
-
-    def _names(self) -> list[bytes]:
         try:
             data = os.read(self.fd, 64 * 1024)
         except BlockingIOError:

@@ -7,7 +7,9 @@ inside the server (``emit(sink, "terminated", reason)``); tests block on the sin
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -105,18 +107,34 @@ class Deferred(GenServer):
         self.waiting.clear()
 
 
+def wait_at_gate(gate: str, sink: str, kind: str, key: Any = None) -> None:
+    """
+    Bind the datagram socket *gate*, report *kind* on *sink*, then block until the test sends a
+    datagram to *gate* (:func:`open_gate`); HANG_TIMEOUT only guards a hang.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as waiting:
+        waiting.bind(gate)
+        emit(sink, kind, key)
+        waiting.settimeout(HANG_TIMEOUT)
+        with contextlib.suppress(TimeoutError):
+            waiting.recv(1)
+
+
+def open_gate(gate: str) -> None:
+    """Let a process waiting at *gate* go on (nothing happens if none waits there yet or any more)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as opener, contextlib.suppress(OSError):
+        opener.sendto(b"!", gate)
+
+
 class Gate(GenServer):
-    """A handler that blocks until a file appears: fills the mailbox behind it for overload tests."""
+    """A handler that blocks until the test opens its gate: fills the mailbox behind it for overload tests."""
 
     def init(self, sink: str) -> None:
         self.sink = sink
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         if isinstance(request, tuple) and request[0] == "block_until":
-            emit(self.sink, "blocked")
-            deadline = time.monotonic() + HANG_TIMEOUT
-            while not os.path.exists(request[1]) and time.monotonic() < deadline:
-                time.sleep(0.01)  # the test's gate, not the library's: a file the test creates
+            wait_at_gate(request[1], self.sink, "blocked")
             return "opened"
         return request
 
@@ -184,27 +202,23 @@ def call_through_sessions(sessions: Any, session_id: str, child_id: str, sink: s
 
 
 class SlowToTerminate(GenServer):
-    """Reports when its terminate begins, then takes a while: calls that come meanwhile are refused."""
+    """Reports when its terminate begins, then waits in it at the test's gate: calls meanwhile are refused."""
 
-    def init(self, sink: str) -> None:
-        self.sink = sink
+    def init(self, sink: str, gate: str) -> None:
+        self.sink, self.gate = sink, gate
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         return request
 
     def terminate(self, reason: Any) -> None:
-        emit(self.sink, "terminating", os.getpid())
-        time.sleep(2.0)
+        wait_at_gate(self.gate, self.sink, "terminating", os.getpid())
 
 
 class SlowInit(GenServer):
-    """Reports that its init began, then waits in it until a file appears (the test's gate)."""
+    """Reports that its init began, then waits in it until the test opens its gate."""
 
     def init(self, sink: str, gate: str) -> None:
-        emit(sink, "initializing", os.getpid())
-        deadline = time.monotonic() + HANG_TIMEOUT
-        while not os.path.exists(gate) and time.monotonic() < deadline:
-            time.sleep(0.01)  # the test's gate, not the library's
+        wait_at_gate(gate, sink, "initializing", os.getpid())
 
     def handle_call(self, request: Any, caller: Caller) -> Any:
         return request

@@ -10,7 +10,6 @@ in a session the session's own key, derived from the tree key and the session's 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import attrs
@@ -76,8 +75,3 @@ def key_for_scope(held: Key, held_scope: str, scope: str, what: str) -> Key:
     raise AuthenticationError(
         f"{what} is in {scope or 'the tree outside sessions'}, which this key (of {held_scope}) does not open"
     )
-
-
-def private_dir_of(address: str) -> str:
-    """The tree's private directory, from the address of any socket in it."""
-    return os.path.dirname(address)

@@ -29,7 +29,7 @@ from supervisor import Application, Backoff, ChildSpec, Supervisor, SupervisorHa
 from supervisor.cli import target
 from supervisor.testing import wait_gone
 from tests.children import HANG_TIMEOUT, EventSink, sleep_forever
-from tests.servers import Gate
+from tests.servers import Gate, open_gate
 
 from .conftest import LogFile
 from .helpers import kill, settle, worker
@@ -397,7 +397,7 @@ class TestTopEventsTail:
                 cast(ref, 2)
                 frame = cli_json("top", "--once", "--tree", "mail")
             finally:
-                Path(gate).touch()
+                open_gate(gate)
                 holder.join(60)
         rows = {row["path"]: row for row in frame["processes"]}
         assert rows["root/gate"]["mailbox"] == 2
