@@ -104,7 +104,8 @@ _IN_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NU
 class DirectoryWatch:
     """
     Names of files created in (or renamed into) one directory, through inotify: its descriptor becomes
-    readable when one is, so a wait on it is woken by the kernel, never by polling. Holds one descriptor (close-on-exec) until :meth:`close`.
+    readable when one is, so a wait on it is woken by the kernel, never by polling. Holds one
+    descriptor (close-on-exec) until :meth:`close`.
     """
 
     def __init__(self, directory: str) -> None:
