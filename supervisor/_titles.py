@@ -41,7 +41,7 @@ _NO_ENV = "SPT_NOENV"
 _set_up = False  # this process, or the supervisor it was forked from, has called setproctitle
 
 
-Role = Literal["root", "supervisor", "worker", "server", "registry", "manager", "session"]
+Role = Literal["root", "supervisor", "worker", "server", "registry", "agent", "manager", "session"]
 """What a process of a tree is, as its title says. Plain strings: an Enum's ``value`` runs Python code
 in the child whose objects' pages a fork shares, and each first write to one is a page copy."""
 

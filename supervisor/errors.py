@@ -25,13 +25,18 @@ __all__ = [
     "ChildNotRunningError",
     "ChildRestartingError",
     "ChildRunningError",
+    "ClusterUnavailableError",
     "DuplicateChildError",
     "HandleClosedError",
     "MaxChildrenError",
     "NameTakenError",
+    "NoCapacityError",
     "NoProc",
+    "NodeNotFoundError",
+    "NodeUnreachableError",
     "Overloaded",
     "RegistryUnavailableError",
+    "RemoteSessionError",
     "ServerDown",
     "SessionNotFoundError",
     "SimpleOneForOneError",
@@ -161,6 +166,48 @@ class AuthenticationError(SupervisorError, ConnectionError):
 
 class RegistryUnavailableError(SupervisorError):
     """The session registry could not be reached within the wait bound."""
+
+
+class ClusterUnavailableError(RegistryUnavailableError):
+    """
+    The cluster's registry (etcd) did not answer within its bound, or this node is not part of the
+    cluster now (it fenced itself after losing its lease, and has not rejoined yet).
+    """
+
+
+class NodeNotFoundError(SupervisorError, LookupError):
+    """No live node of the cluster has this name."""
+
+    def __init__(self, message: str, node: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class NodeUnreachableError(SupervisorError, ConnectionError):
+    """
+    A node of the cluster is listed but did not answer: its node-to-node endpoint refused the
+    connection or did not complete the handshake within the bound. The request was not delivered.
+    """
+
+    def __init__(self, message: str, node: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class NoCapacityError(SupervisorError):
+    """Every live node of the cluster runs as many sessions as its capacity: nowhere to place one."""
+
+
+class RemoteSessionError(SupervisorError):
+    """
+    The session runs on another node of the cluster, and this operation works on the node's own
+    sessions only (its processes and sockets are that node's); ``node`` names the owner.
+    """
+
+    def __init__(self, message: str, session_id: str, node: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.node = node
 
 
 class SessionNotFoundError(SupervisorError, LookupError):

@@ -11,6 +11,7 @@ Their start functions are named entry points, so starting an Application loads n
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from types import TracebackType
@@ -23,6 +24,7 @@ from .._root import check_environment, start_tree
 from ..handle import SupervisorHandle, deadline_from
 from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Restart, StartMode, Strategy
 from .client import SessionManagerHandle
+from .cluster.config import EtcdCluster
 from .values import positive_seconds
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["Application"]
 
 _RUN_REGISTRY = EntryPoint("supervisor.sessions.registry_server", "run_registry_server")
+_RUN_AGENT = EntryPoint("supervisor.sessions.cluster.agent", "run_cluster_agent")
 _RUN_MANAGER = EntryPoint("supervisor.sessions.manager", "run_session_manager")
 
 
@@ -64,6 +67,9 @@ class Application:
             :attr:`metrics_port`). None (the default): no metrics. Their ``tree`` label is *name*, or
             ``root`` without one.
         metrics_host: the address the metrics are served on; ``127.0.0.1`` by default.
+        cluster: an :class:`~supervisor.EtcdCluster` to make this Application a node of a cluster
+            whose session registry is etcd (see ``docs/cluster.md``; needs the ``cluster`` extra);
+            None (the default): a registry of its own, on this machine.
 
     Raises:
         TypeError, ValueError: a bad argument, named; nothing is started.
@@ -82,7 +88,9 @@ class Application:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
         name: str | None = None,
+        cluster: EtcdCluster | None = None,
     ) -> None:
+        self._cluster = _check_cluster(cluster)
         self._env = check_environment(env)
         self._name = None if name is None else check_name(name)
         self._metrics_address = _metrics_address(metrics_port, metrics_host)
@@ -99,10 +107,24 @@ class Application:
         self._handle: SupervisorHandle | None = None
 
     @staticmethod
-    def children(manager_spec: DynamicSupervisorSpec | None = None) -> list[ChildSpec]:
-        """The Application supervisor's children: the registry server, then the SessionManager."""
+    def children(
+        manager_spec: DynamicSupervisorSpec | None = None,
+        cluster: EtcdCluster | None = None,
+        registry_timeout: float = 5.0,
+    ) -> list[ChildSpec]:
+        """
+        The Application supervisor's children: the registry server (in a cluster, the node agent),
+        then the SessionManager.
+        """
+        registry = (
+            ChildSpec(REGISTRY_ID, _RUN_REGISTRY, start_mode=StartMode.NOTIFY)
+            if cluster is None
+            else ChildSpec(
+                REGISTRY_ID, _RUN_AGENT, args=(cluster, registry_timeout), start_mode=StartMode.NOTIFY
+            )
+        )
         return [
-            ChildSpec(REGISTRY_ID, _RUN_REGISTRY, start_mode=StartMode.NOTIFY),
+            registry,
             ChildSpec(
                 SESSION_MANAGER_ID,
                 _RUN_MANAGER,
@@ -121,32 +143,39 @@ class Application:
         max_seconds: float = 5.0,
         root_max_restarts: int = 3,
         root_max_seconds: float = 5.0,
+        cluster: EtcdCluster | None = None,
     ) -> ChildSpec:
         """
         The Application as a nested supervisor child of your own tree; see :meth:`session_manager_in`.
 
-        The intensities are as for :class:`Application`; *root_max_restarts* and *root_max_seconds*
-        are the nested Application supervisor's.
+        The intensities and *cluster* are as for :class:`Application`; *root_max_restarts* and
+        *root_max_seconds* are the nested Application supervisor's.
         """
+        _check_cluster(cluster)
         manager_spec = DynamicSupervisorSpec(max_restarts=max_restarts, max_seconds=max_seconds)
         restarts, seconds = _intensity(root_max_restarts, root_max_seconds)
+        strategy = Strategy.ONE_FOR_ONE if cluster is None else Strategy.REST_FOR_ONE
         return ChildSpec.supervisor(
-            id, cls.children(manager_spec), Strategy.ONE_FOR_ONE, restarts, seconds, restart=Restart.PERMANENT
+            id, cls.children(manager_spec, cluster), strategy, restarts, seconds, restart=Restart.PERMANENT
         )
 
     @staticmethod
     def session_manager_in(
-        handle: SupervisorHandle, child_id: str = "application", registry_timeout: float = 5.0
+        handle: SupervisorHandle,
+        child_id: str = "application",
+        registry_timeout: float = 5.0,
+        node: str | None = None,
     ) -> SessionManagerHandle:
         """
-        The SessionManager of the Application child *child_id* of the supervisor *handle*.
+        The SessionManager of the Application child *child_id* of the supervisor *handle*; *node* is
+        the name of its :class:`~supervisor.EtcdCluster` if it was given one (None if not).
 
         Raises:
             TypeError, ValueError: *registry_timeout* is not finite seconds > 0; nothing is asked.
         """
         positive_seconds("registry_timeout", registry_timeout)
         nested = handle.child_supervisor(child_id)
-        return SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout)
+        return SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout, node)
 
     def start(self) -> Application:
         """
@@ -161,10 +190,16 @@ class Application:
             raise RuntimeError("this Application was already started")
         if self._metrics_address is not None:
             from .. import metrics  # here: only an Application with metrics imports prometheus_client
+        if self._cluster is not None and importlib.util.find_spec("etcd3gw") is None:
+            raise ImportError(
+                "an Application in a cluster needs the 'cluster' extra: pip install 'otp-supervisor[cluster]'"
+            )
         restarts, seconds = self._root_intensity
         self._handle = start_tree(
-            self.children(self._manager_spec),
-            Strategy.ONE_FOR_ONE,
+            self.children(self._manager_spec, self._cluster, self._registry_timeout),
+            # In a cluster the SessionManager and its sessions share the agent's fate: a session must
+            # not outlive the agent that holds the lease announcing it (see docs/cluster.md).
+            Strategy.ONE_FOR_ONE if self._cluster is None else Strategy.REST_FOR_ONE,
             restarts,
             seconds,
             logging_config=self._logging_config,
@@ -212,7 +247,10 @@ class Application:
     def session_manager(self) -> SessionManagerHandle:
         """A client handle for the SessionManager (picklable; usable from any process)."""
         handle = self.supervisor
-        return SessionManagerHandle(handle._address, handle.path, handle._authkey, self._registry_timeout)
+        node = None if self._cluster is None else self._cluster.node
+        return SessionManagerHandle(
+            handle._address, handle.path, handle._authkey, self._registry_timeout, node
+        )
 
     def __enter__(self) -> Application:
         return self.start()
@@ -242,6 +280,14 @@ def _metrics_address(port: object, host: object) -> tuple[str, int] | None:
     if not host:
         raise ValueError("'metrics_host' must be an address to listen on (got '')")
     return host, port
+
+
+def _check_cluster(cluster: object) -> EtcdCluster | None:
+    if cluster is not None and not isinstance(cluster, EtcdCluster):
+        raise TypeError(
+            f"'cluster' must be an EtcdCluster or None (got {cluster!r} that is a {type(cluster).__name__})"
+        )
+    return cluster
 
 
 def _intensity(root_max_restarts: object, root_max_seconds: object) -> tuple[int, float]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import uuid
 from typing import Any
@@ -26,6 +27,7 @@ from ..errors import (
     ChildNotFoundError,
     ChildNotRunningError,
     RegistryUnavailableError,
+    RemoteSessionError,
     SessionNotFoundError,
 )
 from ..handle import SupervisorHandle, deadline_from, remaining
@@ -36,11 +38,13 @@ from ..messaging.ref import ServerRef
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
 from .events import SessionEventStream
 from .registry import RegistryClient
-from .values import SessionInfo, SessionOptions, SessionStatus, positive_seconds
+from .values import Placement, SessionInfo, SessionOptions, SessionStatus, positive_seconds
 
 __all__ = ["SessionManagerHandle"]
 
 _RUN_SESSION = EntryPoint("supervisor.sessions.session", "run_session_supervisor")
+FOREVER = 3600.0
+"""The bound of a request forwarded to another node when the caller gives no timeout: an hour."""
 _PEEK_TIMEOUT = 0.5
 """Seconds ``terminate_session`` gives a registry read at most (to find a session still starting)."""
 
@@ -53,13 +57,19 @@ class SessionManagerHandle:
     """
 
     def __init__(
-        self, app_address: str, app_path: str, authkey: Key | bytes, registry_timeout: float = 5.0
+        self,
+        app_address: str,
+        app_path: str,
+        authkey: Key | bytes,
+        registry_timeout: float = 5.0,
+        node: str | None = None,
     ) -> None:
         registry_timeout = positive_seconds("registry_timeout", registry_timeout)
         if not isinstance(authkey, Key):
             authkey = Key(authkey)
         app = TreeContext.at(app_address, authkey, app_path)
-        self._app = (app_address, app_path, authkey, registry_timeout)
+        self._app = (app_address, app_path, authkey, registry_timeout, node)
+        self._node = node  # this node's name in a cluster; None outside one
         manager = app.session_manager
         self._manager = SupervisorHandle(manager.address, authkey, manager.path, kind=KIND_DYNAMIC)
         self._registry = RegistryClient(app.registry.address, authkey, registry_timeout)
@@ -67,9 +77,13 @@ class SessionManagerHandle:
     def __reduce__(self) -> tuple[Any, ...]:
         return (SessionManagerHandle, self._app)
 
-    def create_session(self, *, timeout: float | None = None, **options: Any) -> str:
+    def create_session(self, *, timeout: float | None = None, node: str | None = None, **options: Any) -> str:
         """
         Start a new session; return its id (a UUID4 string) once all its children are ready.
+
+        In a cluster, the session is placed on *node*, or (None) on the live node with the lowest
+        sessions / capacity; its id is claimed in etcd first, so it runs on one node at most. Outside
+        a cluster *node* must be None.
 
         Options are those of :class:`SessionOptions`: ``children``, ``strategy``, ``max_restarts``,
         ``max_seconds``, ``metadata``, ``restart``, ``cwd``, ``env``, ``max_memory_bytes``,
@@ -85,6 +99,9 @@ class SessionManagerHandle:
             StartError: a child of the session failed to start; nothing is left behind. Its
                 ``__cause__`` chain ends with the child's own exception and remote traceback.
             CallTimeout: not created within *timeout* seconds; the session may still be created.
+            ClusterUnavailableError: (a cluster) etcd did not answer, or this node is fencing itself.
+            NodeNotFoundError, NoCapacityError, NodeUnreachableError: (a cluster) no such live node,
+                no room on it (or anywhere), or it did not answer: nothing was created.
         """
         deadline_from("timeout", timeout)
         unknown = sorted(set(options) - set(SessionOptions.names()))
@@ -94,11 +111,27 @@ class SessionManagerHandle:
                 f"(known: {', '.join(SessionOptions.names())})"
             )
         parsed = SessionOptions(**options)
+        if node is not None and not isinstance(node, str):
+            raise TypeError(
+                f"'node' must be a node's name or None (got {node!r} that is a {type(node).__name__})"
+            )
         session_id = str(uuid.uuid4())
+        if self._node is not None:
+            _check_pickles_by_reference(parsed)
+            self._registry.ask("cluster_create", (session_id, parsed, node, timeout), _forward_bound(timeout))
+            return session_id
+        if node is not None:
+            raise ValueError(f"'node' must be None: this Application is not part of a cluster (got {node!r})")
+        return self._start_session(session_id, parsed, None, timeout)
+
+    def _start_session(
+        self, session_id: str, parsed: SessionOptions, placement: Placement | None, timeout: float | None
+    ) -> str:
+        """Start the session *session_id* here (its placement in the registry); its id once ready."""
         spec = ChildSpec(
             id=session_id,
             start=_RUN_SESSION,
-            args=(parsed.supervisor_spec(), parsed),
+            args=(parsed.supervisor_spec(), parsed) + (() if placement is None else (placement,)),
             restart=parsed.restart,
             shutdown=Shutdown.INFINITY,
             type=ChildType.SUPERVISOR,
@@ -121,9 +154,14 @@ class SessionManagerHandle:
         Raises:
             SessionNotFoundError: no live session has this id.
             CallTimeout: not done within *timeout* seconds; the session is still being stopped.
+            NodeUnreachableError, ClusterUnavailableError: (a cluster) its owner did not answer, or
+                etcd did not: nothing was asked of the owner (within the node bound).
         """
         deadline = deadline_from("timeout", timeout)
         _check_session_id(session_id)
+        if self._node is not None:
+            self._registry.ask("cluster_terminate", (session_id, timeout), _forward_bound(timeout))
+            return
         interrupted = self._interrupt_start(session_id)
         try:
             self._manager.terminate_child(session_id, timeout=remaining(deadline))
@@ -234,6 +272,7 @@ class SessionManagerHandle:
                 (a restartable session between a crash and its restart, waiting in its backoff).
         """
         _check_session_id(session_id)
+        self._check_here(session_id, "session_supervisor")
         try:
             handle = self._manager.child_supervisor(session_id, timeout=timeout)
         except ChildNotFoundError as error:
@@ -278,8 +317,10 @@ class SessionManagerHandle:
         """
         The running server *child_id* (an id, or an id path like ``"sub/ctx"``) of the session
         *session_id*, as a ref that carries the session's key; None if none runs now. Reads the
-        tree's entries; sends nothing.
+        tree's entries; sends nothing. In a cluster, for a session of this node only
+        (:class:`RemoteSessionError` for another node's: call and cast it through this handle).
         """
+        self._check_here(session_id, "whereis")
         return whereis_target(self._session_servers(session_id), child_id)
 
     def call(
@@ -294,15 +335,51 @@ class SessionManagerHandle:
         """
         Call the server *child_id* of the session *session_id* and return its reply; while it is
         being restarted, wait for it within *timeout* (``wait_for_restart=False``: ``NoProc`` at
-        once). The errors are :func:`supervisor.call`'s.
+        once). The errors are :func:`supervisor.call`'s. In a cluster, a session of another node is
+        called through that node (:class:`NodeUnreachableError` if it does not answer within the
+        node bound: the request was not delivered).
         """
+        if self._node is not None and not self._is_here(session_id):
+            bound = _forward_bound(timeout)
+            return self._registry.ask(
+                "cluster_call", (session_id, child_id, request, timeout, wait_for_restart), bound
+            )
         return call_target(self._session_servers(session_id), child_id, request, timeout, wait_for_restart)
 
     def cast(
         self, session_id: str, child_id: str, message: Any, *, timeout: float | None = DEFAULT_TIMEOUT
     ) -> None:
         """Cast *message* to the server *child_id* of the session *session_id*, if one runs now."""
+        if self._node is not None and not self._is_here(session_id):
+            self._registry.ask(
+                "cluster_cast", (session_id, child_id, message, timeout), _forward_bound(timeout)
+            )
+            return
         cast_target(self._session_servers(session_id), child_id, message, timeout)
+
+    def _is_here(self, session_id: str) -> bool:
+        """True outside a cluster, or if the session's entry names this node (one registry read)."""
+        if self._node is None:
+            return True
+        return self.get_session_info(session_id).node == self._node
+
+    def _check_here(self, session_id: str, operation: str) -> None:
+        _check_session_id(session_id)
+        if self._node is None:
+            return
+        owner = self.get_session_info(session_id).node
+        if owner != self._node:
+            raise RemoteSessionError(
+                f"session {session_id!r} runs on node {owner!r}, and {operation} works on this node's "
+                f"({self._node!r}) sessions only",
+                session_id,
+                owner,
+            )
+
+    @property
+    def node(self) -> str | None:
+        """This node's name in its cluster; None outside a cluster."""
+        return self._node
 
     def _session_servers(self, session_id: str) -> Scope:
         _check_session_id(session_id)
@@ -320,6 +397,25 @@ class SessionManagerHandle:
 
     def _not_found(self, session_id: str) -> SessionNotFoundError:
         return SessionNotFoundError(f"no live session with id {session_id!r}", session_id)
+
+
+_FORWARD_SLACK = 2.0
+"""Seconds a forwarded request's reply may take beyond its own timeout (the hops between nodes)."""
+
+
+def _forward_bound(timeout: float | None) -> float:
+    return (FOREVER if timeout is None else timeout) + _FORWARD_SLACK
+
+
+def _check_pickles_by_reference(options: SessionOptions) -> None:
+    """A cluster keeps a session's options in etcd, for any node to start: they must pickle plainly."""
+    try:
+        pickle.dumps(options, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        raise TypeError(
+            "in a cluster, a session's options must pickle with the standard pickler (its children's "
+            f"start functions importable by name from a module, not lambdas or local functions): {error}"
+        ) from error
 
 
 def _check_session_id(session_id: object) -> None:

@@ -24,7 +24,7 @@ import attrs
 from .._engine.hooks import ChildEvent, FdWatch, LoopHooks
 from ..reasons import ExitReason
 from .registry_writer import ACK_TIMEOUT, RegistryWriter
-from .values import ChildSummary, SessionInfo, SessionOptions, SessionStatus
+from .values import ChildSummary, Placement, SessionInfo, SessionOptions, SessionStatus
 
 __all__ = ["RegistryPublisher"]
 
@@ -58,14 +58,17 @@ class RegistryPublisher(LoopHooks):
         previous = self.entries.get(child.child_id)
         options = _options_of(child)
         if previous is None:
+            placement = _placement_of(child)
             info = SessionInfo(
                 session_id=child.child_id,
                 pid=child.pid,
                 status=SessionStatus.INITIALIZING,
-                created_at=datetime.datetime.now(datetime.timezone.utc),
-                restarts=0,
+                created_at=placement.created_at or datetime.datetime.now(datetime.timezone.utc),
+                restarts=placement.restarts,
                 metadata=options.metadata if options is not None else None,
                 children=(),
+                node=placement.node,
+                incarnation=placement.incarnation,
             )
         else:
             info = attrs.evolve(previous, pid=child.pid, status=SessionStatus.INITIALIZING)
@@ -240,3 +243,8 @@ def _describe(error: BaseException) -> str:
 def _options_of(child: ChildEvent) -> SessionOptions | None:
     args = child.spec.args
     return args[1] if len(args) > 1 and isinstance(args[1], SessionOptions) else None
+
+
+def _placement_of(child: ChildEvent) -> Placement:
+    args = child.spec.args
+    return args[2] if len(args) > 2 and isinstance(args[2], Placement) else Placement()

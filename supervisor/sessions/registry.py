@@ -216,8 +216,13 @@ class RegistryLink:
 
     @staticmethod
     def reply(frame: bytes) -> Any:
-        """The value a reply frame carries; RemoteFailure if it is the server's error."""
+        """
+        The value a reply frame carries; RemoteFailure if it is the server's error, and the error itself
+        if the server raised one of the package's errors (or a TypeError or ValueError about an argument).
+        """
         status, value = pickle.loads(frame)
+        if status == "raise" and isinstance(value, Exception):
+            raise value
         if status != "ok":
             raise RemoteFailure(f"the session registry server failed a request: {value}")
         return value
@@ -276,6 +281,35 @@ class RegistryClient:
 
         result: dict[str, Any] = self._call(read, timeout)
         return result
+
+    def ask(self, method: str, args: tuple[Any, ...], timeout: float) -> Any:
+        """
+        ``method(*args)`` of the registry server, asked once (never retried: it may act, not only
+        read); blocks *timeout* seconds at most.
+
+        Raises:
+            RegistryUnavailableError: no answer within *timeout* (it may have acted), or the server
+                is away.
+            AuthenticationError: the registry server refused this client's authkey.
+            the server's own error (one of the package's, or a TypeError or ValueError), re-raised.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            link = self._link(deadline)
+            link.send_frame(link.request(method, *args), deadline)
+            frame = link.recv_frame(deadline)
+        except KeyMismatch as mismatch:
+            self.reset()
+            raise _refused(self.address) from mismatch
+        except (OSError, EOFError) as failure:
+            self.reset()
+            raise RegistryUnavailableError(
+                f"the session registry at {self.address} did not answer {method!r} within {timeout} s"
+            ) from failure
+        except BaseException:
+            self.reset()  # a reply may still be in flight: this link must not be used again
+            raise
+        return link.reply(frame)
 
     # ------------------------------------------------------------------ plumbing
 

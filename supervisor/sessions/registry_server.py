@@ -5,10 +5,12 @@ A worker child of the Application's supervisor (``StartMode.NOTIFY``), ready onc
 accepter and connection threads live only in this leaf process, which never forks; it serves until
 SIGTERM (``ShutdownExit``). Each connection is authenticated with the tree's key (the control sockets'
 handshake, bounded by its deadline, in the connection's own thread), then carries requests
-``(method, args)``, each answered ``("ok", value)`` or ``("error", text)``, in order. The methods are
-those of :class:`_Table`, nothing else: there are no proxies and no reference counts, so nothing a
-client does, or fails to do when it exits, can make the server drop its table. Values are bytes
-(encoded by the clients), so requests and replies are pickled with the C pickler.
+``(method, args)``, each answered ``("ok", value)``, ``("raise", error)`` (one of the package's
+errors, re-raised at the caller) or ``("error", text)``, in order. The methods are those a table class
+lists in ``METHODS`` (:class:`Table`'s, or the cluster's table's), nothing else: there are no proxies
+and no reference counts, so nothing a client does, or fails to do when it exits, can make the server
+drop its table. Values are bytes (encoded by the clients), so requests and replies are pickled with
+the C pickler.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from .. import _child, _titles
 from .._addresses import TreeContext
 from .._keys import Key
 from .._transport import authenticate, listen
+from ..errors import SupervisorError
 from .registry import PUBLISHED
 
-__all__ = ["run_registry_server"]
+__all__ = ["Table", "run_registry_server", "serve_table"]
 
 
-class _Table:
+class Table:
     """The registry: ``session_id → encoded SessionInfo``, plus the ``PUBLISHED`` marker. Thread-safe."""
 
     def __init__(self) -> None:
@@ -60,11 +63,11 @@ class _Table:
         with self._lock:
             self._entries = dict(entries)
 
+    METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all"})
+    """The methods a client may call."""
 
-_METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all"})
 
-
-def _serve(table: _Table, sock: socket.socket, authkey: Key | bytes) -> None:
+def _serve(table: Table, sock: socket.socket, authkey: Key | bytes) -> None:
     """Authenticate one client, then answer its requests in order until it hangs up."""
     conn: Connection | None = authenticate(sock, authkey)
     if conn is None:
@@ -78,9 +81,11 @@ def _serve(table: _Table, sock: socket.socket, authkey: Key | bytes) -> None:
             except Exception:  # not a request: this connection is of no use
                 return
             try:
-                if method not in _METHODS:
+                if method not in table.METHODS:
                     raise AttributeError(f"the registry has no method {method!r}")
                 reply: tuple[str, Any] = ("ok", getattr(table, method)(*args))
+            except (SupervisorError, TypeError, ValueError) as error:
+                reply = ("raise", error)
             except Exception as error:
                 reply = ("error", f"{type(error).__name__}: {error}")
             try:
@@ -89,7 +94,7 @@ def _serve(table: _Table, sock: socket.socket, authkey: Key | bytes) -> None:
                 return
 
 
-def _accept(table: _Table, listener: socket.socket, authkey: Key | bytes) -> None:
+def _accept(table: Table, listener: socket.socket, authkey: Key | bytes) -> None:
     while True:
         try:
             sock, _ = listener.accept()
@@ -107,13 +112,21 @@ def run_registry_server(tree: TreeContext) -> None:
     Its process title says ``registry`` and its path.
     """
     _titles.set_title("registry", tree.shown_path)
-    listener = listen(tree.address)  # replaces a stale socket left by a predecessor that was killed
+    serve_table(tree, Table())
+    _child.notify_ready()
+    while True:
+        signal.pause()  # SIGTERM raises ShutdownExit here
+
+
+def serve_table(tree: TreeContext, table: Table) -> None:
+    """
+    Serve *table* on *tree*'s registry socket from a thread of this process; returns once it listens.
+
+    A predecessor's stale socket (one that was killed) is replaced.
+    """
+    listener = listen(tree.address)
     listener.setblocking(True)
-    table = _Table()
     accepter = threading.Thread(
         target=_accept, args=(table, listener, tree.authkey), name="registry-accepter", daemon=True
     )
     accepter.start()
-    _child.notify_ready()
-    while True:
-        signal.pause()  # SIGTERM raises ShutdownExit here

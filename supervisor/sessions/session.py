@@ -20,16 +20,19 @@ from .._engine.entry import run_supervisor
 from .._engine.loop import SupervisorProcess
 from .._keys import keep_only
 from ..specs import SupervisorSpec
-from .values import SessionOptions
+from .values import Placement, SessionOptions
 
 __all__ = ["run_session_supervisor"]
 
 
-def run_session_supervisor(tree: TreeContext, spec: SupervisorSpec, options: SessionOptions) -> None:
+def run_session_supervisor(
+    tree: TreeContext, spec: SupervisorSpec, options: SessionOptions, placement: Placement | None = None
+) -> None:
     """
     The start of a session's SessionSupervisor at *tree*: isolate, then supervise; never returns.
 
     Its process title says ``session`` and its path, which ends with the full session id.
+    *placement* is read by the SessionManager's publisher only.
     """
     _titles.set_title("session", tree.shown_path)
     own = tree.authkey.derive(tree.path)

@@ -22,10 +22,12 @@ import attrs
 from ..specs import AutoShutdown, Backoff, ChildSpec, Restart, Strategy, SupervisorSpec, _to_children
 
 __all__ = [
+    "LOCAL_NODE",
     "MAX_LIMIT",
     "MIN_MEMORY_BYTES",
     "ChildSummary",
     "LimitCeilings",
+    "Placement",
     "SessionInfo",
     "SessionOptions",
     "SessionStatus",
@@ -62,9 +64,12 @@ class SessionInfo:
     A session's registry entry.
 
     ``pid`` is its SessionSupervisor's (None while a restart of the session has not forked its new
-    process yet, say during a backoff); ``children`` lists the session's children and their pids as of
-    the moment the session last became ACTIVE (empty before); ``restarts`` counts automatic restarts
-    of the session under the same id.
+    process yet, say during a backoff), a pid of the machine of ``node``; ``children`` lists the
+    session's children and their pids as of the moment the session last became ACTIVE (empty
+    before); ``restarts`` counts automatic restarts of the session under the same id, on its node or,
+    in a cluster, by a re-placement on another node. ``node`` is the name of the node that runs it
+    (:data:`LOCAL_NODE` outside a cluster); ``incarnation`` counts its placements: 1 when created,
+    one more each time the cluster re-placed it after its node died.
     """
 
     session_id: str
@@ -74,6 +79,27 @@ class SessionInfo:
     restarts: int
     metadata: Any
     children: tuple[ChildSummary, ...]
+    node: str = "local"
+    incarnation: int = 1
+
+
+LOCAL_NODE = "local"
+"""The ``node`` of every session of an Application that is not part of a cluster."""
+
+
+@attrs.frozen
+class Placement:
+    """
+    Where and how many times a session has been placed: the start of its registry entry.
+
+    ``node`` runs it; ``incarnation`` is 1 at creation and grows by one at each re-placement;
+    ``restarts`` is the count it carries over from its previous placements.
+    """
+
+    node: str = LOCAL_NODE
+    incarnation: int = 1
+    restarts: int = 0
+    created_at: datetime.datetime | None = None
 
 
 @attrs.frozen

@@ -1,0 +1,679 @@
+"""
+The node agent: an Application's registry server when it is a node of a cluster.
+
+It serves the registry protocol on the registry's socket, as the plain registry server does, so the
+SessionManager and every client are unchanged: the SessionManager writes its sessions' entries here,
+clients read them here. Beside its local table it:
+
+- holds the node's lease in etcd and renews it every third of its TTL (the *keeper* thread), with
+  the node's key (endpoint, load, capacity) attached to it;
+- mirrors the local entries into etcd, each session's under the node's lease (the *writer* thread),
+  every write and delete conditional on the node still owning the key;
+- answers reads cluster-wide: ``snapshot`` is one range read of every session's entry, ``lookup``
+  one read (the node's own sessions are answered from the local table, so a caller reads its own
+  writes);
+- creates, terminates, calls and casts for clients (``cluster_*`` methods): here, for its own
+  sessions, through the local SessionManager; for another node's, through that node's agent over
+  the node-to-node endpoint (``peer.py``);
+- claims a session id with a create-if-absent transaction before starting it, so an id runs on one
+  node at most;
+- re-places the restartable sessions of dead nodes (the *watcher* sees a node's key deleted, the
+  *replacer* claims each orphan by transaction: exactly once);
+- fences: when it cannot renew its lease for half its TTL, it stops every local session, and kills
+  the SessionManager if they are not all gone by 0.8 TTL after the last renewal it sent; it then
+  rejoins with a new lease and no sessions once etcd answers again.
+
+The agent is a leaf worker: it never forks, so it may and does run threads. It shares its fate with
+the SessionManager (the Application's supervisor is rest_for_one in a cluster): if the agent dies,
+the SessionManager and every session are stopped before a new agent starts, so no session outlives
+the lease that announces it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from ... import _child, _titles, _wire
+from ..._addresses import SESSION_MANAGER_ID, TreeContext
+from ..._transport import KeyMismatch
+from ...errors import (
+    AuthenticationError,
+    CallTimeout,
+    ClusterUnavailableError,
+    NoCapacityError,
+    NodeNotFoundError,
+    NodeUnreachableError,
+    SessionNotFoundError,
+)
+from ...handle import SupervisorHandle
+from ..client import SessionManagerHandle
+from ..registry import PUBLISHED
+from ..registry_server import Table, serve_table
+from ..values import Placement, SessionInfo, SessionOptions, SessionStatus
+from . import peer
+from .config import EtcdCluster
+from .records import ClusterKeys, NodeRecord, Sealer, SealError, SpecRecord
+from .store import Put, Store, StoreError
+
+__all__ = ["FENCE_DEADLINE", "FENCE_START", "ClusterTable", "run_cluster_agent"]
+
+log = logging.getLogger("supervisor.cluster")
+
+FENCE_START = 0.5
+"""Fencing starts when no renewal succeeded for this fraction of the TTL after the last one sent."""
+FENCE_DEADLINE = 0.8
+"""Every local session is gone by this fraction of the TTL after the last renewal sent."""
+REPLACE_SPREAD = 0.5
+"""Seconds a full node waits before claiming an orphan (an empty one: none), so the least loaded wins."""
+REJOIN_PAUSE = 0.5
+"""Seconds between tries to join (or rejoin) the cluster while etcd does not answer."""
+FOREVER = 3600.0
+"""The bound of a forwarded request given no timeout: an hour."""
+
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class _Owned:
+    """A session this node owns in etcd: the mod revision of its entry as last written."""
+
+    revision: int
+    spec: SpecRecord | None
+    spec_revision: int
+
+
+class ClusterTable(Table):
+    """The local table, mirrored into etcd, answering reads cluster-wide; the agent's whole state."""
+
+    METHODS = Table.METHODS | frozenset(
+        {"node_name", "cluster_create", "cluster_terminate", "cluster_call", "cluster_cast"}
+    )
+
+    def __init__(self, config: EtcdCluster, manager: SessionManagerHandle, app: SupervisorHandle) -> None:
+        super().__init__()
+        self.config = config
+        self.keys = ClusterKeys(config.prefix)
+        self.store = Store(config.endpoints, config.etcd_timeout)
+        self.sealer = Sealer(config.secret)
+        self.peer_key = config.secret.derive("otp-supervisor node-to-node")
+        self.manager = manager
+        self.app = app
+        self.port = 0
+        self.state = threading.Condition()  # guards everything below
+        self.lease: int | None = None
+        self.old_lease: int | None = None  # the lease of before a fence, revoked when etcd answers
+        self.last_sent = 0.0  # monotonic: when the last successful renewal was sent
+        self.owned: dict[str, _Owned] = {}
+        self.dirty: set[str] = set()
+        self.ending: set[str] = set()  # sessions over for good: their spec goes with their entry
+        self.node_dirty = False
+        self.fencing = False
+        self.scan_wanted = threading.Event()
+        self.watch: Any = None
+
+    # ------------------------------------------------------------------ the registry protocol
+
+    def put(self, key: str, value: bytes) -> None:
+        with self.state:
+            super().put(key, value)
+            if key != PUBLISHED:
+                self._changed(key)
+
+    def remove(self, key: str) -> None:
+        with self.state:
+            super().remove(key)
+            self.ending.add(key)
+            self._changed(key)
+
+    def replace_all(self, entries: dict[str, bytes]) -> None:
+        with self.state:
+            before = set(self.snapshot_local())
+            super().replace_all(entries)
+            after = set(self.snapshot_local())
+            for key in before | after:
+                self._changed(key)
+            if before - after:
+                self.scan_wanted.set()  # a new SessionManager: restartable sessions go elsewhere
+
+    def _changed(self, key: str) -> None:
+        if self.lease is not None:
+            self.dirty.add(key)
+            self.node_dirty = True
+            self.state.notify_all()
+
+    def snapshot_local(self) -> dict[str, bytes]:
+        local = super().snapshot()
+        local.pop(PUBLISHED, None)
+        return local
+
+    def lookup(self, key: str) -> tuple[bytes | None, bool]:
+        value, published = super().lookup(key)
+        if value is not None or not published:
+            return value, published
+        try:
+            found = self.store.get(self.keys.session(key))
+        except StoreError as error:
+            raise ClusterUnavailableError(f"etcd did not answer a read of session {key!r}: {error}") from None
+        entry = self._entry(found.value) if found is not None else None
+        if entry is None or entry[0] == self.config.node:
+            return None, True  # ours and not in the local table: already gone here
+        return entry[1], True
+
+    def snapshot(self) -> dict[str, bytes]:
+        local = super().snapshot()
+        if PUBLISHED not in local:
+            return local
+        try:
+            found, _ = self.store.range(self.keys.sessions)
+        except StoreError as error:
+            raise ClusterUnavailableError(f"etcd did not answer a read of the sessions: {error}") from None
+        entries = dict(local)
+        for item in found:
+            entry = self._entry(item.value)
+            if entry is not None and entry[0] != self.config.node:
+                entries[ClusterKeys.last_part(item.key)] = entry[1]
+        return entries
+
+    def _entry(self, value: bytes) -> tuple[str, bytes] | None:
+        try:
+            node, info = self.sealer.open(value)
+        except (SealError, Exception) as error:
+            log.warning("cluster: ignoring an entry in etcd: %s", error)
+            return None
+        return str(node), bytes(info)
+
+    def node_name(self) -> str:
+        return self.config.node
+
+    # ------------------------------------------------------------------ client requests
+
+    def cluster_create(
+        self, session_id: str, options: SessionOptions, node: str | None, timeout: float | None
+    ) -> str:
+        """Place and start a session; return its id once it runs. Blocks as ``create_session``."""
+        deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
+        target = self._place(node)
+        if target.node == self.config.node:
+            return self.create_here(session_id, options, None, timeout)
+        return str(self._forward(target, "create", (session_id, options, None, timeout), deadline))
+
+    def cluster_terminate(self, session_id: str, timeout: float | None) -> None:
+        if session_id in self.snapshot_local():
+            self.manager.terminate_session(session_id, timeout=timeout)
+            return
+        deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
+        self._forward(self._owner(session_id), "terminate", (session_id, timeout), deadline)
+
+    def cluster_call(
+        self, session_id: str, child_id: str, request: Any, timeout: float | None, wait_for_restart: bool
+    ) -> Any:
+        deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
+        args = (session_id, child_id, request, timeout, wait_for_restart)
+        return self._forward(self._owner(session_id), "call", args, deadline)
+
+    def cluster_cast(self, session_id: str, child_id: str, message: Any, timeout: float | None) -> None:
+        deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
+        self._forward(self._owner(session_id), "cast", (session_id, child_id, message, timeout), deadline)
+
+    # ------------------------------------------------------------------ requests from other nodes
+
+    def handle_peer(self, operation: str, args: tuple[Any, ...]) -> Any:
+        """Run a request another node's agent sent (in its connection's thread)."""
+        if operation == "create":
+            return self.create_here(*args)
+        if operation == "terminate":
+            session_id, timeout = args
+            return self.manager.terminate_session(session_id, timeout=timeout)
+        if operation == "call":
+            session_id, child_id, request, timeout, wait_for_restart = args
+            return self.manager.call(
+                session_id, child_id, request, timeout, wait_for_restart=wait_for_restart
+            )
+        if operation == "cast":
+            session_id, child_id, message, timeout = args
+            return self.manager.cast(session_id, child_id, message, timeout=timeout)
+        raise ValueError(f"no node-to-node operation {operation!r}")
+
+    # ------------------------------------------------------------------ placing and claiming
+
+    def _live_nodes(self) -> dict[str, NodeRecord]:
+        try:
+            found, _ = self.store.range(self.keys.nodes)
+        except StoreError as error:
+            raise ClusterUnavailableError(f"etcd did not answer a read of the nodes: {error}") from None
+        nodes: dict[str, NodeRecord] = {}
+        for item in found:
+            try:
+                record = self.sealer.open(item.value)
+            except Exception as error:
+                log.warning("cluster: ignoring a node entry in etcd: %s", error)
+                continue
+            if isinstance(record, NodeRecord):
+                nodes[record.node] = record
+        with self.state:
+            if self.config.node in nodes:  # our own load, as it is now
+                nodes[self.config.node] = attrs.evolve(nodes[self.config.node], load=len(self.owned))
+        return nodes
+
+    def _place(self, node: str | None) -> NodeRecord:
+        if self.lease is None:
+            raise ClusterUnavailableError(
+                f"node {self.config.node!r} is not part of the cluster now (etcd does not answer, "
+                "or it is rejoining after fencing itself)"
+            )
+        nodes = self._live_nodes()
+        if node is not None:
+            if node not in nodes:
+                raise NodeNotFoundError(f"no live node of the cluster is named {node!r}", node)
+            if nodes[node].load >= nodes[node].capacity:
+                raise NoCapacityError(f"node {node!r} runs as many sessions as its capacity")
+            return nodes[node]
+        open_nodes = [record for record in nodes.values() if record.load < record.capacity]
+        if not open_nodes:
+            raise NoCapacityError(f"every live node of the cluster is full ({len(nodes)} nodes)")
+        return min(open_nodes, key=lambda r: (r.ratio, r.node != self.config.node, r.node))
+
+    def create_here(
+        self,
+        session_id: str,
+        options: SessionOptions,
+        placement: Placement | None,
+        timeout: float | None,
+        spec_revision: int = 0,
+    ) -> str:
+        """
+        Claim *session_id* in etcd for this node and start the session here; its id once it runs.
+
+        A new session (*placement* None) claims an id nobody has; a re-placement claims an orphan
+        whose spec is still at *spec_revision*. Blocks until the session is ready or has failed.
+
+        Raises:
+            ClusterUnavailableError: not part of the cluster now, or etcd did not answer.
+            ValueError: the id is taken (a re-placement: another node claimed it first).
+            StartError, CallTimeout: as ``create_session``; the claim is withdrawn.
+        """
+        now = datetime.datetime.now(datetime.timezone.utc)
+        placement = placement or Placement(self.config.node, 1, 0, now)
+        restartable = options.restart.value != "temporary"
+        spec = (
+            SpecRecord(
+                session_id, options, placement.created_at or now, placement.incarnation, placement.restarts
+            )
+            if restartable
+            else None
+        )
+        info = SessionInfo(
+            session_id=session_id,
+            pid=None,
+            status=SessionStatus.INITIALIZING,
+            created_at=placement.created_at or now,
+            restarts=placement.restarts,
+            metadata=options.metadata,
+            children=(),
+            node=self.config.node,
+            incarnation=placement.incarnation,
+        )
+        with self.state:
+            lease = self.lease
+            if lease is None or self.fencing:
+                raise ClusterUnavailableError(f"node {self.config.node!r} is not part of the cluster now")
+            if self.config.capacity <= len(self.owned):
+                raise NoCapacityError(f"node {self.config.node!r} runs as many sessions as its capacity")
+        puts = [Put(self.keys.session(session_id), self._sealed_entry(info), lease)]
+        if spec is not None:
+            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(spec)))
+        unchanged = [(self.keys.spec(session_id), spec_revision)] if spec_revision else []
+        try:
+            claimed, revision = self.store.transaction(
+                absent=[self.keys.session(session_id)], unchanged=unchanged, puts=puts
+            )
+        except StoreError as error:
+            raise ClusterUnavailableError(
+                f"etcd did not answer the claim of {session_id!r}: {error}"
+            ) from None
+        if not claimed:
+            raise ValueError(f"session id {session_id!r} is taken in the cluster")
+        with self.state:
+            self.owned[session_id] = _Owned(revision, spec, revision if spec is not None else 0)
+            self.node_dirty = True
+            self.state.notify_all()
+        try:
+            self.manager._start_session(session_id, options, placement, timeout)
+        except BaseException:
+            with self.state:  # the claim goes: the entry (if the start left none) and the spec
+                self.ending.add(session_id)
+                self._changed(session_id)
+            raise
+        return session_id
+
+    def _sealed_entry(self, info: SessionInfo) -> bytes:
+        return self.sealer.seal((self.config.node, _wire.dumps(info)))
+
+    def _owner(self, session_id: str) -> NodeRecord:
+        try:
+            found = self.store.get(self.keys.session(session_id))
+        except StoreError as error:
+            raise ClusterUnavailableError(f"etcd did not answer a read of {session_id!r}: {error}") from None
+        entry = self._entry(found.value) if found is not None else None
+        if entry is None:
+            raise SessionNotFoundError(f"no live session with id {session_id!r}", session_id)
+        node = entry[0]
+        record = self._live_nodes().get(node)
+        if record is None:
+            raise NodeUnreachableError(
+                f"session {session_id!r} is listed on node {node!r}, which is not live in the cluster", node
+            )
+        return record
+
+    def _forward(self, target: NodeRecord, operation: str, args: tuple[Any, ...], deadline: float) -> Any:
+        connect_deadline = min(deadline, time.monotonic() + self.config.node_timeout)
+        try:
+            return peer.request(
+                (target.host, target.port),
+                self.peer_key,
+                operation,
+                args,
+                connect_deadline=connect_deadline,
+                deadline=deadline + 1.0,  # the owner's own bound expires first, with its own error
+                tls=self.config.tls,
+            )
+        except KeyMismatch as error:
+            raise AuthenticationError(
+                f"node {target.node!r} does not hold this cluster's secret ({error})"
+            ) from None
+        except (OSError, EOFError) as error:
+            if getattr(error, "delivered", False):
+                raise CallTimeout(
+                    f"node {target.node!r} did not answer {operation!r} in time; it may have run it"
+                ) from None
+            raise NodeUnreachableError(
+                f"node {target.node!r} at {target.host}:{target.port} did not answer within "
+                f"{self.config.node_timeout} s ({type(error).__name__}: {error}); "
+                f"{operation!r} was not delivered",
+                target.node,
+            ) from None
+
+    # ------------------------------------------------------------------ the keeper: lease and fencing
+
+    def keep(self) -> None:
+        """The keeper thread: join, renew, fence, rejoin; never returns."""
+        ttl = self.config.ttl
+        interval = ttl / 3
+        while True:
+            if self.lease is None:
+                if not self._join():
+                    time.sleep(REJOIN_PAUSE)
+                continue
+            time.sleep(max(0.0, self.last_sent + interval - time.monotonic()))
+            while self.lease is not None:
+                sent = time.monotonic()
+                if sent >= self.last_sent + ttl * FENCE_START:
+                    self._fence(f"no renewal of its lease succeeded for {sent - self.last_sent:.1f} s")
+                    break
+                try:
+                    left = self.store.keepalive(self.lease, timeout=min(self.config.etcd_timeout, ttl / 6))
+                except StoreError as error:
+                    log.warning("cluster: node %r could not renew its lease: %s", self.config.node, error)
+                    time.sleep(min(0.2, interval / 4))
+                    continue
+                if left <= 0:
+                    self._fence("its lease has expired in etcd")
+                    break
+                with self.state:
+                    self.last_sent = sent
+                    self.node_dirty = True
+                    self.state.notify_all()
+                break
+
+    def _join(self) -> bool:
+        with self.state:
+            if self.snapshot_local():
+                return False  # sessions of before a fence are still stopping
+        try:
+            if self.old_lease is not None:
+                # Its sessions are gone: their entries may go now rather than at the lease's expiry.
+                self.store.revoke(self.old_lease)
+                self.old_lease = None
+            sent = time.monotonic()
+            lease = self.store.grant(self.config.ttl)
+            self.store.put(self.keys.node(self.config.node), self.sealer.seal(self._record(0)), lease)
+        except StoreError as error:
+            log.debug("cluster: node %r cannot join yet: %s", self.config.node, error)
+            return False
+        with self.state:
+            self.lease, self.last_sent, self.fencing = lease, sent, False
+            self.owned.clear()
+            self.dirty.clear()
+            self.ending.clear()
+            self.node_dirty = True
+            self.state.notify_all()
+        log.info("cluster: node %r joined with lease %x", self.config.node, lease)
+        self._restart_watch()
+        self.scan_wanted.set()
+        return True
+
+    def _record(self, load: int) -> NodeRecord:
+        host = self.config.advertised_host
+        return NodeRecord(self.config.node, host, self.port, load, self.config.capacity)
+
+    def _fence(self, why: str) -> None:
+        """Stop every local session by 0.8 TTL after the last renewal sent; then rejoin later."""
+        deadline = self.last_sent + self.config.ttl * FENCE_DEADLINE
+        log.error("cluster: node %r fences itself: %s; stopping its sessions", self.config.node, why)
+        with self.state:
+            self.old_lease, self.lease = self.lease, None
+            self.fencing = True
+            self.owned.clear()
+            self.dirty.clear()
+            self.ending.clear()
+            self.state.notify_all()
+        self._restart_watch()
+        for session_id in self.snapshot_local():
+            threading.Thread(target=self._stop_quietly, args=(session_id, deadline), daemon=True).start()
+        while self.snapshot_local() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.snapshot_local():
+            self._kill_manager(deadline)
+
+    def _stop_quietly(self, session_id: str, deadline: float) -> None:
+        try:
+            self.manager.terminate_session(session_id, timeout=max(0.0, deadline - time.monotonic()))
+        except Exception as error:
+            log.warning("cluster: fencing: session %r not stopped in time: %s", session_id, error)
+
+    def _kill_manager(self, deadline: float) -> None:
+        """SIGKILL the SessionManager: its sessions die with it (their parent-death signal)."""
+        try:
+            pid = self.app.which_child(SESSION_MANAGER_ID, timeout=max(0.1, deadline - time.monotonic())).pid
+        except Exception as error:
+            log.error("cluster: fencing: the SessionManager's pid is unknown: %s", error)
+            return
+        if pid is None:
+            return
+        log.error("cluster: fencing: killing the SessionManager (pid %d) and its sessions", pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+        with self.state:  # its entries: a new SessionManager replaces them all (with none)
+            super().replace_all({PUBLISHED: b"1"} if PUBLISHED in super().snapshot() else {})
+
+    # ------------------------------------------------------------------ the writer: local -> etcd
+
+    def write(self) -> None:
+        """The writer thread: bring etcd up to date with the local table; never returns."""
+        while True:
+            with self.state:
+                while not (self.dirty or self.node_dirty) or self.lease is None:
+                    self.state.wait()
+                lease = self.lease
+                dirty, self.dirty = self.dirty, set()
+                node_dirty, self.node_dirty = self.node_dirty, False
+            try:
+                for session_id in sorted(dirty):
+                    self._sync(session_id, lease)
+                if node_dirty:
+                    with self.state:
+                        load = len(self.owned)
+                    self.store.put(
+                        self.keys.node(self.config.node), self.sealer.seal(self._record(load)), lease
+                    )
+            except StoreError as error:
+                log.warning("cluster: etcd did not take node %r's writes: %s", self.config.node, error)
+                with self.state:
+                    if self.lease == lease:
+                        self.dirty |= dirty
+                        self.node_dirty = self.node_dirty or node_dirty
+                time.sleep(0.2)
+
+    def _sync(self, session_id: str, lease: int) -> None:
+        with self.state:
+            if self.lease != lease:
+                return
+            owned = self.owned.get(session_id)
+            value = super().snapshot().get(session_id)
+            ending = session_id in self.ending
+        if owned is None:
+            return  # not ours in etcd (a session of before a fence, or never claimed)
+        key = self.keys.session(session_id)
+        if value is None:
+            deletes = [key] + ([self.keys.spec(session_id)] if ending else [])
+            done, _ = self.store.transaction(unchanged=[(key, owned.revision)], deletes=deletes)
+            with self.state:
+                if self.owned.get(session_id) is owned:
+                    del self.owned[session_id]
+                    self.ending.discard(session_id)
+                    self.node_dirty = True
+            if not done:
+                log.warning("cluster: session %r's entry was no longer this node's", session_id)
+            return
+        info = _wire.loads(value)
+        puts = [Put(key, self.sealer.seal((self.config.node, value)), lease)]
+        spec = owned.spec
+        unchanged = [(key, owned.revision)]
+        if spec is not None and isinstance(info, SessionInfo) and info.restarts != spec.restarts:
+            spec = attrs.evolve(spec, restarts=info.restarts)
+            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(spec)))
+            unchanged.append((self.keys.spec(session_id), owned.spec_revision))
+        done, revision = self.store.transaction(unchanged=unchanged, puts=puts)
+        if not done:
+            log.warning("cluster: session %r's entry was changed by another node", session_id)
+            return
+        with self.state:
+            if self.owned.get(session_id) is owned:
+                spec_revision = revision if spec is not owned.spec else owned.spec_revision
+                self.owned[session_id] = _Owned(revision, spec, spec_revision)
+
+    # ------------------------------------------------------------------ re-placing dead nodes' sessions
+
+    def _restart_watch(self) -> None:
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.close()
+
+    def follow(self) -> None:
+        """The watcher thread: a node key's deletion asks for a scan for orphans; never returns."""
+        while True:
+            if self.lease is None:
+                time.sleep(REJOIN_PAUSE)
+                continue
+            try:
+                _, revision = self.store.range(self.keys.nodes, keys_only=True)
+                self.watch = self.store.watch(self.keys.nodes, revision + 1)
+                self.scan_wanted.set()  # anything missed while not watching
+                for kind, _key in self.watch:
+                    if kind == "DELETE":
+                        self.scan_wanted.set()
+            except StoreError as error:
+                log.debug("cluster: the watch of the nodes ended: %s", error)
+                time.sleep(REJOIN_PAUSE)
+
+    def replace(self) -> None:
+        """The replacer thread: claim and start orphans (restartable sessions of no node); never returns."""
+        while True:
+            self.scan_wanted.wait()
+            self.scan_wanted.clear()
+            if self.lease is None:
+                continue
+            try:
+                self._replace_orphans()
+            except (StoreError, ClusterUnavailableError) as error:
+                log.warning("cluster: the scan for orphaned sessions failed: %s", error)
+                time.sleep(REJOIN_PAUSE)
+                self.scan_wanted.set()
+
+    def _replace_orphans(self) -> None:
+        specs, _ = self.store.range(self.keys.specs)
+        live, _ = self.store.range(self.keys.sessions, keys_only=True)
+        running = {ClusterKeys.last_part(item.key) for item in live}
+        for item in specs:
+            session_id = ClusterKeys.last_part(item.key)
+            if session_id in running:
+                continue
+            try:
+                spec = self.sealer.open(item.value)
+            except Exception as error:
+                log.warning("cluster: cannot read the spec of session %r: %s", session_id, error)
+                continue
+            with self.state:
+                load = len(self.owned)
+            if load >= self.config.capacity:
+                return
+            time.sleep(REPLACE_SPREAD * load / self.config.capacity)  # the least loaded node claims first
+            placement = Placement(self.config.node, spec.incarnation + 1, spec.restarts + 1, spec.created_at)
+            try:
+                self.create_here(session_id, spec.options, placement, None, spec_revision=item.mod_revision)
+            except ValueError:
+                continue  # another node claimed it first
+            except Exception as error:
+                log.error("cluster: re-placing session %r failed; it is given up: %s", session_id, error)
+                continue
+            log.info("cluster: node %r re-placed session %r", self.config.node, session_id)
+
+
+def _thread(target: Callable[[], None], name: str) -> None:
+    threading.Thread(target=target, name=name, daemon=True).start()
+
+
+def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: float = 5.0) -> None:
+    """
+    The start of the node agent at *tree* (the registry's place in the Application); never returns.
+
+    Ready once it serves the registry and the node-to-node endpoint; it joins the cluster from its
+    keeper thread (not before it is ready: the Application starts while etcd is away, and its
+    sessions wait for the join). Its process title says ``agent`` and its path.
+    """
+    _titles.set_title("agent", tree.shown_path)
+    app = tree.parent()
+    manager = SessionManagerHandle(app.address, app.path, tree.authkey, registry_timeout)
+    app_handle = SupervisorHandle(app.address, tree.authkey, app.path)
+    table = ClusterTable(config, manager, app_handle)
+    server = peer.PeerServer(config.listen, table.peer_key, table.handle_peer, config.tls)
+    table.port = server.port
+    server.start()
+    serve_table(tree, table)
+    for target, name in (
+        (table.keep, "cluster-keeper"),
+        (table.write, "cluster-writer"),
+        (table.follow, "cluster-watcher"),
+        (table.replace, "cluster-replacer"),
+    ):
+        _thread(target, name)
+    _child.notify_ready()
+    while True:
+        signal.pause()  # SIGTERM raises ShutdownExit here
