@@ -76,6 +76,8 @@ REPLACE_SPREAD = 0.5
 """Seconds a full node waits before claiming an orphan (an empty one: none), so the least loaded wins."""
 REJOIN_PAUSE = 0.5
 """Seconds between tries to join (or rejoin) the cluster while etcd does not answer."""
+REPLACE_TIMEOUT = 60.0
+"""Seconds a re-placed session is given to start before the replacer moves on to the next."""
 FOREVER = 3600.0
 """The bound of a forwarded request given no timeout: an hour."""
 
@@ -116,6 +118,7 @@ class ClusterTable(Table):
         self.dirty: set[str] = set()
         self.ending: set[str] = set()  # sessions over for good: their spec goes with their entry
         self.node_dirty = False
+        self.in_flight: set[str] = set()  # the sessions the writer is writing now
         self.fencing = False
         self.scan_wanted = threading.Event()
         self.watch: Any = None
@@ -208,7 +211,7 @@ class ClusterTable(Table):
 
     def cluster_terminate(self, session_id: str, timeout: float | None) -> None:
         if session_id in self.snapshot_local():
-            self.manager.terminate_session(session_id, timeout=timeout)
+            self.terminate_here(session_id, timeout)
             return
         deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
         self._forward(self._owner(session_id), "terminate", (session_id, timeout), deadline)
@@ -231,8 +234,7 @@ class ClusterTable(Table):
         if operation == "create":
             return self.create_here(*args)
         if operation == "terminate":
-            session_id, timeout = args
-            return self.manager.terminate_session(session_id, timeout=timeout)
+            return self.terminate_here(*args)
         if operation == "call":
             session_id, child_id, request, timeout, wait_for_restart = args
             return self.manager.call(
@@ -242,6 +244,24 @@ class ClusterTable(Table):
             session_id, child_id, message, timeout = args
             return self.manager.cast(session_id, child_id, message, timeout=timeout)
         raise ValueError(f"no node-to-node operation {operation!r}")
+
+    def terminate_here(self, session_id: str, timeout: float | None) -> None:
+        """Terminate a session of this node; return once it is gone here and its entry from etcd."""
+        self.manager.terminate_session(session_id, timeout=timeout)
+        self.settle(session_id)
+
+    def settle(self, session_id: str) -> None:
+        """
+        Wait until the writer has written the session's last change to etcd, so that every node reads
+        it; bounded by twice ``etcd_timeout`` (then the change is written later, when etcd answers).
+        """
+        deadline = time.monotonic() + 2 * self.config.etcd_timeout
+        with self.state:
+            while (session_id in self.dirty or session_id in self.in_flight) and self.lease is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.state.wait(left)
 
     # ------------------------------------------------------------------ placing and claiming
 
@@ -326,9 +346,14 @@ class ClusterTable(Table):
             lease = self.lease
             if lease is None or self.fencing:
                 raise ClusterUnavailableError(f"node {self.config.node!r} is not part of the cluster now")
-            if self.config.capacity <= len(self.owned):
+            load = len(self.owned) + 1
+            if load > self.config.capacity:
                 raise NoCapacityError(f"node {self.config.node!r} runs as many sessions as its capacity")
-        puts = [Put(self.keys.session(session_id), self._sealed_entry(info), lease)]
+        # The node's new load goes in the same transaction: the next placement, on any node, sees it.
+        puts = [
+            Put(self.keys.session(session_id), self._sealed_entry(info), lease),
+            Put(self.keys.node(self.config.node), self.sealer.seal(self._record(load)), lease),
+        ]
         if spec is not None:
             puts.append(Put(self.keys.spec(session_id), self.sealer.seal(spec)))
         unchanged = [(self.keys.spec(session_id), spec_revision)] if spec_revision else []
@@ -348,11 +373,14 @@ class ClusterTable(Table):
             self.state.notify_all()
         try:
             self.manager._start_session(session_id, options, placement, timeout)
+        except CallTimeout:
+            raise  # it may still start: the claim stays, and goes with the session if it fails
         except BaseException:
             with self.state:  # the claim goes: the entry (if the start left none) and the spec
                 self.ending.add(session_id)
                 self._changed(session_id)
             raise
+        self.settle(session_id)  # every node now reads it ACTIVE
         return session_id
 
     def _sealed_entry(self, info: SessionInfo) -> bytes:
@@ -410,7 +438,7 @@ class ClusterTable(Table):
         interval = ttl / 3
         while True:
             if self.lease is None:
-                if not self._join():
+                if not self.join():
                     time.sleep(REJOIN_PAUSE)
                 continue
             time.sleep(max(0.0, self.last_sent + interval - time.monotonic()))
@@ -434,7 +462,8 @@ class ClusterTable(Table):
                     self.state.notify_all()
                 break
 
-    def _join(self) -> bool:
+    def join(self) -> bool:
+        """Join the cluster with a new lease; False if etcd did not answer (bounded) or sessions remain."""
         with self.state:
             if self.snapshot_local():
                 return False  # sessions of before a fence are still stopping
@@ -513,17 +542,41 @@ class ClusterTable(Table):
         with self.state:  # its entries: a new SessionManager replaces them all (with none)
             super().replace_all({PUBLISHED: b"1"} if PUBLISHED in super().snapshot() else {})
 
+    def leave(self) -> None:
+        """
+        Leave the cluster as the Application stops: write what is pending (its sessions were stopped,
+        so their entries and specs go), then revoke the lease. Bounded by three ``etcd_timeout``.
+        """
+        deadline = time.monotonic() + 2 * self.config.etcd_timeout
+        with self.state:
+            while (self.dirty or self.in_flight) and self.lease is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.state.wait(left)
+            lease, self.lease = self.lease, None
+        if lease is not None:
+            try:
+                self.store.revoke(
+                    lease, timeout=max(0.1, deadline + self.config.etcd_timeout - time.monotonic())
+                )
+            except StoreError as error:
+                log.warning("cluster: node %r left without revoking its lease: %s", self.config.node, error)
+
     # ------------------------------------------------------------------ the writer: local -> etcd
 
     def write(self) -> None:
         """The writer thread: bring etcd up to date with the local table; never returns."""
         while True:
             with self.state:
+                self.in_flight = set()
+                self.state.notify_all()
                 while not (self.dirty or self.node_dirty) or self.lease is None:
                     self.state.wait()
                 lease = self.lease
                 dirty, self.dirty = self.dirty, set()
                 node_dirty, self.node_dirty = self.node_dirty, False
+                self.in_flight = dirty
             try:
                 for session_id in sorted(dirty):
                     self._sync(session_id, lease)
@@ -637,7 +690,9 @@ class ClusterTable(Table):
             time.sleep(REPLACE_SPREAD * load / self.config.capacity)  # the least loaded node claims first
             placement = Placement(self.config.node, spec.incarnation + 1, spec.restarts + 1, spec.created_at)
             try:
-                self.create_here(session_id, spec.options, placement, None, spec_revision=item.mod_revision)
+                self.create_here(
+                    session_id, spec.options, placement, REPLACE_TIMEOUT, spec_revision=item.mod_revision
+                )
             except ValueError:
                 continue  # another node claimed it first
             except Exception as error:
@@ -667,6 +722,7 @@ def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: 
     table.port = server.port
     server.start()
     serve_table(tree, table)
+    table.join()  # once, bounded: in the usual case the node is in the cluster when it is ready
     for target, name in (
         (table.keep, "cluster-keeper"),
         (table.write, "cluster-writer"),
@@ -675,5 +731,8 @@ def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: 
     ):
         _thread(target, name)
     _child.notify_ready()
-    while True:
-        signal.pause()  # SIGTERM raises ShutdownExit here
+    try:
+        while True:
+            signal.pause()  # SIGTERM raises ShutdownExit here
+    finally:
+        table.leave()

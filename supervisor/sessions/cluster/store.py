@@ -106,6 +106,8 @@ class Store:
             clients = []
             for url in self.endpoints:
                 parts = urllib.parse.urlsplit(url)
+                session = requests.Session()
+                session.trust_env = False  # etcd is reached directly, never through $http_proxy
                 clients.append(
                     etcd3gw.Etcd3Client(
                         host=parts.hostname or "127.0.0.1",
@@ -113,6 +115,7 @@ class Store:
                         protocol=parts.scheme,
                         timeout=self.timeout,
                         api_path="/v3/",
+                        session=session,
                     )
                 )
             self._local.clients = clients
@@ -165,10 +168,10 @@ class Store:
         result = answer.get("result", answer)
         return int(result.get("TTL", -1))
 
-    def revoke(self, lease: int) -> None:
-        """Revoke *lease*: every key attached to it is deleted now."""
+    def revoke(self, lease: int, timeout: float | None = None) -> None:
+        """Revoke *lease*: every key attached to it is deleted now (an unknown lease is no error)."""
         try:
-            self.post("/kv/lease/revoke", {"ID": lease})
+            self.post("/kv/lease/revoke", {"ID": lease}, timeout)
         except StoreError as error:
             if "not found" not in str(error):
                 raise
