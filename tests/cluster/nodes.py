@@ -34,11 +34,14 @@ class Nodes:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.apps: dict[str, Application] = {}
+        self.started: list[Application] = []
 
     def start(self, name: str, endpoints: Sequence[str], **options: Any) -> SessionManagerHandle:
+        """Start the node *name* (again, if it ran before: the new one takes the name)."""
         app = Application(cluster=config(name, endpoints, self.prefix, **options), max_restarts=100)
         app.start()
         self.apps[name] = app
+        self.started.append(app)
         return app.session_manager
 
     def __getitem__(self, name: str) -> SessionManagerHandle:
@@ -59,7 +62,7 @@ class Nodes:
         return pids
 
     def stop_all(self) -> None:
-        for app in reversed(list(self.apps.values())):
+        for app in reversed(self.started):
             app.stop(timeout=30)
 
 

@@ -260,3 +260,31 @@ def test_an_owner_that_does_not_answer_fails_requests_within_the_node_bound(
         finally:
             os.kill(agent, signal.SIGCONT)
         assert nodes["a"].call(sid, "ex", "whoami")[0] == sid
+
+
+def test_a_node_restarted_under_its_name_joins_once_its_old_lease_is_gone(
+    etcd: EtcdServer, tmp_path: Path
+) -> None:
+    with cluster([etcd.url], ["a", "b"]) as nodes:
+        kept = nodes["a"].create_session(node="b", **exclusive(tmp_path, Restart.PERMANENT))
+        nodes.kill("b")
+        killed_at = time.monotonic()
+        nodes.start("b", [etcd.url])  # at once: the old b's lease still holds the name
+
+        def joined() -> bool:
+            return "b" in _live_nodes(nodes["a"], tmp_path)
+
+        eventually(joined, timeout=TTL + 10)
+        assert time.monotonic() - killed_at > TTL * 0.5  # not before the old lease could expire
+
+        def back() -> bool:
+            try:
+                info = nodes["a"].get_session_info(kept)
+            except SessionNotFoundError:
+                return False
+            return info.incarnation == 2 and info.status is SessionStatus.ACTIVE
+
+        eventually(back, timeout=15)
+        owner = nodes["a"].get_session_info(kept).node
+        assert nodes[owner].call(kept, "ex", "whoami")[0] == kept
+        never_twice(tmp_path)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import signal
 import threading
@@ -122,6 +123,7 @@ class ClusterTable(Table):
         self.fencing = False
         self.scan_wanted = threading.Event()
         self.watch: Any = None
+        self.warned_at = -math.inf
 
     # ------------------------------------------------------------------ the registry protocol
 
@@ -474,7 +476,14 @@ class ClusterTable(Table):
                 self.old_lease = None
             sent = time.monotonic()
             lease = self.store.grant(self.config.ttl)
-            self.store.put(self.keys.node(self.config.node), self.sealer.seal(self._record(0)), lease)
+            # The name is claimed like a session id: while another lease holds it (a live node of the
+            # same name, or this node's previous incarnation whose lease has not expired yet), wait.
+            record = Put(self.keys.node(self.config.node), self.sealer.seal(self._record(0)), lease)
+            joined, _ = self.store.transaction(absent=[record.key], puts=[record])
+            if not joined:
+                self.store.revoke(lease)
+                self._warn_name_taken()
+                return False
         except StoreError as error:
             log.debug("cluster: node %r cannot join yet: %s", self.config.node, error)
             return False
@@ -489,6 +498,16 @@ class ClusterTable(Table):
         self._restart_watch()
         self.scan_wanted.set()
         return True
+
+    def _warn_name_taken(self) -> None:
+        now = time.monotonic()
+        if now - self.warned_at > 10:
+            self.warned_at = now
+            log.warning(
+                "cluster: node name %r is held by another lease (another live node of that name, or this "
+                "node's previous run until its lease expires); joining once it is free",
+                self.config.node,
+            )
 
     def _record(self, load: int) -> NodeRecord:
         host = self.config.advertised_host
@@ -640,20 +659,24 @@ class ClusterTable(Table):
             watch.close()
 
     def follow(self) -> None:
-        """The watcher thread: a node key's deletion asks for a scan for orphans; never returns."""
+        """
+        The watcher thread: any deletion under the cluster's prefix (a node's key, a session's entry:
+        a lease expired) asks the replacer for a scan for orphans; never returns.
+        """
+        prefix = self.config.prefix.encode()
         while True:
             if self.lease is None:
                 time.sleep(REJOIN_PAUSE)
                 continue
             try:
                 _, revision = self.store.range(self.keys.nodes, keys_only=True)
-                self.watch = self.store.watch(self.keys.nodes, revision + 1)
+                self.watch = self.store.watch(prefix, revision + 1)
                 self.scan_wanted.set()  # anything missed while not watching
                 for kind, _key in self.watch:
                     if kind == "DELETE":
                         self.scan_wanted.set()
             except StoreError as error:
-                log.debug("cluster: the watch of the nodes ended: %s", error)
+                log.debug("cluster: the watch of the cluster ended: %s", error)
                 time.sleep(REJOIN_PAUSE)
 
     def replace(self) -> None:
@@ -671,12 +694,15 @@ class ClusterTable(Table):
                 self.scan_wanted.set()
 
     def _replace_orphans(self) -> None:
-        specs, _ = self.store.range(self.keys.specs)
+        specs, _ = self.store.range(self.keys.specs, keys_only=True)
         live, _ = self.store.range(self.keys.sessions, keys_only=True)
         running = {ClusterKeys.last_part(item.key) for item in live}
-        for item in specs:
-            session_id = ClusterKeys.last_part(item.key)
+        for listed in specs:
+            session_id = ClusterKeys.last_part(listed.key)
             if session_id in running:
+                continue
+            item = self.store.get(listed.key)  # only an orphan's spec is read whole
+            if item is None:
                 continue
             try:
                 spec = self.sealer.open(item.value)
