@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import _published
 from ..errors import ChildNotFoundError, SessionNotFoundError, SupervisorError
+from ..sessions.values import LOCAL_NODE
 from . import render, snapshot
 from .target import CliError, Target, find, split_path
 
@@ -137,6 +138,8 @@ def sessions(args: argparse.Namespace) -> int:
             else:
                 render.console().print_json(json.dumps(session))
             return 0
+        if info.node != LOCAL_NODE:  # a node of a cluster: the session may be another node's
+            manager = manager.discover_node(target.timeout)
         manager.terminate_session(args.session_id, timeout=target.timeout)
     except SessionNotFoundError as error:
         raise CliError(f"tree {target.name!r}: no live session {args.session_id!r}") from error

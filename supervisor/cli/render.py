@@ -133,11 +133,14 @@ def sessions_view(sessions: list[dict[str, Any]]) -> None:
         out.print("no live session", soft_wrap=True)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("SESSION", "STATUS", "PID", "CREATED", "RESTARTS", "CHILDREN", "METADATA"):
+    clustered = any(session.get("node", "local") != "local" for session in sessions)
+    columns = ("SESSION", "NODE") if clustered else ("SESSION",)
+    for column in (*columns, "STATUS", "PID", "CREATED", "RESTARTS", "CHILDREN", "METADATA"):
         table.add_column(column)
     for session in sessions:
         table.add_row(
             session["session_id"],
+            *((session["node"],) if clustered else ()),
             session["status"],
             str(session["pid"]) if session["pid"] is not None else "-",
             session["created_at"],

@@ -117,10 +117,12 @@ def session_json(target: Target, info: SessionInfo) -> dict[str, Any]:
         assert target.sessions is not None
         handle = target.sessions.session_supervisor(info.session_id, timeout=target.timeout)
         children = supervisor_children(target, handle)
-    except SupervisorError:  # not running now (restarting, or just ended): its last known children
+    except SupervisorError:  # not running here now (restarting, ended, another node's): as last reported
         children = [{"id": child.id, "pid": child.pid} for child in info.children]
     return {
         "session_id": info.session_id,
+        "node": info.node,
+        "incarnation": info.incarnation,
         "pid": info.pid,
         "status": info.status.value,
         "created_at": _iso(info.created_at),

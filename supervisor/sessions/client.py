@@ -77,6 +77,19 @@ class SessionManagerHandle:
     def __reduce__(self) -> tuple[Any, ...]:
         return (SessionManagerHandle, self._app)
 
+    def discover_node(self, timeout: float | None = None) -> SessionManagerHandle:
+        """
+        This handle, knowing whether its Application is a node of a cluster (and its name): the
+        registry is asked once, within *timeout* seconds (None: the registry bound). For handles made
+        without the node's name (a command-line tool's, from the published descriptor).
+
+        Raises:
+            RegistryUnavailableError: the registry did not answer in time.
+        """
+        address, path, authkey, registry_timeout, _ = self._app
+        node = self._registry.ask("node_name", (), registry_timeout if timeout is None else timeout)
+        return SessionManagerHandle(address, path, authkey, registry_timeout, node)
+
     def create_session(self, *, timeout: float | None = None, node: str | None = None, **options: Any) -> str:
         """
         Start a new session; return its id (a UUID4 string) once all its children are ready.

@@ -63,7 +63,11 @@ class Table:
         with self._lock:
             self._entries = dict(entries)
 
-    METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all"})
+    def node_name(self) -> str | None:
+        """The name of the cluster node this registry serves; None: it is not in a cluster."""
+        return None
+
+    METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all", "node_name"})
     """The methods a client may call."""
 
 

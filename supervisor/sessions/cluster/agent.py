@@ -98,7 +98,7 @@ class ClusterTable(Table):
     """The local table, mirrored into etcd, answering reads cluster-wide; the agent's whole state."""
 
     METHODS = Table.METHODS | frozenset(
-        {"node_name", "cluster_create", "cluster_terminate", "cluster_call", "cluster_cast"}
+        {"cluster_create", "cluster_terminate", "cluster_call", "cluster_cast"}
     )
 
     def __init__(self, config: EtcdCluster, manager: SessionManagerHandle, app: SupervisorHandle) -> None:
@@ -196,7 +196,7 @@ class ClusterTable(Table):
             return None
         return str(node), bytes(info)
 
-    def node_name(self) -> str:
+    def node_name(self) -> str | None:
         return self.config.node
 
     # ------------------------------------------------------------------ client requests
