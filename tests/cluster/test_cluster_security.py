@@ -110,3 +110,21 @@ def test_the_node_to_node_endpoint_refuses_a_wrong_secret(etcd: EtcdServer, tmp_
             )  # fmt: skip
         info = nodes["a"].get_session_info(sid)  # nothing was done
         assert (info.node, info.status) == ("a", SessionStatus.ACTIVE)
+
+
+def test_only_the_agent_and_the_root_hold_the_cluster_secret(etcd: EtcdServer, tmp_path: Path) -> None:
+    from tests.process.memory import holds
+
+    from .nodes import SECRET
+
+    with cluster([etcd.url], ["a"]) as nodes:
+        sid = nodes["a"].create_session(node="a", **exclusive(tmp_path))
+        tree = nodes.apps["a"].supervisor
+        agent = tree.which_child("registry").pid
+        manager = tree.which_child("session_manager").pid
+        session = nodes["a"].get_session_pid(sid)
+        _, server = nodes["a"].call(sid, "ex", "whoami")
+        assert agent is not None and manager is not None
+        assert holds(agent, SECRET)  # it authenticates nodes and seals entries
+        for pid in (manager, session, server):
+            assert not holds(pid, SECRET), f"process {pid} holds the cluster's secret"
