@@ -222,6 +222,7 @@ def test_with_etcd_stopped_cluster_requests_fail_within_their_bound_and_local_se
                 lambda: nodes["a"].create_session(**exclusive(tmp_path)),
                 lambda: nodes["a"].list_sessions(),
                 lambda: nodes["a"].get_session_info(other),
+                lambda: nodes["a"].call(other, "ex", "whoami"),
                 lambda: nodes["a"].terminate_session(other),
             ):
                 started = time.monotonic()
