@@ -22,7 +22,7 @@ from .._entrypoint import EntryPoint
 from .._published import KIND_APPLICATION, check_name
 from .._root import check_environment, start_tree
 from ..handle import SupervisorHandle, deadline_from
-from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Restart, StartMode, Strategy
+from ..specs import ChildSpec, ChildType, DynamicSupervisorSpec, Restart, Shutdown, StartMode, Strategy
 from .client import SessionManagerHandle
 from .cluster.config import EtcdCluster
 from .values import positive_seconds
@@ -30,7 +30,15 @@ from .values import positive_seconds
 if TYPE_CHECKING:
     from ..metrics import MetricsServer
 
-__all__ = ["Application"]
+__all__ = ["MANAGER_SHUTDOWN", "Application"]
+
+MANAGER_SHUTDOWN = 0.3
+"""
+In a cluster, the SessionManager's shutdown time as a fraction of the lease's TTL: a stop of the node,
+or its agent's death (the Application's supervisor is rest_for_one), gives the sessions this long to
+end before they are killed, which is before the lease the agent last renewed can expire (a renewal is
+at most half a TTL old while the agent lives: past that, it fences).
+"""
 
 _RUN_REGISTRY = EntryPoint("supervisor.sessions.registry_server", "run_registry_server")
 _RUN_AGENT = EntryPoint("supervisor.sessions.cluster.agent", "run_cluster_agent")
@@ -131,6 +139,8 @@ class Application:
                 args=(manager_spec or DynamicSupervisorSpec(),),
                 type=ChildType.SUPERVISOR,
                 start_mode=StartMode.NOTIFY,
+                # In a cluster its sessions must be gone before the lease of a dead agent can expire.
+                shutdown=Shutdown.INFINITY if cluster is None else cluster.ttl * MANAGER_SHUTDOWN,
             ),
         ]
 
@@ -168,14 +178,16 @@ class Application:
     ) -> SessionManagerHandle:
         """
         The SessionManager of the Application child *child_id* of the supervisor *handle*; *node* is
-        the name of its :class:`~supervisor.EtcdCluster` if it was given one (None if not).
+        the node's name if it was given an :class:`~supervisor.EtcdCluster`. Without *node*, its
+        registry is asked (one bounded read) whether it is a node of a cluster.
 
         Raises:
             TypeError, ValueError: *registry_timeout* is not finite seconds > 0; nothing is asked.
         """
         positive_seconds("registry_timeout", registry_timeout)
         nested = handle.child_supervisor(child_id)
-        return SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout, node)
+        sessions = SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout, node)
+        return sessions if node is not None else sessions.discover_node()
 
     def start(self) -> Application:
         """

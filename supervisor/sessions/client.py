@@ -38,7 +38,7 @@ from ..messaging.ref import ServerRef
 from ..specs import ChildSpec, ChildType, Shutdown, StartMode
 from .events import SessionEventStream
 from .registry import RegistryClient
-from .values import Placement, SessionInfo, SessionOptions, SessionStatus, positive_seconds
+from .values import LOCAL_NODE, Placement, SessionInfo, SessionOptions, SessionStatus, positive_seconds
 
 __all__ = ["SessionManagerHandle"]
 
@@ -63,19 +63,24 @@ class SessionManagerHandle:
         authkey: Key | bytes,
         registry_timeout: float = 5.0,
         node: str | None = None,
+        *,
+        forward: bool = True,
     ) -> None:
         registry_timeout = positive_seconds("registry_timeout", registry_timeout)
         if not isinstance(authkey, Key):
             authkey = Key(authkey)
         app = TreeContext.at(app_address, authkey, app_path)
-        self._app = (app_address, app_path, authkey, registry_timeout, node)
+        self._app = (app_address, app_path, authkey, registry_timeout, node, forward)
         self._node = node  # this node's name in a cluster; None outside one
+        # Whether another node's sessions are reached through the cluster: False for the node agent's
+        # own handle, which acts on this node's sessions only.
+        self._cluster = node is not None and forward
         manager = app.session_manager
         self._manager = SupervisorHandle(manager.address, authkey, manager.path, kind=KIND_DYNAMIC)
         self._registry = RegistryClient(app.registry.address, authkey, registry_timeout)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SessionManagerHandle, self._app)
+        return (_rebuild_handle, self._app)
 
     def discover_node(self, timeout: float | None = None) -> SessionManagerHandle:
         """
@@ -86,7 +91,7 @@ class SessionManagerHandle:
         Raises:
             RegistryUnavailableError: the registry did not answer in time.
         """
-        address, path, authkey, registry_timeout, _ = self._app
+        address, path, authkey, registry_timeout, _, _ = self._app
         node = self._registry.ask("node_name", (), registry_timeout if timeout is None else timeout)
         return SessionManagerHandle(address, path, authkey, registry_timeout, node)
 
@@ -129,7 +134,7 @@ class SessionManagerHandle:
                 f"'node' must be a node's name or None (got {node!r} that is a {type(node).__name__})"
             )
         session_id = str(uuid.uuid4())
-        if self._node is not None:
+        if self._cluster:
             _check_pickles_by_reference(parsed)
             self._registry.ask("cluster_create", (session_id, parsed, node, timeout), _forward_bound(timeout))
             return session_id
@@ -172,7 +177,7 @@ class SessionManagerHandle:
         """
         deadline = deadline_from("timeout", timeout)
         _check_session_id(session_id)
-        if self._node is not None:
+        if self._cluster:
             self._registry.ask("cluster_terminate", (session_id, timeout), _forward_bound(timeout))
             return
         interrupted = self._interrupt_start(session_id)
@@ -203,6 +208,8 @@ class SessionManagerHandle:
             return False  # the terminate request still stops it, once its start is over
         if not isinstance(info, SessionInfo) or info.status is not SessionStatus.INITIALIZING:
             return False
+        if info.node not in (LOCAL_NODE, self._node):
+            return False  # another node's session: its pid means nothing on this machine
         if info.pid is None:
             return False  # waiting to be restarted (a backoff): no process, no start to interrupt
         try:
@@ -352,7 +359,7 @@ class SessionManagerHandle:
         called through that node (:class:`NodeUnreachableError` if it does not answer within the
         node bound: the request was not delivered).
         """
-        if self._node is not None and not self._is_here(session_id):
+        if self._cluster and not self._is_here(session_id):
             bound = _forward_bound(timeout)
             return self._registry.ask(
                 "cluster_call", (session_id, child_id, request, timeout, wait_for_restart), bound
@@ -363,7 +370,7 @@ class SessionManagerHandle:
         self, session_id: str, child_id: str, message: Any, *, timeout: float | None = DEFAULT_TIMEOUT
     ) -> None:
         """Cast *message* to the server *child_id* of the session *session_id*, if one runs now."""
-        if self._node is not None and not self._is_here(session_id):
+        if self._cluster and not self._is_here(session_id):
             self._registry.ask(
                 "cluster_cast", (session_id, child_id, message, timeout), _forward_bound(timeout)
             )
@@ -429,6 +436,12 @@ def _check_pickles_by_reference(options: SessionOptions) -> None:
             "in a cluster, a session's options must pickle with the standard pickler (its children's "
             f"start functions importable by name from a module, not lambdas or local functions): {error}"
         ) from error
+
+
+def _rebuild_handle(
+    address: str, path: str, authkey: Key | bytes, registry_timeout: float, node: str | None, forward: bool
+) -> SessionManagerHandle:
+    return SessionManagerHandle(address, path, authkey, registry_timeout, node, forward=forward)
 
 
 def _check_session_id(session_id: object) -> None:

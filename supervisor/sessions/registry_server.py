@@ -28,7 +28,7 @@ from .. import _child, _titles
 from .._addresses import TreeContext
 from .._keys import Key
 from .._transport import authenticate, listen
-from ..errors import SupervisorError
+from ..errors import SupervisorError, UnreadableRequestError
 from .registry import PUBLISHED
 
 __all__ = ["Table", "run_registry_server", "serve_table"]
@@ -79,11 +79,19 @@ def _serve(table: Table, sock: socket.socket, authkey: Key | bytes) -> None:
     with conn:
         while True:
             try:
-                method, args = pickle.loads(conn.recv_bytes())
+                frame = conn.recv_bytes()
             except (EOFError, OSError):
                 return
-            except Exception:  # not a request: this connection is of no use
-                return
+            try:
+                method, args = pickle.loads(frame)
+            except Exception as error:  # a class this process cannot import, say: said, not dropped
+                why = f"{type(error).__name__}: {error}"
+                unreadable = UnreadableRequestError(f"the registry could not read the request ({why})", why)
+                try:
+                    conn.send_bytes(pickle.dumps(("raise", unreadable), protocol=pickle.HIGHEST_PROTOCOL))
+                except OSError:
+                    return
+                continue
             try:
                 if method not in table.METHODS:
                     raise AttributeError(f"the registry has no method {method!r}")

@@ -6,12 +6,15 @@ the test's own (``conftest.py``).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from supervisor import (
+    ChildSpec,
     ClusterUnavailableError,
     NoCapacityError,
     NodeNotFoundError,
@@ -20,6 +23,7 @@ from supervisor import (
     Restart,
     SessionNotFoundError,
     SessionStatus,
+    UnreadableRequestError,
 )
 
 from .etcd_server import EtcdServer
@@ -240,9 +244,6 @@ def test_with_etcd_stopped_cluster_requests_fail_within_their_bound_and_local_se
 def test_an_owner_that_does_not_answer_fails_requests_within_the_node_bound(
     etcd: EtcdServer, tmp_path: Path
 ) -> None:
-    import os
-    import signal
-
     with cluster([etcd.url], ["a", "b"], lease_ttl=10, node_timeout=1.0) as nodes:
         sid = nodes["a"].create_session(node="b", **exclusive(tmp_path))
         agent = nodes.apps["b"].supervisor.which_child("registry").pid
@@ -289,3 +290,74 @@ def test_a_node_restarted_under_its_name_joins_once_its_old_lease_is_gone(
         owner = nodes["a"].get_session_info(kept).node
         assert nodes[owner].call(kept, "ex", "whoami")[0] == kept
         never_twice(tmp_path)
+
+
+def test_an_agent_that_dies_takes_its_node_s_sessions_with_it_and_they_come_back_elsewhere(
+    etcd: EtcdServer, tmp_path: Path
+) -> None:
+    with cluster([etcd.url], ["a", "b"]) as nodes:
+        kept = [
+            nodes["a"].create_session(node="b", **exclusive(tmp_path, Restart.PERMANENT)) for _ in range(3)
+        ]
+        pids = [nodes["b"].call(sid, "ex", "whoami")[1] for sid in kept]
+        agent = nodes.apps["b"].supervisor.which_child("registry").pid
+        assert agent is not None
+        os.kill(agent, signal.SIGKILL)
+        # rest_for_one: the SessionManager, and every session, stop before a new agent starts.
+        eventually(lambda: not any(alive(pid) for pid in pids), timeout=TTL)
+
+        def back() -> bool:
+            infos = {info.session_id: info for info in nodes["a"].list_sessions()}
+            return all(
+                sid in infos and infos[sid].incarnation == 2 and infos[sid].status is SessionStatus.ACTIVE
+                for sid in kept
+            )
+
+        eventually(back, timeout=TTL + 15)
+        for sid in kept:
+            owner = nodes["a"].get_session_info(sid).node
+            assert nodes[owner].call(sid, "ex", "whoami")[0] == sid
+        never_twice(tmp_path)
+
+
+def test_a_session_manager_that_dies_has_its_restartable_sessions_re_placed(
+    etcd: EtcdServer, tmp_path: Path
+) -> None:
+    with cluster([etcd.url], ["a", "b"]) as nodes:
+        kept = [
+            nodes["a"].create_session(node="b", **exclusive(tmp_path, Restart.PERMANENT)) for _ in range(4)
+        ]
+        gone = nodes["a"].create_session(node="b", **exclusive(tmp_path))
+        manager = nodes.apps["b"].supervisor.which_child("session_manager").pid
+        assert manager is not None
+        os.kill(manager, signal.SIGKILL)
+
+        def back() -> bool:
+            infos = {info.session_id: info for info in nodes["a"].list_sessions()}
+            return gone not in infos and all(
+                sid in infos and infos[sid].incarnation == 2 and infos[sid].status is SessionStatus.ACTIVE
+                for sid in kept
+            )
+
+        eventually(back, timeout=15)
+        assert len(nodes["b"].list_sessions()) == len(kept)
+        never_twice(tmp_path)
+
+
+def test_a_create_another_node_cannot_read_is_refused_as_unreadable_not_a_timeout(
+    etcd: EtcdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "only_on_a.py"
+    module.write_text("import time\n\ndef run():\n    time.sleep(3600)\n")
+    with cluster([etcd.url], ["b"]) as nodes:
+        monkeypatch.syspath_prepend(str(tmp_path))  # node a (started now) can import it, b cannot
+        import only_on_a  # type: ignore[import-not-found]
+
+        nodes.start("a", [etcd.url])
+        started = time.monotonic()
+        with pytest.raises(UnreadableRequestError):
+            nodes["a"].create_session(node="b", children=[ChildSpec("w", only_on_a.run)])
+        assert time.monotonic() - started < 5.0
+        assert nodes["a"].list_sessions() == []
+        sid = nodes["a"].create_session(node="a", children=[ChildSpec("w", only_on_a.run)])
+        assert nodes["b"].get_session_info(sid).node == "a"

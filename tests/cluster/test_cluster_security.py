@@ -96,9 +96,10 @@ def test_the_node_to_node_endpoint_refuses_a_wrong_secret(etcd: EtcdServer, tmp_
         from supervisor.sessions.cluster.records import ClusterKeys, Sealer
         from supervisor.sessions.cluster.store import Store
 
-        record = Sealer(config("a", [etcd.url], nodes.prefix).secret).open(
-            Store([etcd.url], 2.0).get(ClusterKeys(nodes.prefix).node("a")).value  # type: ignore[union-attr]
-        )
+        key = ClusterKeys(nodes.prefix).node("a")
+        found = Store([etcd.url], 2.0).get(key)
+        assert found is not None
+        record = Sealer(config("a", [etcd.url], nodes.prefix).secret).open(key, found.value)
         wrong = EtcdCluster(endpoints=[etcd.url], node="x", secret=b"w" * 32).secret.derive(
             "otp-supervisor node-to-node"
         )

@@ -744,8 +744,8 @@ class TestSessionLayerCrashes:
             app.supervisor.restart_child("registry")
             # The SessionManager retries on a growing pause while the server is away, so give this
             # read a bound longer than that pause.
-            cls, args = sessions.__reduce__()
-            patient = cls(*args[:-1], HANG_TIMEOUT)
+            _, args = sessions.__reduce__()
+            patient = SessionManagerHandle(*args[:3], HANG_TIMEOUT)
             assert {session_id} == session_ids(patient)
 
 

@@ -87,18 +87,21 @@ def test_application_refuses_a_cluster_that_is_not_an_etcd_cluster() -> None:
 
 
 @given(st.binary(max_size=200))
-def test_a_sealed_value_opens_only_with_the_same_secret_and_unaltered(payload: bytes) -> None:
+def test_a_sealed_value_opens_only_with_the_same_secret_key_and_bytes(payload: bytes) -> None:
     sealer = Sealer(make().secret)
-    sealed = sealer.seal(payload)
-    assert sealer.open(sealed) == payload
+    key = b"/p/specs/s1"
+    sealed = sealer.seal(key, payload)
+    assert sealer.open(key, sealed) == payload
     with pytest.raises(SealError):
-        Sealer(make(secret=b"another secret of 32 bytes......").secret).open(sealed)
+        Sealer(make(secret=b"another secret of 32 bytes......").secret).open(key, sealed)
+    with pytest.raises(SealError):
+        sealer.open(b"/p/specs/s2", sealed)  # copied under another key: refused
     tampered = bytearray(sealed)
     tampered[-1] ^= 1
     with pytest.raises(SealError):
-        sealer.open(bytes(tampered))
+        sealer.open(key, bytes(tampered))
     with pytest.raises(SealError):
-        sealer.open(pickle.dumps(payload))  # unsealed: never unpickled
+        sealer.open(key, pickle.dumps(payload))  # unsealed: never unpickled
 
 
 def test_keys_live_under_the_prefix() -> None:

@@ -77,6 +77,8 @@ REPLACE_SPREAD = 0.5
 """Seconds a full node waits before claiming an orphan (an empty one: none), so the least loaded wins."""
 REJOIN_PAUSE = 0.5
 """Seconds between tries to join (or rejoin) the cluster while etcd does not answer."""
+MAX_REPLACE_FAILURES = 3
+"""Failed starts in a row after which a re-placed session is given up."""
 REPLACE_TIMEOUT = 60.0
 """Seconds a re-placed session is given to start before the replacer moves on to the next."""
 FOREVER = 3600.0
@@ -105,7 +107,7 @@ class ClusterTable(Table):
         super().__init__()
         self.config = config
         self.keys = ClusterKeys(config.prefix)
-        self.store = Store(config.endpoints, config.etcd_timeout)
+        self.store = Store(config.endpoints, config.etcd_timeout, config.etcd_tls)
         self.sealer = Sealer(config.secret)
         self.peer_key = config.secret.derive("otp-supervisor node-to-node")
         self.manager = manager
@@ -120,7 +122,8 @@ class ClusterTable(Table):
         self.ending: set[str] = set()  # sessions over for good: their spec goes with their entry
         self.node_dirty = False
         self.in_flight: set[str] = set()  # the sessions the writer is writing now
-        self.fencing = False
+        self.fencing = False  # from a fence until the local sessions are gone
+        self.expired = False  # etcd answered a renewal: the lease is gone
         self.scan_wanted = threading.Event()
         self.watch: Any = None
         self.warned_at = -math.inf
@@ -138,6 +141,7 @@ class ClusterTable(Table):
             super().remove(key)
             self.ending.add(key)
             self._changed(key)
+            self.state.notify_all()
 
     def replace_all(self, entries: dict[str, bytes]) -> None:
         with self.state:
@@ -148,6 +152,7 @@ class ClusterTable(Table):
                 self._changed(key)
             if before - after:
                 self.scan_wanted.set()  # a new SessionManager: restartable sessions go elsewhere
+            self.state.notify_all()
 
     def _changed(self, key: str) -> None:
         if self.lease is not None:
@@ -168,7 +173,7 @@ class ClusterTable(Table):
             found = self.store.get(self.keys.session(key))
         except StoreError as error:
             raise ClusterUnavailableError(f"etcd did not answer a read of session {key!r}: {error}") from None
-        entry = self._entry(found.value) if found is not None else None
+        entry = self._entry(found.key, found.value) if found is not None else None
         if entry is None or entry[0] == self.config.node:
             return None, True  # ours and not in the local table: already gone here
         return entry[1], True
@@ -183,14 +188,14 @@ class ClusterTable(Table):
             raise ClusterUnavailableError(f"etcd did not answer a read of the sessions: {error}") from None
         entries = dict(local)
         for item in found:
-            entry = self._entry(item.value)
+            entry = self._entry(item.key, item.value)
             if entry is not None and entry[0] != self.config.node:
                 entries[ClusterKeys.last_part(item.key)] = entry[1]
         return entries
 
-    def _entry(self, value: bytes) -> tuple[str, bytes] | None:
+    def _entry(self, key: bytes, value: bytes) -> tuple[str, bytes] | None:
         try:
-            node, info = self.sealer.open(value)
+            node, info = self.sealer.open(key, value)
         except (SealError, Exception) as error:
             log.warning("cluster: ignoring an entry in etcd: %s", error)
             return None
@@ -275,7 +280,7 @@ class ClusterTable(Table):
         nodes: dict[str, NodeRecord] = {}
         for item in found:
             try:
-                record = self.sealer.open(item.value)
+                record = self.sealer.open(item.key, item.value)
             except Exception as error:
                 log.warning("cluster: ignoring a node entry in etcd: %s", error)
                 continue
@@ -354,10 +359,10 @@ class ClusterTable(Table):
         # The node's new load goes in the same transaction: the next placement, on any node, sees it.
         puts = [
             Put(self.keys.session(session_id), self._sealed_entry(info), lease),
-            Put(self.keys.node(self.config.node), self.sealer.seal(self._record(load)), lease),
+            Put(self.keys.node(self.config.node), self._sealed_record(load), lease),
         ]
         if spec is not None:
-            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(spec)))
+            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(self.keys.spec(session_id), spec)))
         unchanged = [(self.keys.spec(session_id), spec_revision)] if spec_revision else []
         try:
             claimed, revision = self.store.transaction(
@@ -378,22 +383,52 @@ class ClusterTable(Table):
         except CallTimeout:
             raise  # it may still start: the claim stays, and goes with the session if it fails
         except BaseException:
-            with self.state:  # the claim goes: the entry (if the start left none) and the spec
-                self.ending.add(session_id)
+            with self.state:  # the claim goes: the entry (if the start left none), and a new one's spec
+                if not spec_revision:
+                    self.ending.add(session_id)
                 self._changed(session_id)
+            if spec_revision and spec is not None:
+                self._count_failure(spec)
             raise
         self.settle(session_id)  # every node now reads it ACTIVE
         return session_id
 
+    def _count_failure(self, spec: SpecRecord) -> None:
+        """
+        A re-placement failed to start: its spec stays for another node to try, but after
+        ``MAX_REPLACE_FAILURES`` failures in a row the session is given up (its spec deleted).
+        """
+        key = self.keys.spec(spec.session_id)
+        with self.state:
+            owned = self.owned.get(spec.session_id)
+        try:
+            found = self.store.get(key)
+            if found is None or (owned is not None and found.mod_revision != owned.spec_revision):
+                return
+            failures = spec.failures + 1
+            if failures >= MAX_REPLACE_FAILURES:
+                log.error(
+                    "cluster: session %r failed to start %d times; it is given up", spec.session_id, failures
+                )
+                self.store.transaction(unchanged=[(key, found.mod_revision)], deletes=[key])
+            else:
+                again = self.sealer.seal(key, attrs.evolve(spec, failures=failures))
+                self.store.transaction(unchanged=[(key, found.mod_revision)], puts=[Put(key, again)])
+        except StoreError as error:
+            log.warning("cluster: could not count a failed start of %r: %s", spec.session_id, error)
+
     def _sealed_entry(self, info: SessionInfo) -> bytes:
-        return self.sealer.seal((self.config.node, _wire.dumps(info)))
+        return self.sealer.seal(self.keys.session(info.session_id), (self.config.node, _wire.dumps(info)))
+
+    def _sealed_record(self, load: int) -> bytes:
+        return self.sealer.seal(self.keys.node(self.config.node), self._record(load))
 
     def _owner(self, session_id: str) -> NodeRecord:
         try:
             found = self.store.get(self.keys.session(session_id))
         except StoreError as error:
             raise ClusterUnavailableError(f"etcd did not answer a read of {session_id!r}: {error}") from None
-        entry = self._entry(found.value) if found is not None else None
+        entry = self._entry(found.key, found.value) if found is not None else None
         if entry is None:
             raise SessionNotFoundError(f"no live session with id {session_id!r}", session_id)
         node = entry[0]
@@ -435,34 +470,58 @@ class ClusterTable(Table):
     # ------------------------------------------------------------------ the keeper: lease and fencing
 
     def keep(self) -> None:
-        """The keeper thread: join, renew, fence, rejoin; never returns."""
+        """
+        The keeper thread: join, then renew the lease every third of its TTL, retrying a failed renewal
+        at once; rejoin after a fence. Never returns. Fencing is the watchdog's (:meth:`guard`), so a
+        renewal that blocks cannot delay it.
+        """
         ttl = self.config.ttl
         interval = ttl / 3
         while True:
-            if self.lease is None:
-                if not self.join():
+            lease = self.lease
+            if lease is None:
+                if self.fencing or not self.join():
                     time.sleep(REJOIN_PAUSE)
                 continue
             time.sleep(max(0.0, self.last_sent + interval - time.monotonic()))
-            while self.lease is not None:
-                sent = time.monotonic()
-                if sent >= self.last_sent + ttl * FENCE_START:
-                    self._fence(f"no renewal of its lease succeeded for {sent - self.last_sent:.1f} s")
-                    break
-                try:
-                    left = self.store.keepalive(self.lease, timeout=min(self.config.etcd_timeout, ttl / 6))
-                except StoreError as error:
-                    log.warning("cluster: node %r could not renew its lease: %s", self.config.node, error)
-                    time.sleep(min(0.2, interval / 4))
-                    continue
+            sent = time.monotonic()
+            try:
+                left = self.store.keepalive(lease, timeout=min(self.config.etcd_timeout, ttl / 6))
+            except StoreError as error:
+                log.warning("cluster: node %r could not renew its lease: %s", self.config.node, error)
+                time.sleep(min(0.2, interval / 4))
+                continue
+            with self.state:
+                if self.lease != lease:
+                    continue  # fenced while the renewal was on its way: it counts for nothing
                 if left <= 0:
-                    self._fence("its lease has expired in etcd")
-                    break
-                with self.state:
+                    self.expired = True  # etcd says so: the watchdog fences at once
+                else:
                     self.last_sent = sent
                     self.node_dirty = True
-                    self.state.notify_all()
-                break
+                self.state.notify_all()
+
+    def guard(self) -> None:
+        """
+        The watchdog thread: fence when no renewal has succeeded for ``FENCE_START`` of the TTL after
+        the last one sent, or etcd said the lease expired. Never returns; waits on the state, no polling.
+        """
+        ttl = self.config.ttl
+        while True:
+            with self.state:
+                while True:
+                    if self.lease is not None:
+                        if self.expired:
+                            why = "its lease has expired in etcd"
+                            break
+                        late = time.monotonic() - self.last_sent
+                        if late >= ttl * FENCE_START:
+                            why = f"no renewal of its lease succeeded for {late:.1f} s"
+                            break
+                        self.state.wait(ttl * FENCE_START - late)
+                    else:
+                        self.state.wait()
+            self._fence(why)
 
     def join(self) -> bool:
         """Join the cluster with a new lease; False if etcd did not answer (bounded) or sessions remain."""
@@ -478,7 +537,7 @@ class ClusterTable(Table):
             lease = self.store.grant(self.config.ttl)
             # The name is claimed like a session id: while another lease holds it (a live node of the
             # same name, or this node's previous incarnation whose lease has not expired yet), wait.
-            record = Put(self.keys.node(self.config.node), self.sealer.seal(self._record(0)), lease)
+            record = Put(self.keys.node(self.config.node), self._sealed_record(0), lease)
             joined, _ = self.store.transaction(absent=[record.key], puts=[record])
             if not joined:
                 self.store.revoke(lease)
@@ -488,7 +547,7 @@ class ClusterTable(Table):
             log.debug("cluster: node %r cannot join yet: %s", self.config.node, error)
             return False
         with self.state:
-            self.lease, self.last_sent, self.fencing = lease, sent, False
+            self.lease, self.last_sent, self.fencing, self.expired = lease, sent, False, False
             self.owned.clear()
             self.dirty.clear()
             self.ending.clear()
@@ -527,10 +586,13 @@ class ClusterTable(Table):
         self._restart_watch()
         for session_id in self.snapshot_local():
             threading.Thread(target=self._stop_quietly, args=(session_id, deadline), daemon=True).start()
-        while self.snapshot_local() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self.state:
+            while self.snapshot_local() and time.monotonic() < deadline:
+                self.state.wait(deadline - time.monotonic())  # each removal notifies
         if self.snapshot_local():
             self._kill_manager(deadline)
+        with self.state:
+            self.fencing = False  # the keeper may rejoin once the local table is empty
 
     def _stop_quietly(self, session_id: str, deadline: float) -> None:
         try:
@@ -602,9 +664,7 @@ class ClusterTable(Table):
                 if node_dirty:
                     with self.state:
                         load = len(self.owned)
-                    self.store.put(
-                        self.keys.node(self.config.node), self.sealer.seal(self._record(load)), lease
-                    )
+                    self.store.put(self.keys.node(self.config.node), self._sealed_record(load), lease)
             except StoreError as error:
                 log.warning("cluster: etcd did not take node %r's writes: %s", self.config.node, error)
                 with self.state:
@@ -635,12 +695,17 @@ class ClusterTable(Table):
                 log.warning("cluster: session %r's entry was no longer this node's", session_id)
             return
         info = _wire.loads(value)
-        puts = [Put(key, self.sealer.seal((self.config.node, value)), lease)]
+        puts = [Put(key, self.sealer.seal(key, (self.config.node, value)), lease)]
         spec = owned.spec
         unchanged = [(key, owned.revision)]
-        if spec is not None and isinstance(info, SessionInfo) and info.restarts != spec.restarts:
-            spec = attrs.evolve(spec, restarts=info.restarts)
-            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(spec)))
+        started = isinstance(info, SessionInfo) and info.status is SessionStatus.ACTIVE
+        if (
+            spec is not None
+            and isinstance(info, SessionInfo)
+            and (info.restarts != spec.restarts or (spec.failures and started))
+        ):
+            spec = attrs.evolve(spec, restarts=info.restarts, failures=0 if started else spec.failures)
+            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(self.keys.spec(session_id), spec)))
             unchanged.append((self.keys.spec(session_id), owned.spec_revision))
         done, revision = self.store.transaction(unchanged=unchanged, puts=puts)
         if not done:
@@ -705,7 +770,7 @@ class ClusterTable(Table):
             if item is None:
                 continue
             try:
-                spec = self.sealer.open(item.value)
+                spec = self.sealer.open(item.key, item.value)
             except Exception as error:
                 log.warning("cluster: cannot read the spec of session %r: %s", session_id, error)
                 continue
@@ -741,7 +806,9 @@ def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: 
     """
     _titles.set_title("agent", tree.shown_path)
     app = tree.parent()
-    manager = SessionManagerHandle(app.address, app.path, tree.authkey, registry_timeout)
+    manager = SessionManagerHandle(
+        app.address, app.path, tree.authkey, registry_timeout, config.node, forward=False
+    )
     app_handle = SupervisorHandle(app.address, tree.authkey, app.path)
     table = ClusterTable(config, manager, app_handle)
     server = peer.PeerServer(config.listen, table.peer_key, table.handle_peer, config.tls)
@@ -751,6 +818,7 @@ def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: 
     table.join()  # once, bounded: in the usual case the node is in the cluster when it is ready
     for target, name in (
         (table.keep, "cluster-keeper"),
+        (table.guard, "cluster-watchdog"),
         (table.write, "cluster-writer"),
         (table.follow, "cluster-watcher"),
         (table.replace, "cluster-replacer"),

@@ -134,7 +134,12 @@ class TlsFiles:
 
 def _check_tls(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not isinstance(value, TlsFiles):
-        raise TypeError(f"'tls' must be a TlsFiles or None (got {value!r} that is a {type(value).__name__})")
+        raise TypeError(
+            f"'{attribute.name}' must be a TlsFiles or None (got {value!r} that is a {type(value).__name__})"
+        )
+
+
+_check_etcd_tls = _check_tls
 
 
 @attrs.frozen(repr=False)
@@ -160,6 +165,10 @@ class EtcdCluster:
             not be a wildcard such as ``0.0.0.0``).
         tls: a :class:`TlsFiles` to run the node-to-node endpoint over TLS (mutual); None for plain
             TCP (authenticated by the secret, not encrypted).
+        etcd_tls: a :class:`TlsFiles` for ``https://`` endpoints: etcd's server certificate is
+            checked against its *cafile*, and *certfile*/*keyfile* are this node's client
+            certificate; None: an https endpoint is checked against the default CA bundle, with no
+            client certificate.
         prefix: the key prefix in etcd under which this cluster keeps everything.
         etcd_timeout: the bound of each request to etcd, in seconds.
         node_timeout: the bound of connecting to another node (connect and handshake), in seconds.
@@ -178,6 +187,7 @@ class EtcdCluster:
     )
     advertise: str | None = attrs.field(default=None, validator=_check_advertise)
     tls: TlsFiles | None = attrs.field(default=None, validator=_check_tls)
+    etcd_tls: TlsFiles | None = attrs.field(default=None, validator=_check_etcd_tls)
     prefix: str = attrs.field(default="/otp-supervisor/", validator=_check_prefix)
     etcd_timeout: float = attrs.field(default=2.0, validator=_check_seconds)
     node_timeout: float = attrs.field(default=2.0, validator=_check_seconds)

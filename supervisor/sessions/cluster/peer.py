@@ -28,6 +28,7 @@ from typing import Any
 
 from ..._keys import Key
 from ..._transport import ClientHandshake, KeyMismatch, ServerHandshake, refuse
+from ...errors import UnreadableRequestError
 from .config import TlsFiles
 
 __all__ = ["HANDSHAKE_TIMEOUT", "PeerServer", "request"]
@@ -208,11 +209,19 @@ class PeerServer:
                     return
             sock.settimeout(_left(deadline))
             sock.sendall(answer)
-            operation, args = pickle.loads(_recv_frame(sock, time.monotonic() + REQUEST_TIMEOUT))
+            frame = _recv_frame(sock, time.monotonic() + REQUEST_TIMEOUT)
+            reply: tuple[str, Any]
             try:
-                reply: tuple[str, Any] = ("ok", self._handler(operation, tuple(args)))
-            except Exception as error:
-                reply = ("raise", error)
+                operation, args = pickle.loads(frame)
+            except Exception as error:  # from an authenticated peer: a class this node cannot import
+                why = f"{type(error).__name__}: {error}"
+                unreadable = UnreadableRequestError(f"this node could not read the request ({why})", why)
+                reply = ("raise", unreadable)
+            else:
+                try:
+                    reply = ("ok", self._handler(operation, tuple(args)))
+                except Exception as error:
+                    reply = ("raise", error)
             try:
                 payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as error:

@@ -36,22 +36,29 @@ class SealError(ValueError):
 
 
 class Sealer:
-    """Seals values with a key derived from the cluster's secret, and opens only sealed ones."""
+    """
+    Seals values with a key derived from the cluster's secret, each bound to the etcd key it is stored
+    under, and opens only values sealed for that key: a sealed value copied to another key (a spec
+    to another session id) does not open.
+    """
 
     def __init__(self, secret: Key) -> None:
         self._key = secret.derive("otp-supervisor cluster entries")
 
-    def seal(self, value: Any) -> bytes:
-        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        return hmac.new(self._key.material, payload, hashlib.sha256).digest() + payload
+    def _mac(self, key: bytes, payload: bytes) -> bytes:
+        message = len(key).to_bytes(4, "big") + key + payload
+        return hmac.new(self._key.material, message, hashlib.sha256).digest()
 
-    def open(self, data: bytes) -> Any:
-        """The value sealed in *data*; SealError if its seal is wrong (nothing is unpickled then)."""
+    def seal(self, key: bytes, value: Any) -> bytes:
+        """*value* pickled, behind its seal for *key*."""
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._mac(key, payload) + payload
+
+    def open(self, key: bytes, data: bytes) -> Any:
+        """The value sealed in *data* for *key*; SealError if the seal is wrong (nothing is unpickled)."""
         mac, payload = data[:_MAC], data[_MAC:]
-        if len(mac) != _MAC or not hmac.compare_digest(
-            mac, hmac.new(self._key.material, payload, hashlib.sha256).digest()
-        ):
-            raise SealError("a cluster entry does not carry the cluster's seal")
+        if len(mac) != _MAC or not hmac.compare_digest(mac, self._mac(key, payload)):
+            raise SealError("a cluster entry does not carry the cluster's seal for its key")
         return pickle.loads(payload)
 
 
@@ -79,6 +86,8 @@ class SpecRecord:
     created_at: datetime.datetime
     incarnation: int
     restarts: int
+    failures: int = 0
+    """Re-placements of it that failed to start, in a row; it is given up after a few."""
 
 
 @attrs.frozen

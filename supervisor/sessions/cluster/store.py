@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import attrs
 import etcd3gw
 import requests
+
+from .config import TlsFiles
 
 __all__ = ["KeyValue", "Put", "Store", "StoreError", "Watch", "prefix_end"]
 
@@ -85,9 +88,10 @@ def _revision(answer: dict[str, Any]) -> int:
 class Store:
     """Bounded requests to etcd; usable from any thread of one process (not across a fork)."""
 
-    def __init__(self, endpoints: Sequence[str], timeout: float) -> None:
+    def __init__(self, endpoints: Sequence[str], timeout: float, tls: TlsFiles | None = None) -> None:
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
+        self.tls = tls
         self._local = threading.local()
         self._preferred = 0
 
@@ -108,6 +112,9 @@ class Store:
                 parts = urllib.parse.urlsplit(url)
                 session = requests.Session()
                 session.trust_env = False  # etcd is reached directly, never through $http_proxy
+                if self.tls is not None:
+                    session.verify = self.tls.cafile
+                    session.cert = (self.tls.certfile, self.tls.keyfile)
                 clients.append(
                     etcd3gw.Etcd3Client(
                         host=parts.hostname or "127.0.0.1",
@@ -121,22 +128,36 @@ class Store:
             self._local.clients = clients
         return clients
 
-    def post(self, path: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """POST *payload* to the gateway's *path* (``"/kv/range"``...); its JSON answer. Blocks, bounded."""
+    def post(
+        self, path: str, payload: dict[str, Any], timeout: float | None = None, *, idempotent: bool = False
+    ) -> dict[str, Any]:
+        """
+        POST *payload* to the gateway's *path* (``"/kv/range"``...); its JSON answer. Blocks *timeout*
+        seconds at most in all (by default the store's), over every endpoint tried.
+
+        An endpoint that refuses or does not accept the connection is skipped for the next one; one
+        that took the request but did not answer in time is skipped too if the request is
+        *idempotent* (a read, a renewal), else the request fails: it may have been applied.
+        """
         clients = self._clients()
         first = self._preferred
+        deadline = time.monotonic() + (timeout or self.timeout)
         last_error: BaseException | None = None
         for step in range(len(clients)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             index = (first + step) % len(clients)
             client = clients[index]
             try:
-                response = client.session.post(
-                    client.get_url(path), json=payload, timeout=timeout or self.timeout
-                )
-            except requests.exceptions.ConnectionError as error:
-                last_error = error  # refused or unreachable (read timeouts too): try the next endpoint
+                response = client.session.post(client.get_url(path), json=payload, timeout=left)
+            except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as error:
+                last_error = error  # not delivered: the next endpoint may answer
                 continue
             except requests.exceptions.RequestException as error:
+                if idempotent:
+                    last_error = error
+                    continue
                 raise StoreError(f"etcd at {self.endpoints[index]} did not answer: {error}") from error
             if response.status_code != 200:
                 raise StoreError(
@@ -164,7 +185,7 @@ class Store:
 
     def keepalive(self, lease: int, timeout: float | None = None) -> int:
         """Renew *lease*; its TTL in seconds, or -1 if it has expired (or never existed)."""
-        answer = self.post("/lease/keepalive", {"ID": lease}, timeout)
+        answer = self.post("/lease/keepalive", {"ID": lease}, timeout, idempotent=True)
         result = answer.get("result", answer)
         return int(result.get("TTL", -1))
 
@@ -180,7 +201,7 @@ class Store:
 
     def get(self, key: bytes) -> KeyValue | None:
         """The key's value and revisions, or None."""
-        answer = self.post("/kv/range", {"key": _b64(key)})
+        answer = self.post("/kv/range", {"key": _b64(key)}, idempotent=True)
         kvs = answer.get("kvs") or ()
         return _key_value(kvs[0]) if kvs else None
 
@@ -189,7 +210,7 @@ class Store:
         payload: dict[str, Any] = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
         if keys_only:
             payload["keys_only"] = True
-        answer = self.post("/kv/range", payload)
+        answer = self.post("/kv/range", payload, idempotent=True)
         return [_key_value(item) for item in answer.get("kvs") or ()], _revision(answer)
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
