@@ -1,5 +1,6 @@
 """
-Every runnable example in the docs runs: each ```python block with a ``__main__`` guard, as a script.
+Every runnable example in the docs runs: each ```python block with a ``__main__`` guard, as a script
+(and the README's cluster example). A cluster's example gets an etcd of its own and a key file.
 
 The expected line of each example (its ``# ...`` comment after a ``print``) is not checked word for
 word; the example must run to the end (exit status 0) and print what the check below names.
@@ -7,12 +8,16 @@ word; the example must run to the end (exit status 0) and print what the check b
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cluster.etcd_server import EtcdServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 _BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -24,6 +29,10 @@ def runnable_examples() -> list[pytest.ParameterSet]:
         for number, block in enumerate(_BLOCK.findall(page.read_text()), start=1):
             if 'if __name__ == "__main__":' in block:
                 examples.append(pytest.param(block, id=f"{page.name}#{number}"))
+    readme = DOCS.parent / "README.md"
+    for number, block in enumerate(_BLOCK.findall(readme.read_text()), start=1):
+        if "EtcdCluster(" in block and 'if __name__ == "__main__":' in block:
+            examples.append(pytest.param(block, id=f"README.md#{number}"))
     return examples
 
 
@@ -46,7 +55,16 @@ EXPECTED = {
 @pytest.mark.parametrize("source", runnable_examples())
 def test_the_example_runs(source: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
-    script.write_text(source)
+    with contextlib.ExitStack() as stack:
+        if "EtcdCluster(" in source:  # a cluster's example: an etcd of its own, and the key file
+            etcd = stack.enter_context(EtcdServer(data_dir=tmp_path / "etcd"))
+            source = source.replace("http://127.0.0.1:2379", etcd.url)
+            (tmp_path / "cluster.key").write_bytes(os.urandom(32))
+        script.write_text(source)
+        _run_example(script, source, tmp_path)
+
+
+def _run_example(script: Path, source: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
