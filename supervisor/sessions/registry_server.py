@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import signal
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -33,6 +34,8 @@ from .registry import PUBLISHED
 
 __all__ = ["Table", "run_registry_server", "serve_table"]
 
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
 
 class Table:
     """The registry: ``session_id → encoded SessionInfo``, plus the ``PUBLISHED`` marker. Thread-safe."""
@@ -40,6 +43,8 @@ class Table:
     def __init__(self) -> None:
         self._entries: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self.caller = threading.local()
+        """``caller.pid``: the pid of the client whose request the current thread is serving."""
 
     def lookup(self, key: str) -> tuple[bytes | None, bool]:
         """The value under *key* (or None) and whether the registry is published, at one instant."""
@@ -73,6 +78,8 @@ class Table:
 
 def _serve(table: Table, sock: socket.socket, authkey: Key | bytes) -> None:
     """Authenticate one client, then answer its requests in order until it hangs up."""
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    table.caller.pid = _PEERCRED.unpack(credentials)[0]  # the client's pid, as the kernel saw it connect
     conn: Connection | None = authenticate(sock, authkey)
     if conn is None:
         return

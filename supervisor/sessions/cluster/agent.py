@@ -31,6 +31,7 @@ the lease that announces it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
@@ -87,15 +88,6 @@ FOREVER = 3600.0
 _T = TypeVar("_T")
 
 
-@attrs.frozen
-class _Owned:
-    """A session this node owns in etcd: the mod revision of its entry as last written."""
-
-    revision: int
-    spec: SpecRecord | None
-    spec_revision: int
-
-
 class ClusterTable(Table):
     """The local table, mirrored into etcd, answering reads cluster-wide; the agent's whole state."""
 
@@ -117,7 +109,12 @@ class ClusterTable(Table):
         self.lease: int | None = None
         self.old_lease: int | None = None  # the lease of before a fence, revoked when etcd answers
         self.last_sent = 0.0  # monotonic: when the last successful renewal was sent
-        self.owned: dict[str, _Owned] = {}
+        # The sessions this node owns in etcd (their entries are on its lease), with their specs.
+        self.owned: dict[str, SpecRecord | None] = {}
+        self.reserved = 0  # claims under way, counted in the load before they are owned
+        self.spec_deletes: set[str] = set()  # ended sessions whose spec a fence kept from deleting
+        self.leaving = False
+        self.manager_pid: int | None = None  # the SessionManager, as the peer of its registry link
         self.dirty: set[str] = set()
         self.ending: set[str] = set()  # sessions over for good: their spec goes with their entry
         self.node_dirty = False
@@ -145,6 +142,7 @@ class ClusterTable(Table):
 
     def replace_all(self, entries: dict[str, bytes]) -> None:
         with self.state:
+            self.manager_pid = getattr(self.caller, "pid", None)  # only the SessionManager writes
             before = set(self.snapshot_local())
             super().replace_all(entries)
             after = set(self.snapshot_local())
@@ -253,9 +251,23 @@ class ClusterTable(Table):
         raise ValueError(f"no node-to-node operation {operation!r}")
 
     def terminate_here(self, session_id: str, timeout: float | None) -> None:
-        """Terminate a session of this node; return once it is gone here and its entry from etcd."""
+        """
+        Terminate a session of this node; return once it is gone here and its entry and spec from
+        etcd.
+
+        Raises:
+            ClusterUnavailableError: it is gone here, but etcd did not take the deletion in time (it
+                is written when etcd answers; until then the session is listed, and should this node
+                lose its lease meanwhile, a restartable one may be re-placed).
+        """
         self.manager.terminate_session(session_id, timeout=timeout)
         self.settle(session_id)
+        with self.state:
+            if session_id in self.owned or session_id in self.spec_deletes:
+                raise ClusterUnavailableError(
+                    f"session {session_id!r} is stopped on node {self.config.node!r}, but etcd did not "
+                    "take its deletion in time; it is deleted when etcd answers"
+                )
 
     def settle(self, session_id: str) -> None:
         """
@@ -292,11 +304,8 @@ class ClusterTable(Table):
         return nodes
 
     def _place(self, node: str | None) -> NodeRecord:
-        if self.lease is None:
-            raise ClusterUnavailableError(
-                f"node {self.config.node!r} is not part of the cluster now (etcd does not answer, "
-                "or it is rejoining after fencing itself)"
-            )
+        with self.state:
+            self._usable_lease()
         nodes = self._live_nodes()
         if node is not None:
             if node not in nodes:
@@ -350,34 +359,16 @@ class ClusterTable(Table):
             incarnation=placement.incarnation,
         )
         with self.state:
-            lease = self.lease
-            if lease is None or self.fencing:
-                raise ClusterUnavailableError(f"node {self.config.node!r} is not part of the cluster now")
-            load = len(self.owned) + 1
+            lease = self._usable_lease()
+            load = len(self.owned) + self.reserved + 1
             if load > self.config.capacity:
                 raise NoCapacityError(f"node {self.config.node!r} runs as many sessions as its capacity")
-        # The node's new load goes in the same transaction: the next placement, on any node, sees it.
-        puts = [
-            Put(self.keys.session(session_id), self._sealed_entry(info), lease),
-            Put(self.keys.node(self.config.node), self._sealed_record(load), lease),
-        ]
-        if spec is not None:
-            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(self.keys.spec(session_id), spec)))
-        unchanged = [(self.keys.spec(session_id), spec_revision)] if spec_revision else []
+            self.reserved += 1
         try:
-            claimed, revision = self.store.transaction(
-                absent=[self.keys.session(session_id)], unchanged=unchanged, puts=puts
-            )
-        except StoreError as error:
-            raise ClusterUnavailableError(
-                f"etcd did not answer the claim of {session_id!r}: {error}"
-            ) from None
-        if not claimed:
-            raise ValueError(f"session id {session_id!r} is taken in the cluster")
-        with self.state:
-            self.owned[session_id] = _Owned(revision, spec, revision if spec is not None else 0)
-            self.node_dirty = True
-            self.state.notify_all()
+            self._claim(session_id, info, spec, spec_revision, lease, load)
+        finally:
+            with self.state:
+                self.reserved -= 1
         try:
             self.manager._start_session(session_id, options, placement, timeout)
         except CallTimeout:
@@ -390,8 +381,75 @@ class ClusterTable(Table):
             if spec_revision and spec is not None:
                 self._count_failure(spec)
             raise
+        with self.state:
+            if self.lease != lease:  # fenced during the start: the fence stops it (it is in the table)
+                raise ClusterUnavailableError(
+                    f"node {self.config.node!r} lost its lease while session {session_id!r} started; "
+                    "it is stopped here"
+                )
         self.settle(session_id)  # every node now reads it ACTIVE
         return session_id
+
+    def _usable_lease(self) -> int:
+        """The lease, while the node is in the cluster; else ClusterUnavailableError. Under the state."""
+        if self.lease is None or self.fencing or self.leaving:
+            raise ClusterUnavailableError(
+                f"node {self.config.node!r} is not part of the cluster now (etcd does not answer, it is "
+                "rejoining after fencing itself, or it is stopping)"
+            )
+        return self.lease
+
+    def _claim(
+        self,
+        session_id: str,
+        info: SessionInfo,
+        spec: SpecRecord | None,
+        spec_revision: int,
+        lease: int,
+        load: int,
+    ) -> None:
+        """
+        Claim *session_id* for this node in one transaction: its entry on the lease, its spec, and the
+        node's new load (the next placement, on any node, sees it). A claim whose answer was lost is
+        read back: it is this node's if the entry is on this node's lease.
+
+        Raises:
+            ValueError: the id is another node's (or the orphan was claimed first).
+            ClusterUnavailableError: etcd did not answer, or the node was fenced meanwhile (withdrawn).
+        """
+        key = self.keys.session(session_id)
+        puts = [
+            Put(key, self._sealed_entry(info), lease),
+            Put(self.keys.node(self.config.node), self._sealed_record(load), lease),
+        ]
+        if spec is not None:
+            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(self.keys.spec(session_id), spec)))
+        unchanged = [(self.keys.spec(session_id), spec_revision)] if spec_revision else []
+        try:
+            try:
+                claimed, _ = self.store.transaction(absent=[key], unchanged=unchanged, puts=puts)
+            except StoreError:
+                claimed = False
+            if not claimed:
+                found = self.store.get(key)  # a claim sent twice, or one whose answer was lost
+                if found is None:
+                    raise ClusterUnavailableError(f"etcd did not take the claim of {session_id!r}")
+                if found.lease != lease:
+                    raise ValueError(f"session id {session_id!r} is taken in the cluster")
+        except StoreError as error:
+            raise ClusterUnavailableError(
+                f"etcd did not answer the claim of {session_id!r}: {error}"
+            ) from None
+        with self.state:
+            if self.lease == lease and not self.fencing:
+                self.owned[session_id] = spec
+                self.node_dirty = True
+                self.state.notify_all()
+                return
+        # Fenced while claiming: the claim is on a lease that is going; nothing may start on it.
+        raise ClusterUnavailableError(
+            f"node {self.config.node!r} lost its lease while claiming {session_id!r}"
+        )
 
     def _count_failure(self, spec: SpecRecord) -> None:
         """
@@ -399,11 +457,9 @@ class ClusterTable(Table):
         ``MAX_REPLACE_FAILURES`` failures in a row the session is given up (its spec deleted).
         """
         key = self.keys.spec(spec.session_id)
-        with self.state:
-            owned = self.owned.get(spec.session_id)
         try:
             found = self.store.get(key)
-            if found is None or (owned is not None and found.mod_revision != owned.spec_revision):
+            if found is None:
                 return
             failures = spec.failures + 1
             if failures >= MAX_REPLACE_FAILURES:
@@ -526,13 +582,21 @@ class ClusterTable(Table):
     def join(self) -> bool:
         """Join the cluster with a new lease; False if etcd did not answer (bounded) or sessions remain."""
         with self.state:
-            if self.snapshot_local():
-                return False  # sessions of before a fence are still stopping
+            if self.snapshot_local() or self.leaving:
+                return False  # sessions of before a fence are still stopping, or the node is stopping
+            spec_deletes = set(self.spec_deletes)
+        lease = 0
         try:
             if self.old_lease is not None:
                 # Its sessions are gone: their entries may go now rather than at the lease's expiry.
                 self.store.revoke(self.old_lease)
                 self.old_lease = None
+            for session_id in spec_deletes:  # ended before the fence: unless re-placed meanwhile
+                self.store.transaction(
+                    absent=[self.keys.session(session_id)], deletes=[self.keys.spec(session_id)]
+                )
+                with self.state:
+                    self.spec_deletes.discard(session_id)
             sent = time.monotonic()
             lease = self.store.grant(self.config.ttl)
             # The name is claimed like a session id: while another lease holds it (a live node of the
@@ -540,13 +604,21 @@ class ClusterTable(Table):
             record = Put(self.keys.node(self.config.node), self._sealed_record(0), lease)
             joined, _ = self.store.transaction(absent=[record.key], puts=[record])
             if not joined:
+                found = self.store.get(record.key)  # a claim whose answer was lost is ours
+                joined = found is not None and found.lease == lease
+            if not joined:
                 self.store.revoke(lease)
                 self._warn_name_taken()
                 return False
         except StoreError as error:
             log.debug("cluster: node %r cannot join yet: %s", self.config.node, error)
+            if lease:
+                with contextlib.suppress(StoreError):
+                    self.store.revoke(lease)
             return False
         with self.state:
+            if self.leaving:
+                return False
             self.lease, self.last_sent, self.fencing, self.expired = lease, sent, False, False
             self.owned.clear()
             self.dirty.clear()
@@ -573,26 +645,40 @@ class ClusterTable(Table):
         return NodeRecord(self.config.node, host, self.port, load, self.config.capacity)
 
     def _fence(self, why: str) -> None:
-        """Stop every local session by 0.8 TTL after the last renewal sent; then rejoin later."""
+        """
+        Stop every local session by 0.8 TTL after the last renewal sent, killing the SessionManager
+        (and so every session) if any is left then; return once the local table is empty. Sessions
+        that ended for good keep their spec deletions for the rejoin.
+        """
         deadline = self.last_sent + self.config.ttl * FENCE_DEADLINE
         log.error("cluster: node %r fences itself: %s; stopping its sessions", self.config.node, why)
         with self.state:
             self.old_lease, self.lease = self.lease, None
             self.fencing = True
+            self.spec_deletes |= self.ending
             self.owned.clear()
             self.dirty.clear()
             self.ending.clear()
             self.state.notify_all()
         self._restart_watch()
-        for session_id in self.snapshot_local():
-            threading.Thread(target=self._stop_quietly, args=(session_id, deadline), daemon=True).start()
-        with self.state:
-            while self.snapshot_local() and time.monotonic() < deadline:
-                self.state.wait(deadline - time.monotonic())  # each removal notifies
-        if self.snapshot_local():
-            self._kill_manager(deadline)
-        with self.state:
-            self.fencing = False  # the keeper may rejoin once the local table is empty
+        stopping: set[str] = set()
+        while True:
+            with self.state:
+                local = set(self.snapshot_local())
+                if not local:
+                    self.fencing = False  # the keeper may rejoin now
+                    self.state.notify_all()
+                    return
+            for session_id in local - stopping:  # a start in flight may add one: it is stopped too
+                stopping.add(session_id)
+                threading.Thread(target=self._stop_quietly, args=(session_id, deadline), daemon=True).start()
+            if time.monotonic() < deadline:
+                with self.state:
+                    self.state.wait(max(0.0, min(0.1, deadline - time.monotonic())))  # removals notify
+                continue
+            self._kill_manager()
+            with self.state:
+                self.state.wait(0.1)
 
     def _stop_quietly(self, session_id: str, deadline: float) -> None:
         try:
@@ -600,13 +686,18 @@ class ClusterTable(Table):
         except Exception as error:
             log.warning("cluster: fencing: session %r not stopped in time: %s", session_id, error)
 
-    def _kill_manager(self, deadline: float) -> None:
-        """SIGKILL the SessionManager: its sessions die with it (their parent-death signal)."""
-        try:
-            pid = self.app.which_child(SESSION_MANAGER_ID, timeout=max(0.1, deadline - time.monotonic())).pid
-        except Exception as error:
-            log.error("cluster: fencing: the SessionManager's pid is unknown: %s", error)
-            return
+    def _kill_manager(self) -> None:
+        """
+        SIGKILL the SessionManager: its sessions die with it (their parent-death signal). Its pid is
+        the peer of its registry link (checked to be the agent's sibling), else asked of the root.
+        """
+        pid = self.manager_pid
+        if pid is None or _parent_of(pid) != os.getppid():
+            try:
+                pid = self.app.which_child(SESSION_MANAGER_ID, timeout=0.5).pid
+            except Exception as error:
+                log.error("cluster: fencing: the SessionManager's pid is unknown: %s", error)
+                return
         if pid is None:
             return
         log.error("cluster: fencing: killing the SessionManager (pid %d) and its sessions", pid)
@@ -615,6 +706,8 @@ class ClusterTable(Table):
         except ProcessLookupError:
             return
         try:
+            if _parent_of(pid) != os.getppid():
+                return  # the pid was reused meanwhile: the pidfd now pins another process
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -622,6 +715,7 @@ class ClusterTable(Table):
             os.close(pidfd)
         with self.state:  # its entries: a new SessionManager replaces them all (with none)
             super().replace_all({PUBLISHED: b"1"} if PUBLISHED in super().snapshot() else {})
+            self.state.notify_all()
 
     def leave(self) -> None:
         """
@@ -630,6 +724,7 @@ class ClusterTable(Table):
         """
         deadline = time.monotonic() + 2 * self.config.etcd_timeout
         with self.state:
+            self.leaving = True  # no claim, no rejoin from now on
             while (self.dirty or self.in_flight) and self.lease is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -674,30 +769,33 @@ class ClusterTable(Table):
                 time.sleep(0.2)
 
     def _sync(self, session_id: str, lease: int) -> None:
+        """
+        Write one session's local state to etcd: its entry, or its deletion (and its spec's, if it
+        ended for good). Every write is conditional on the entry being on this node's lease, so it
+        is idempotent: one whose answer was lost can be sent again.
+        """
         with self.state:
-            if self.lease != lease:
-                return
-            owned = self.owned.get(session_id)
+            if self.lease != lease or session_id not in self.owned:
+                return  # not ours in etcd (a session of before a fence, or never claimed)
+            spec = self.owned[session_id]
             value = super().snapshot().get(session_id)
             ending = session_id in self.ending
-        if owned is None:
-            return  # not ours in etcd (a session of before a fence, or never claimed)
         key = self.keys.session(session_id)
         if value is None:
             deletes = [key] + ([self.keys.spec(session_id)] if ending else [])
-            done, _ = self.store.transaction(unchanged=[(key, owned.revision)], deletes=deletes)
+            done, _ = self.store.transaction(leased=[(key, lease)], deletes=deletes)
+            if not done and ending and self.store.get(key) is None:
+                # Already gone (a delete whose answer was lost took the spec with it; or its entry
+                # went with an old lease): the spec goes if it is still there and no node has the id.
+                self.store.transaction(absent=[key], deletes=[self.keys.spec(session_id)])
             with self.state:
-                if self.owned.get(session_id) is owned:
-                    del self.owned[session_id]
+                if session_id not in super().snapshot():
+                    self.owned.pop(session_id, None)
                     self.ending.discard(session_id)
                     self.node_dirty = True
-            if not done:
-                log.warning("cluster: session %r's entry was no longer this node's", session_id)
             return
         info = _wire.loads(value)
         puts = [Put(key, self.sealer.seal(key, (self.config.node, value)), lease)]
-        spec = owned.spec
-        unchanged = [(key, owned.revision)]
         started = isinstance(info, SessionInfo) and info.status is SessionStatus.ACTIVE
         if (
             spec is not None
@@ -706,15 +804,13 @@ class ClusterTable(Table):
         ):
             spec = attrs.evolve(spec, restarts=info.restarts, failures=0 if started else spec.failures)
             puts.append(Put(self.keys.spec(session_id), self.sealer.seal(self.keys.spec(session_id), spec)))
-            unchanged.append((self.keys.spec(session_id), owned.spec_revision))
-        done, revision = self.store.transaction(unchanged=unchanged, puts=puts)
-        if not done:
-            log.warning("cluster: session %r's entry was changed by another node", session_id)
-            return
+        done, _ = self.store.transaction(leased=[(key, lease)], puts=puts)
         with self.state:
-            if self.owned.get(session_id) is owned:
-                spec_revision = revision if spec is not owned.spec else owned.spec_revision
-                self.owned[session_id] = _Owned(revision, spec, spec_revision)
+            if not done:
+                log.error("cluster: session %r's entry is no longer on this node's lease", session_id)
+                self.owned.pop(session_id, None)
+            elif session_id in self.owned:
+                self.owned[session_id] = spec
 
     # ------------------------------------------------------------------ re-placing dead nodes' sessions
 
@@ -786,14 +882,43 @@ class ClusterTable(Table):
                 )
             except ValueError:
                 continue  # another node claimed it first
+            except ClusterUnavailableError as error:
+                log.warning("cluster: stopped re-placing sessions: %s", error)
+                return  # fenced, stopping, or etcd away: the next scan goes on
             except Exception as error:
-                log.error("cluster: re-placing session %r failed; it is given up: %s", session_id, error)
+                log.error(
+                    "cluster: re-placing session %r failed (its start is counted): %s", session_id, error
+                )
                 continue
             log.info("cluster: node %r re-placed session %r", self.config.node, session_id)
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of *pid*, from /proc; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _thread(target: Callable[[], None], name: str) -> None:
-    threading.Thread(target=target, name=name, daemon=True).start()
+    """
+    Run *target* in a daemon thread; if it ever ends, by an error or not, the agent exits at once:
+    an agent missing its keeper, watchdog or writer must not hold a lease (the Application's
+    supervisor then restarts it, with the SessionManager and its sessions).
+    """
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException:
+            log.critical("cluster: the agent's %s thread failed; the agent exits", name, exc_info=True)
+        else:
+            log.critical("cluster: the agent's %s thread ended; the agent exits", name)
+        os._exit(70)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
 
 
 def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: float = 5.0) -> None:

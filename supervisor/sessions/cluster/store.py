@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import etcd3gw
 import requests
+import urllib3
 
 from .config import TlsFiles
 
@@ -79,6 +80,16 @@ def _key_value(item: dict[str, Any]) -> KeyValue:
         mod_revision=int(item.get("mod_revision", 0)),
         lease=int(item.get("lease", 0)),
     )
+
+
+def _not_sent(error: requests.exceptions.RequestException) -> bool:
+    """True if *error* means the request never reached etcd (no connection was made)."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(error, requests.exceptions.ConnectionError) or not error.args:
+        return False
+    reason = getattr(error.args[0], "reason", None)  # urllib3's MaxRetryError wraps why it failed
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def _revision(answer: dict[str, Any]) -> int:
@@ -149,17 +160,20 @@ class Store:
                 break
             index = (first + step) % len(clients)
             client = clients[index]
+            share = left / (len(clients) - step)  # a hung endpoint leaves time for the next ones
             try:
-                response = client.session.post(client.get_url(path), json=payload, timeout=left)
-            except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as error:
-                last_error = error  # not delivered: the next endpoint may answer
-                continue
+                response = client.session.post(client.get_url(path), json=payload, timeout=share)
             except requests.exceptions.RequestException as error:
-                if idempotent:
-                    last_error = error
+                self._preferred = (index + 1) % len(clients)
+                if idempotent or _not_sent(error):
+                    last_error = error  # the next endpoint may answer
                     continue
                 raise StoreError(f"etcd at {self.endpoints[index]} did not answer: {error}") from error
             if response.status_code != 200:
+                if idempotent and response.status_code >= 500:  # a member without a leader, say
+                    self._preferred = (index + 1) % len(clients)
+                    last_error = StoreError(f"{response.status_code} {response.text[:200]}")
+                    continue
                 raise StoreError(
                     f"etcd at {self.endpoints[index]} refused {path}: {response.status_code} "
                     f"{response.text[:200]}"
@@ -231,11 +245,13 @@ class Store:
         unchanged: Sequence[tuple[bytes, int]] = (),
         puts: Sequence[Put] = (),
         deletes: Sequence[bytes] = (),
+        leased: Sequence[tuple[bytes, int]] = (),
     ) -> tuple[bool, int]:
         """
-        Apply *puts* and *deletes* atomically if every key of *absent* does not exist and every key of
-        *unchanged* still has its mod revision: ``(True, revision)`` if applied (the revision its writes
-        have), ``(False, revision)`` if a comparison failed.
+        Apply *puts* and *deletes* atomically if every key of *absent* does not exist, every key of
+        *unchanged* still has its mod revision, and every key of *leased* exists attached to its
+        lease: ``(True, revision)`` if applied (the revision its writes have), ``(False, revision)``
+        if a comparison failed.
         """
         compare: list[dict[str, Any]] = [
             {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": 0} for key in absent
@@ -243,6 +259,9 @@ class Store:
         compare += [
             {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": revision}
             for key, revision in unchanged
+        ]
+        compare += [
+            {"key": _b64(key), "result": "EQUAL", "target": "LEASE", "lease": lease} for key, lease in leased
         ]
         success: list[dict[str, Any]] = []
         for put in puts:
