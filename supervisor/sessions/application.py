@@ -136,7 +136,7 @@ class Application:
             ChildSpec(
                 SESSION_MANAGER_ID,
                 _RUN_MANAGER,
-                args=(manager_spec or DynamicSupervisorSpec(),),
+                args=(manager_spec or DynamicSupervisorSpec(), cluster is not None),
                 type=ChildType.SUPERVISOR,
                 start_mode=StartMode.NOTIFY,
                 # In a cluster its sessions must be gone before the lease of a dead agent can expire.

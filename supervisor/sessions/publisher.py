@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +25,7 @@ import attrs
 
 from .._engine.hooks import ChildEvent, FdWatch, LoopHooks
 from ..reasons import ExitReason
+from .lease_guard import LeaseClock
 from .registry_writer import ACK_TIMEOUT, RegistryWriter
 from .values import ChildSummary, Placement, SessionInfo, SessionOptions, SessionStatus
 
@@ -42,8 +45,10 @@ class _NoFds:
 class RegistryPublisher(LoopHooks):
     """Keeps the registry equal to the SessionManager's live sessions; survives registry restarts."""
 
-    def __init__(self, registry: RegistryWriter) -> None:
+    def __init__(self, registry: RegistryWriter, lease: LeaseClock | None = None) -> None:
         self.registry = registry
+        self.lease = lease  # in a cluster: until when the sessions may run (lease_guard.py)
+        self.lease_until = 0.0
         self.entries: dict[str, SessionInfo] = {}
         self.up = False
         self.connecting = False
@@ -55,6 +60,8 @@ class RegistryPublisher(LoopHooks):
     # ------------------------------------------------------------------ life-cycle hooks
 
     def child_starting(self, child: ChildEvent) -> None:
+        if self.lease is not None:
+            self.lease_until = self.lease.read()
         previous = self.entries.get(child.child_id)
         options = _options_of(child)
         if previous is None:
@@ -110,6 +117,19 @@ class RegistryPublisher(LoopHooks):
         if child.child_id in self.entries:
             self._remove(child.child_id)
 
+    def _check_lease(self) -> None:
+        """The sessions' time is up unless the agent renewed the lease since: then die, and they with us."""
+        assert self.lease is not None
+        self.lease_until = self.lease.read()
+        if time.monotonic() < self.lease_until:
+            return
+        log.critical(
+            "session manager: the node's lease was not renewed in time (its agent is frozen or gone); "
+            "killing itself and its %d sessions before the lease can expire",
+            len(self.entries),
+        )
+        os.kill(os.getpid(), signal.SIGKILL)
+
     # ------------------------------------------------------------------ the registry connection
 
     def attach(self, fds: FdWatch) -> None:
@@ -117,7 +137,9 @@ class RegistryPublisher(LoopHooks):
         self._watch_link()
 
     def deadline(self) -> float | None:
-        return self.retry_at
+        if self.lease is None or not self.entries:
+            return self.retry_at
+        return self.lease_until if self.retry_at is None else min(self.retry_at, self.lease_until)
 
     def on_readable(self) -> None:
         if self.connecting:
@@ -130,6 +152,8 @@ class RegistryPublisher(LoopHooks):
                 self._lost()
 
     def on_deadline(self) -> None:
+        if self.lease is not None and self.entries and time.monotonic() >= self.lease_until:
+            self._check_lease()
         if self.retry_at is None or time.monotonic() < self.retry_at:
             return
         if self.connecting:

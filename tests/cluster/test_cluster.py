@@ -361,3 +361,31 @@ def test_a_create_another_node_cannot_read_is_refused_as_unreadable_not_a_timeou
         assert nodes["a"].list_sessions() == []
         sid = nodes["a"].create_session(node="a", children=[ChildSpec("w", only_on_a.run)])
         assert nodes["b"].get_session_info(sid).node == "a"
+
+
+def test_a_frozen_agent_s_sessions_are_stopped_by_their_session_manager_before_its_lease_expires(
+    etcd: EtcdServer, tmp_path: Path
+) -> None:
+    with cluster([etcd.url], ["a", "b"]) as nodes:
+        kept = [
+            nodes["a"].create_session(node="b", **exclusive(tmp_path, Restart.PERMANENT)) for _ in range(2)
+        ]
+        pids = [nodes["b"].call(sid, "ex", "whoami")[1] for sid in kept]
+        agent = nodes.apps["b"].supervisor.which_child("registry").pid
+        assert agent is not None
+        os.kill(agent, signal.SIGSTOP)  # b's agent can neither renew nor fence
+        frozen_at = time.monotonic()
+        try:
+            eventually(lambda: not any(alive(pid) for pid in pids), timeout=TTL + 2)
+            assert time.monotonic() - frozen_at < TTL, "b's sessions outlived its lease"
+
+            def moved() -> bool:
+                infos = {info.session_id: info for info in nodes["a"].list_sessions()}
+                return all(sid in infos and infos[sid].node == "a" for sid in kept)
+
+            eventually(moved, timeout=15)
+        finally:
+            os.kill(agent, signal.SIGCONT)
+        for sid in kept:
+            assert nodes["a"].call(sid, "ex", "whoami")[0] == sid
+        never_twice(tmp_path)

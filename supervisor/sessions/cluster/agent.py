@@ -58,6 +58,7 @@ from ...errors import (
 )
 from ...handle import SupervisorHandle
 from ..client import SessionManagerHandle
+from ..lease_guard import LeaseClock, lease_file
 from ..registry import PUBLISHED
 from ..registry_server import Table, serve_table
 from ..values import Placement, SessionInfo, SessionOptions, SessionStatus
@@ -95,8 +96,11 @@ class ClusterTable(Table):
         {"cluster_create", "cluster_terminate", "cluster_call", "cluster_cast"}
     )
 
-    def __init__(self, config: EtcdCluster, manager: SessionManagerHandle, app: SupervisorHandle) -> None:
+    def __init__(
+        self, config: EtcdCluster, manager: SessionManagerHandle, app: SupervisorHandle, clock: LeaseClock
+    ) -> None:
         super().__init__()
+        self.clock = clock  # until when the sessions may run, for the SessionManager's switch
         self.config = config
         self.keys = ClusterKeys(config.prefix)
         self.store = Store(config.endpoints, config.etcd_timeout, config.etcd_tls)
@@ -554,6 +558,7 @@ class ClusterTable(Table):
                     self.expired = True  # etcd says so: the watchdog fences at once
                 else:
                     self.last_sent = sent
+                    self.clock.write(sent + ttl * FENCE_DEADLINE)  # the SessionManager's switch
                     self.node_dirty = True
                 self.state.notify_all()
 
@@ -620,6 +625,7 @@ class ClusterTable(Table):
             if self.leaving:
                 return False
             self.lease, self.last_sent, self.fencing, self.expired = lease, sent, False, False
+            self.clock.write(sent + self.config.ttl * FENCE_DEADLINE)
             self.owned.clear()
             self.dirty.clear()
             self.ending.clear()
@@ -935,7 +941,8 @@ def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: 
         app.address, app.path, tree.authkey, registry_timeout, config.node, forward=False
     )
     app_handle = SupervisorHandle(app.address, tree.authkey, app.path)
-    table = ClusterTable(config, manager, app_handle)
+    clock = LeaseClock(lease_file(os.path.dirname(tree.address)), create=True)
+    table = ClusterTable(config, manager, app_handle, clock)
     server = peer.PeerServer(config.listen, table.peer_key, table.handle_peer, config.tls)
     table.port = server.port
     server.start()
