@@ -171,23 +171,21 @@ class Application:
 
     @staticmethod
     def session_manager_in(
-        handle: SupervisorHandle,
-        child_id: str = "application",
-        registry_timeout: float = 5.0,
-        node: str | None = None,
+        handle: SupervisorHandle, child_id: str = "application", registry_timeout: float = 5.0
     ) -> SessionManagerHandle:
         """
-        The SessionManager of the Application child *child_id* of the supervisor *handle*; *node* is
-        the node's name if it was given an :class:`~supervisor.EtcdCluster`. Without *node*, its
-        registry is asked (one bounded read) whether it is a node of a cluster.
+        The SessionManager of the Application child *child_id* of the supervisor *handle*. Blocks for
+        one call to *handle* and one read of the Application's registry (whether it is a node of a
+        cluster, and its name), *registry_timeout* seconds at most.
 
         Raises:
             TypeError, ValueError: *registry_timeout* is not finite seconds > 0; nothing is asked.
+            RegistryUnavailableError: the registry did not answer in time.
         """
         positive_seconds("registry_timeout", registry_timeout)
         nested = handle.child_supervisor(child_id)
-        sessions = SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout, node)
-        return sessions if node is not None else sessions.discover_node()
+        sessions = SessionManagerHandle(nested._address, nested.path, nested._authkey, registry_timeout)
+        return sessions.discover_node()
 
     def start(self) -> Application:
         """
@@ -260,8 +258,9 @@ class Application:
         """A client handle for the SessionManager (picklable; usable from any process)."""
         handle = self.supervisor
         node = None if self._cluster is None else self._cluster.node
+        slack = 0.0 if self._cluster is None else self._cluster.answer_slack
         return SessionManagerHandle(
-            handle._address, handle.path, handle._authkey, self._registry_timeout, node
+            handle._address, handle.path, handle._authkey, self._registry_timeout, node, slack=slack
         )
 
     def __enter__(self) -> Application:

@@ -65,12 +65,14 @@ class SessionManagerHandle:
         node: str | None = None,
         *,
         forward: bool = True,
+        slack: float = 0.0,
     ) -> None:
         registry_timeout = positive_seconds("registry_timeout", registry_timeout)
         if not isinstance(authkey, Key):
             authkey = Key(authkey)
         app = TreeContext.at(app_address, authkey, app_path)
-        self._app = (app_address, app_path, authkey, registry_timeout, node, forward)
+        self._app = (app_address, app_path, authkey, registry_timeout, node, forward, slack)
+        self._slack = slack  # how long past a forwarded request's timeout its answer may take
         self._node = node  # this node's name in a cluster; None outside one
         # Whether another node's sessions are reached through the cluster: False for the node agent's
         # own handle, which acts on this node's sessions only.
@@ -91,9 +93,12 @@ class SessionManagerHandle:
         Raises:
             RegistryUnavailableError: the registry did not answer in time.
         """
-        address, path, authkey, registry_timeout, _, _ = self._app
-        node = self._registry.ask("node_name", (), registry_timeout if timeout is None else timeout)
-        return SessionManagerHandle(address, path, authkey, registry_timeout, node)
+        address, path, authkey, registry_timeout, _, _, _ = self._app
+        info = self._registry.ask("node_info", (), registry_timeout if timeout is None else timeout)
+        if info is None:
+            return SessionManagerHandle(address, path, authkey, registry_timeout)
+        node, slack = info
+        return SessionManagerHandle(address, path, authkey, registry_timeout, node, slack=slack)
 
     def create_session(self, *, timeout: float | None = None, node: str | None = None, **options: Any) -> str:
         """
@@ -136,7 +141,7 @@ class SessionManagerHandle:
         session_id = str(uuid.uuid4())
         if self._cluster:
             _check_pickles_by_reference(parsed)
-            self._registry.ask("cluster_create", (session_id, parsed, node, timeout), _forward_bound(timeout))
+            self._registry.ask("cluster_create", (session_id, parsed, node, timeout), self._bound(timeout))
             return session_id
         if node is not None:
             raise ValueError(f"'node' must be None: this Application is not part of a cluster (got {node!r})")
@@ -178,7 +183,7 @@ class SessionManagerHandle:
         deadline = deadline_from("timeout", timeout)
         _check_session_id(session_id)
         if self._cluster:
-            self._registry.ask("cluster_terminate", (session_id, timeout), _forward_bound(timeout))
+            self._registry.ask("cluster_terminate", (session_id, timeout), self._bound(timeout))
             return
         interrupted = self._interrupt_start(session_id)
         try:
@@ -360,7 +365,7 @@ class SessionManagerHandle:
         node bound: the request was not delivered).
         """
         if self._cluster and not self._is_here(session_id):
-            bound = _forward_bound(timeout)
+            bound = self._bound(timeout)
             return self._registry.ask(
                 "cluster_call", (session_id, child_id, request, timeout, wait_for_restart), bound
             )
@@ -371,11 +376,13 @@ class SessionManagerHandle:
     ) -> None:
         """Cast *message* to the server *child_id* of the session *session_id*, if one runs now."""
         if self._cluster and not self._is_here(session_id):
-            self._registry.ask(
-                "cluster_cast", (session_id, child_id, message, timeout), _forward_bound(timeout)
-            )
+            self._registry.ask("cluster_cast", (session_id, child_id, message, timeout), self._bound(timeout))
             return
         cast_target(self._session_servers(session_id), child_id, message, timeout)
+
+    def _bound(self, timeout: float | None) -> float:
+        """How long to wait for the agent's answer to a cluster request of *timeout* seconds."""
+        return (FOREVER if timeout is None else timeout) + self._slack
 
     def _is_here(self, session_id: str) -> bool:
         """True outside a cluster, or if the session's entry names this node (one registry read)."""
@@ -419,14 +426,6 @@ class SessionManagerHandle:
         return SessionNotFoundError(f"no live session with id {session_id!r}", session_id)
 
 
-_FORWARD_SLACK = 2.0
-"""Seconds a forwarded request's reply may take beyond its own timeout (the hops between nodes)."""
-
-
-def _forward_bound(timeout: float | None) -> float:
-    return (FOREVER if timeout is None else timeout) + _FORWARD_SLACK
-
-
 def _check_pickles_by_reference(options: SessionOptions) -> None:
     """A cluster keeps a session's options in etcd, for any node to start: they must pickle plainly."""
     try:
@@ -439,9 +438,15 @@ def _check_pickles_by_reference(options: SessionOptions) -> None:
 
 
 def _rebuild_handle(
-    address: str, path: str, authkey: Key | bytes, registry_timeout: float, node: str | None, forward: bool
+    address: str,
+    path: str,
+    authkey: Key | bytes,
+    registry_timeout: float,
+    node: str | None,
+    forward: bool,
+    slack: float,
 ) -> SessionManagerHandle:
-    return SessionManagerHandle(address, path, authkey, registry_timeout, node, forward=forward)
+    return SessionManagerHandle(address, path, authkey, registry_timeout, node, forward=forward, slack=slack)
 
 
 def _check_session_id(session_id: object) -> None:

@@ -68,11 +68,11 @@ class Table:
         with self._lock:
             self._entries = dict(entries)
 
-    def node_name(self) -> str | None:
-        """The name of the cluster node this registry serves; None: it is not in a cluster."""
+    def node_info(self) -> tuple[str, float] | None:
+        """The name of the cluster node this registry serves, and its answers' slack; None: no cluster."""
         return None
 
-    METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all", "node_name"})
+    METHODS = frozenset({"lookup", "snapshot", "put", "remove", "replace_all", "node_info"})
     """The methods a client may call."""
 
 

@@ -28,7 +28,7 @@ WRONG_KEY = b"\x00" * 32
 def handle_parts(sessions: SessionManagerHandle) -> tuple[str, str, bytes, float]:
     """The Application's address, tree path, authkey and registry bound: what the handle pickles as."""
     _, args = sessions.__reduce__()
-    address, path, authkey, timeout, _node, _forward = args
+    address, path, authkey, timeout, *_ = args
     return address, path, authkey, timeout
 
 

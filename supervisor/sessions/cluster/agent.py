@@ -203,8 +203,9 @@ class ClusterTable(Table):
             return None
         return str(node), bytes(info)
 
-    def node_name(self) -> str | None:
-        return self.config.node
+    def node_info(self) -> tuple[str, float] | None:
+        """This node's name, and how long past a request's own timeout the agent may take to answer."""
+        return self.config.node, self.config.answer_slack
 
     # ------------------------------------------------------------------ client requests
 
@@ -215,26 +216,36 @@ class ClusterTable(Table):
         deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
         target = self._place(node)
         if target.node == self.config.node:
-            return self.create_here(session_id, options, None, timeout)
-        return str(self._forward(target, "create", (session_id, options, None, timeout), deadline))
+            return self.create_here(session_id, options, None, _left(deadline, timeout))
+        return str(
+            self._forward(target, "create", lambda left: (session_id, options, None, left), deadline, timeout)
+        )
 
     def cluster_terminate(self, session_id: str, timeout: float | None) -> None:
         if session_id in self.snapshot_local():
             self.terminate_here(session_id, timeout)
             return
         deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
-        self._forward(self._owner(session_id), "terminate", (session_id, timeout), deadline)
+        owner = self._owner(session_id)
+        self._forward(owner, "terminate", lambda left: (session_id, left), deadline, timeout)
 
     def cluster_call(
         self, session_id: str, child_id: str, request: Any, timeout: float | None, wait_for_restart: bool
     ) -> Any:
         deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
-        args = (session_id, child_id, request, timeout, wait_for_restart)
-        return self._forward(self._owner(session_id), "call", args, deadline)
+        owner = self._owner(session_id)
+        return self._forward(
+            owner,
+            "call",
+            lambda left: (session_id, child_id, request, left, wait_for_restart),
+            deadline,
+            timeout,
+        )
 
     def cluster_cast(self, session_id: str, child_id: str, message: Any, timeout: float | None) -> None:
         deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
-        self._forward(self._owner(session_id), "cast", (session_id, child_id, message, timeout), deadline)
+        owner = self._owner(session_id)
+        self._forward(owner, "cast", lambda left: (session_id, child_id, message, left), deadline, timeout)
 
     # ------------------------------------------------------------------ requests from other nodes
 
@@ -499,17 +510,31 @@ class ClusterTable(Table):
             )
         return record
 
-    def _forward(self, target: NodeRecord, operation: str, args: tuple[Any, ...], deadline: float) -> Any:
+    def _forward(
+        self,
+        target: NodeRecord,
+        operation: str,
+        args_for: Callable[[float | None], tuple[Any, ...]],
+        deadline: float,
+        timeout: float | None,
+    ) -> Any:
+        """
+        Send *operation* to *target*'s agent, with the arguments *args_for* makes of the time left of
+        the caller's *timeout* (None stays None), and return its answer. Blocks until *deadline*, plus
+        the time the owner may take to have etcd take its writes.
+        """
         connect_deadline = min(deadline, time.monotonic() + self.config.node_timeout)
         try:
             return peer.request(
                 (target.host, target.port),
                 self.peer_key,
                 operation,
-                args,
+                args_for(_left(deadline, timeout)),
                 connect_deadline=connect_deadline,
-                deadline=deadline + 1.0,  # the owner's own bound expires first, with its own error
+                # The owner's own bound expires first, with its own error; then its etcd writes.
+                deadline=deadline + 1.0 + 2 * self.config.etcd_timeout,
                 tls=self.config.tls,
+                keepalive=self.config.node_timeout,
             )
         except KeyMismatch as error:
             raise AuthenticationError(
@@ -897,6 +922,11 @@ class ClusterTable(Table):
                 )
                 continue
             log.info("cluster: node %r re-placed session %r", self.config.node, session_id)
+
+
+def _left(deadline: float, timeout: float | None) -> float | None:
+    """What is left of a caller's *timeout* (None: no bound) at its *deadline*."""
+    return None if timeout is None else max(0.0, deadline - time.monotonic())
 
 
 def _parent_of(pid: int) -> int | None:

@@ -205,6 +205,15 @@ class EtcdCluster:
         )
 
     @property
+    def answer_slack(self) -> float:
+        """
+        Seconds the node's answer to a client may take beyond the request's own timeout: the reads of
+        etcd that place a session or find its owner, the connection to the owner, and the wait for
+        etcd to take the writes.
+        """
+        return self.node_timeout + 5 * self.etcd_timeout + 2.0
+
+    @property
     def ttl(self) -> int:
         """The lease's TTL in whole seconds."""
         return int(self.lease_ttl)

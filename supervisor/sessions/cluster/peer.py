@@ -45,6 +45,16 @@ _HEADER = struct.Struct("!I")
 Handler = Callable[[str, tuple[Any, ...]], Any]
 
 
+def _keep_alive(sock: socket.socket, idle: float) -> None:
+    """Probe *sock* after *idle* seconds of silence, every second, and give up after 3 unanswered."""
+    seconds = max(1, round(idle))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, (seconds + 3) * 1000)
+
+
 def _client_context(tls: TlsFiles) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False  # nodes are named by the cluster, proved by the CA and the secret
@@ -110,6 +120,7 @@ def request(
     connect_deadline: float,
     deadline: float,
     tls: TlsFiles | None = None,
+    keepalive: float = 2.0,
 ) -> Any:
     """
     Send one request to the agent at *address* and return its reply's value (or raise its error).
@@ -123,6 +134,9 @@ def request(
         TimeoutError, EOFError, OSError: delivered, but no reply by *deadline*: it may have run
             (``delivered`` is True on the error).
         KeyMismatch: the peer does not hold the cluster's secret.
+
+    TCP keepalives probe a silent connection after *keepalive* seconds, so a peer whose machine or
+    network is gone fails the request within about *keepalive* + 3 s, whatever the deadline.
     """
     try:
         sock = socket.create_connection(address, timeout=_left(connect_deadline))
@@ -132,6 +146,7 @@ def request(
     try:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _keep_alive(sock, keepalive)
             if tls is not None:
                 sock.settimeout(_left(connect_deadline))
                 sock = _client_context(tls).wrap_socket(sock)
