@@ -41,7 +41,7 @@ at most half a TTL old while the agent lives: past that, it fences).
 """
 
 _RUN_REGISTRY = EntryPoint("supervisor.sessions.registry_server", "run_registry_server")
-_RUN_AGENT = EntryPoint("supervisor.sessions.cluster.agent", "run_cluster_agent")
+_RUN_AGENT = EntryPoint("supervisor.sessions.cluster.entry", "run_cluster_agent")
 _RUN_MANAGER = EntryPoint("supervisor.sessions.manager", "run_session_manager")
 
 

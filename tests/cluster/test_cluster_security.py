@@ -129,3 +129,10 @@ def test_only_the_agent_and_the_root_hold_the_cluster_secret(etcd: EtcdServer, t
         assert holds(agent, SECRET)  # it authenticates nodes and seals entries
         for pid in (manager, session, server):
             assert not holds(pid, SECRET), f"process {pid} holds the cluster's secret"
+
+
+def test_sessions_do_not_carry_etcd_s_client(etcd: EtcdServer, tmp_path: Path) -> None:
+    """Only the agent imports it: the SessionManager and its sessions are forked without it."""
+    with cluster([etcd.url], ["a"]) as nodes:
+        sid = nodes["a"].create_session(node="a", **exclusive(tmp_path))
+        assert nodes["a"].call(sid, "ex", "imported") == []

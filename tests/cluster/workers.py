@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import time
 from typing import Any
 
@@ -40,6 +41,8 @@ class Exclusive(GenServer):
     def handle_call(self, request: Any, caller: Caller) -> Any:
         if request == "whoami":
             return self.session_id, os.getpid()
+        if request == "imported":
+            return sorted(name for name in ("etcd3gw", "requests", "urllib3") if name in sys.modules)
         return "echo", request
 
 

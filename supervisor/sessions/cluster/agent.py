@@ -159,7 +159,6 @@ class ClusterTable(Table):
     def _changed(self, key: str) -> None:
         if self.lease is not None:
             self.dirty.add(key)
-            self.node_dirty = True
             self.state.notify_all()
 
     def snapshot_local(self) -> dict[str, bytes]:
@@ -397,11 +396,14 @@ class ClusterTable(Table):
                 self._count_failure(spec)
             raise
         with self.state:
-            if self.lease != lease:  # fenced during the start: the fence stops it (it is in the table)
-                raise ClusterUnavailableError(
-                    f"node {self.config.node!r} lost its lease while session {session_id!r} started; "
-                    "it is stopped here"
-                )
+            fenced = self.lease != lease
+        if fenced:  # during the start: the fence stops it (it is in the table)
+            if not spec_revision:
+                self._withdraw(session_id, lease)
+            raise ClusterUnavailableError(
+                f"node {self.config.node!r} lost its lease while session {session_id!r} started; "
+                "it is stopped here"
+            )
         self.settle(session_id)  # every node now reads it ACTIVE
         return session_id
 
@@ -457,14 +459,29 @@ class ClusterTable(Table):
             ) from None
         with self.state:
             if self.lease == lease and not self.fencing:
-                self.owned[session_id] = spec
-                self.node_dirty = True
+                self.owned[session_id] = spec  # the claim wrote the node's new load
                 self.state.notify_all()
                 return
-        # Fenced while claiming: the claim is on a lease that is going; nothing may start on it.
+        # Fenced while claiming: the claim is on a lease that is going; nothing may start on it, and
+        # a new session's spec must not outlive the failed create (a re-placement's stays).
+        if not spec_revision:
+            self._withdraw(session_id, lease)
         raise ClusterUnavailableError(
             f"node {self.config.node!r} lost its lease while claiming {session_id!r}"
         )
+
+    def _withdraw(self, session_id: str, lease: int) -> None:
+        """
+        Take back the claim of a new session whose create failed because the node was fenced: its
+        entry (if still on the old *lease*) and its spec now if etcd answers, else at the rejoin.
+        """
+        key = self.keys.session(session_id)
+        try:
+            self.store.transaction(leased=[(key, lease)], deletes=[key, self.keys.spec(session_id)])
+        except StoreError:
+            pass
+        with self.state:
+            self.spec_deletes.add(session_id)  # done at the rejoin unless the id runs somewhere then
 
     def _count_failure(self, spec: SpecRecord) -> None:
         """
