@@ -14,18 +14,19 @@ with no sessions. One read of eight bytes per renewal period: no polling, no thr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import struct
 
 __all__ = ["LeaseClock", "lease_file"]
 
 _VALUE = struct.Struct("!d")
-LEASE_FILE = "lease-valid-until"
 
 
-def lease_file(private_dir: str) -> str:
-    """The switch's file in the tree's private directory."""
-    return os.path.join(private_dir, LEASE_FILE)
+def lease_file(private_dir: str, app_path: str) -> str:
+    """The switch's file of the Application at *app_path*, in the tree's private directory."""
+    digest = hashlib.sha256(app_path.encode()).hexdigest()[:16]
+    return os.path.join(private_dir, f"lease-{digest}")
 
 
 class LeaseClock:

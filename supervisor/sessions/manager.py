@@ -32,7 +32,8 @@ def run_session_manager(tree: TreeContext, spec: DynamicSupervisorSpec, guarded:
     """
     _titles.set_title("manager", tree.shown_path)
     registry = RegistryWriter(tree.parent().registry.address, tree.authkey)
-    lease = LeaseClock(lease_file(os.path.dirname(tree.address))) if guarded else None
+    app = tree.parent()
+    lease = LeaseClock(lease_file(os.path.dirname(tree.address), app.path)) if guarded else None
     publisher = RegistryPublisher(registry, lease)
     publisher.publish_all()
     supervisor = SupervisorProcess(spec, tree, keep_ids=True, hooks=publisher)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -389,3 +390,75 @@ def test_a_frozen_agent_s_sessions_are_stopped_by_their_session_manager_before_i
         for sid in kept:
             assert nodes["a"].call(sid, "ex", "whoami")[0] == sid
         never_twice(tmp_path)
+
+
+@pytest.mark.parametrize("restart", [Restart.TEMPORARY, Restart.PERMANENT])
+def test_a_create_in_flight_when_its_node_fences_fails_and_leaves_nothing_anywhere(
+    etcd: EtcdServer, tmp_path: Path, restart: Restart
+) -> None:
+    from supervisor.sessions.cluster.records import ClusterKeys
+    from supervisor.sessions.cluster.store import Store
+
+    with cluster([etcd.url], ["a", "b"]) as nodes:
+        store, keys = Store([etcd.url], 2.0), ClusterKeys(nodes.prefix)
+        manager = nodes.apps["a"].supervisor.which_child("session_manager").pid
+        assert manager is not None
+        os.kill(manager, signal.SIGSTOP)  # the claim is made, the start waits
+        outcome: dict[str, BaseException | str] = {}
+
+        def create() -> None:
+            try:
+                outcome["created"] = nodes["a"].create_session(
+                    node="a", timeout=30, **exclusive(tmp_path, restart)
+                )
+            except BaseException as error:
+                outcome["error"] = error
+
+        creating = threading.Thread(target=create)
+        creating.start()
+        try:
+            claimed = eventually(lambda: store.range(keys.sessions)[0], timeout=10)
+            sid = ClusterKeys.last_part(claimed[0].key)
+            node = store.get(keys.node("a"))
+            assert node is not None
+            store.revoke(node.lease)  # a's next renewal learns it has no lease: it fences
+            creating.join(30)
+        finally:
+            if alive(manager):
+                os.kill(manager, signal.SIGCONT)
+        assert "error" in outcome, outcome  # the fence stopped the start: the create failed
+        eventually(lambda: (n := store.get(keys.node("a"))) is not None and n.lease != node.lease, timeout=15)
+        time.sleep(TTL)  # a replacer that wrongly took the id would have started it by now
+        for name in "ab":
+            assert sid not in {info.session_id for info in nodes[name].list_sessions()}
+        assert store.get(keys.session(sid)) is None and store.get(keys.spec(sid)) is None
+        assert not [line for line in log_lines(str(tmp_path)) if sid in line], "it ran somewhere"
+
+
+def test_two_nodes_in_one_tree_each_have_their_own_switch(
+    etcd: EtcdServer, tmp_path: Path, start_tree: object
+) -> None:
+    from supervisor import Application
+
+    from .nodes import config
+
+    prefix = f"/test-{os.getpid()}-{time.monotonic_ns()}/"
+    tree = start_tree(  # type: ignore[operator]
+        [
+            Application.child_spec("x", cluster=config("x", [etcd.url], prefix)),
+            Application.child_spec("y", cluster=config("y", [etcd.url], prefix)),
+        ]
+    )
+    x, y = Application.session_manager_in(tree, "x"), Application.session_manager_in(tree, "y")
+    sid = x.create_session(node="x", **exclusive(tmp_path, Restart.PERMANENT))
+    pid = x.call(sid, "ex", "whoami")[1]
+    agent = tree.child_supervisor("x").which_child("registry").pid
+    os.kill(agent, signal.SIGSTOP)  # y's agent renews on: x's switch must not read y's clock
+    frozen_at = time.monotonic()
+    try:
+        eventually(lambda: not alive(pid), timeout=TTL + 2)
+        assert time.monotonic() - frozen_at < TTL
+        eventually(lambda: any(i.session_id == sid and i.node == "y" for i in y.list_sessions()), timeout=20)
+    finally:
+        os.kill(agent, signal.SIGCONT)
+    never_twice(tmp_path)

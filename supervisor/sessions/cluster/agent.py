@@ -51,6 +51,7 @@ from ...errors import (
     AuthenticationError,
     CallTimeout,
     ClusterUnavailableError,
+    DuplicateChildError,
     NoCapacityError,
     NodeNotFoundError,
     NodeUnreachableError,
@@ -116,6 +117,10 @@ class ClusterTable(Table):
         # The sessions this node owns in etcd (their entries are on its lease), with their specs.
         self.owned: dict[str, SpecRecord | None] = {}
         self.reserved = 0  # claims under way, counted in the load before they are owned
+        self.starting: dict[str, int] = {}  # sessions claimed and starting here, by the lease claimed on
+        self.fence_stopping: set[str] = set()  # sessions the fence stops: their specs stay
+        self.spec_unwritten: set[str] = set()  # new sessions whose spec waits for them to be ACTIVE
+        self.suspect: dict[str, tuple[float, bool]] = {}  # claims of unknown outcome: id -> (when, new)
         self.spec_deletes: set[str] = set()  # ended sessions whose spec a fence kept from deleting
         self.leaving = False
         self.manager_pid: int | None = None  # the SessionManager, as the peer of its registry link
@@ -140,6 +145,9 @@ class ClusterTable(Table):
     def remove(self, key: str) -> None:
         with self.state:
             super().remove(key)
+            if self.lease is None and key not in self.fence_stopping and key not in self.starting:
+                self.spec_deletes.add(key)  # ended for good while fenced: done at the rejoin
+            self.fence_stopping.discard(key)
             self.ending.add(key)
             self._changed(key)
             self.state.notify_all()
@@ -277,6 +285,8 @@ class ClusterTable(Table):
         self.manager.terminate_session(session_id, timeout=timeout)
         self.settle(session_id)
         with self.state:
+            if self.lease is None or self.fencing:
+                self.spec_deletes.add(session_id)
             if session_id in self.owned or session_id in self.spec_deletes:
                 raise ClusterUnavailableError(
                     f"session {session_id!r} is stopped on node {self.config.node!r}, but etcd did not "
@@ -314,7 +324,8 @@ class ClusterTable(Table):
                 nodes[record.node] = record
         with self.state:
             if self.config.node in nodes:  # our own load, as it is now
-                nodes[self.config.node] = attrs.evolve(nodes[self.config.node], load=len(self.owned))
+                load = len(self.owned) + self.reserved
+                nodes[self.config.node] = attrs.evolve(nodes[self.config.node], load=load)
         return nodes
 
     def _place(self, node: str | None) -> NodeRecord:
@@ -387,17 +398,26 @@ class ClusterTable(Table):
             self.manager._start_session(session_id, options, placement, timeout)
         except CallTimeout:
             raise  # it may still start: the claim stays, and goes with the session if it fails
+        except DuplicateChildError:
+            raise  # the id already runs here: its claim and spec are that session's
         except BaseException:
             with self.state:  # the claim goes: the entry (if the start left none), and a new one's spec
+                fenced = self.lease != lease
                 if not spec_revision:
                     self.ending.add(session_id)
                 self._changed(session_id)
-            if spec_revision and spec is not None:
+            if fenced and not spec_revision:
+                self._withdraw(session_id, lease)
+            elif spec_revision and spec is not None and not fenced:
                 self._count_failure(spec)
             raise
+        finally:
+            with self.state:  # a fence waits for this: a start it cannot see yet is one it must stop
+                self.starting.pop(session_id, None)
+                self.state.notify_all()
         with self.state:
             fenced = self.lease != lease
-        if fenced:  # during the start: the fence stops it (it is in the table)
+        if fenced:  # during the start: the fence stops it (it waited for this start to end)
             if not spec_revision:
                 self._withdraw(session_id, lease)
             raise ClusterUnavailableError(
@@ -439,8 +459,10 @@ class ClusterTable(Table):
             Put(key, self._sealed_entry(info), lease),
             Put(self.keys.node(self.config.node), self._sealed_record(load), lease),
         ]
-        if spec is not None:
+        if spec is not None and spec_revision:  # a re-placement: its spec, one placement on
             puts.append(Put(self.keys.spec(session_id), self.sealer.seal(self.keys.spec(session_id), spec)))
+        # A new session's spec is written once it is ACTIVE (the writer): a create that fails, or
+        # that a fence interrupts, leaves nothing another node could start.
         unchanged = [(self.keys.spec(session_id), spec_revision)] if spec_revision else []
         try:
             try:
@@ -450,16 +472,21 @@ class ClusterTable(Table):
             if not claimed:
                 found = self.store.get(key)  # a claim sent twice, or one whose answer was lost
                 if found is None:
+                    self._suspect(session_id, new=not spec_revision)
                     raise ClusterUnavailableError(f"etcd did not take the claim of {session_id!r}")
                 if found.lease != lease:
                     raise ValueError(f"session id {session_id!r} is taken in the cluster")
         except StoreError as error:
+            self._suspect(session_id, new=not spec_revision)
             raise ClusterUnavailableError(
                 f"etcd did not answer the claim of {session_id!r}: {error}"
             ) from None
         with self.state:
             if self.lease == lease and not self.fencing:
                 self.owned[session_id] = spec  # the claim wrote the node's new load
+                self.starting[session_id] = lease
+                if spec is not None and not spec_revision:
+                    self.spec_unwritten.add(session_id)
                 self.state.notify_all()
                 return
         # Fenced while claiming: the claim is on a lease that is going; nothing may start on it, and
@@ -470,18 +497,29 @@ class ClusterTable(Table):
             f"node {self.config.node!r} lost its lease while claiming {session_id!r}"
         )
 
+    def _suspect(self, session_id: str, *, new: bool) -> None:
+        """A claim of unknown outcome: the writer deletes it later if it was applied on this lease."""
+        with self.state:
+            self.suspect[session_id] = (time.monotonic(), new)
+
     def _withdraw(self, session_id: str, lease: int) -> None:
         """
         Take back the claim of a new session whose create failed because the node was fenced: its
-        entry (if still on the old *lease*) and its spec now if etcd answers, else at the rejoin.
+        entry (if still on the old *lease*) and its spec now if etcd answers, else at the rejoin
+        (unless another node has claimed the id by then).
         """
         key = self.keys.session(session_id)
         try:
-            self.store.transaction(leased=[(key, lease)], deletes=[key, self.keys.spec(session_id)])
+            done, _ = self.store.transaction(leased=[(key, lease)], deletes=[key, self.keys.spec(session_id)])
+            if done:
+                return
+            found = self.store.get(key)
+            if found is not None and found.lease != lease:
+                return  # claimed again since, by a node that owns it now
         except StoreError:
             pass
         with self.state:
-            self.spec_deletes.add(session_id)  # done at the rejoin unless the id runs somewhere then
+            self.spec_deletes.add(session_id)
 
     def _count_failure(self, spec: SpecRecord) -> None:
         """
@@ -549,7 +587,7 @@ class ClusterTable(Table):
                 args_for(_left(deadline, timeout)),
                 connect_deadline=connect_deadline,
                 # The owner's own bound expires first, with its own error; then its etcd writes.
-                deadline=deadline + 1.0 + 2 * self.config.etcd_timeout,
+                deadline=deadline + 1.0 + 4 * self.config.etcd_timeout,
                 tls=self.config.tls,
                 keepalive=self.config.node_timeout,
             )
@@ -629,7 +667,7 @@ class ClusterTable(Table):
     def join(self) -> bool:
         """Join the cluster with a new lease; False if etcd did not answer (bounded) or sessions remain."""
         with self.state:
-            if self.snapshot_local() or self.leaving:
+            if self.snapshot_local() or self.starting or self.leaving:
                 return False  # sessions of before a fence are still stopping, or the node is stopping
             spec_deletes = set(self.spec_deletes)
         lease = 0
@@ -667,6 +705,7 @@ class ClusterTable(Table):
             if self.leaving:
                 return False
             self.lease, self.last_sent, self.fencing, self.expired = lease, sent, False, False
+            self.spec_unwritten.clear()
             self.clock.write(sent + self.config.ttl * FENCE_DEADLINE)
             self.owned.clear()
             self.dirty.clear()
@@ -705,6 +744,7 @@ class ClusterTable(Table):
             self.fencing = True
             self.spec_deletes |= self.ending
             self.owned.clear()
+            self.spec_unwritten.clear()
             self.dirty.clear()
             self.ending.clear()
             self.state.notify_all()
@@ -713,10 +753,12 @@ class ClusterTable(Table):
         while True:
             with self.state:
                 local = set(self.snapshot_local())
-                if not local:
+                if not local and not self.starting:
                     self.fencing = False  # the keeper may rejoin now
+                    self.fence_stopping.clear()
                     self.state.notify_all()
                     return
+                self.fence_stopping |= local - stopping
             for session_id in local - stopping:  # a start in flight may add one: it is stopped too
                 stopping.add(session_id)
                 threading.Thread(target=self._stop_quietly, args=(session_id, deadline), daemon=True).start()
@@ -804,6 +846,7 @@ class ClusterTable(Table):
             try:
                 for session_id in sorted(dirty):
                     self._sync(session_id, lease)
+                self._sweep_suspects(lease)
                 if node_dirty:
                     with self.state:
                         load = len(self.owned)
@@ -815,6 +858,23 @@ class ClusterTable(Table):
                         self.dirty |= dirty
                         self.node_dirty = self.node_dirty or node_dirty
                 time.sleep(0.2)
+
+    def _sweep_suspects(self, lease: int) -> None:
+        """Delete the claims of unknown outcome that etcd applied after all, once they are old enough."""
+        with self.state:
+            ripe = [
+                (session_id, new)
+                for session_id, (when, new) in self.suspect.items()
+                if time.monotonic() - when > 2 * self.config.etcd_timeout
+                and session_id not in self.owned
+                and session_id not in self.starting
+            ]
+        for session_id, new in ripe:
+            key = self.keys.session(session_id)
+            deletes = [key, self.keys.spec(session_id)] if new else [key]
+            self.store.transaction(leased=[(key, lease)], deletes=deletes)
+            with self.state:
+                self.suspect.pop(session_id, None)
 
     def _sync(self, session_id: str, lease: int) -> None:
         """
@@ -839,26 +899,36 @@ class ClusterTable(Table):
             with self.state:
                 if session_id not in super().snapshot():
                     self.owned.pop(session_id, None)
+                    self.spec_unwritten.discard(session_id)
                     self.ending.discard(session_id)
                     self.node_dirty = True
             return
         info = _wire.loads(value)
         puts = [Put(key, self.sealer.seal(key, (self.config.node, value)), lease)]
         started = isinstance(info, SessionInfo) and info.status is SessionStatus.ACTIVE
-        if (
+        with self.state:
+            unwritten = session_id in self.spec_unwritten
+        if unwritten and not started:
+            spec_now = None  # a new session's spec waits for it to be ACTIVE
+        elif (
             spec is not None
             and isinstance(info, SessionInfo)
-            and (info.restarts != spec.restarts or (spec.failures and started))
+            and (unwritten or info.restarts != spec.restarts or (spec.failures and started))
         ):
-            spec = attrs.evolve(spec, restarts=info.restarts, failures=0 if started else spec.failures)
-            puts.append(Put(self.keys.spec(session_id), self.sealer.seal(self.keys.spec(session_id), spec)))
+            spec_now = attrs.evolve(spec, restarts=info.restarts, failures=0 if started else spec.failures)
+        else:
+            spec_now = None
+        if spec_now is not None:
+            spec_key = self.keys.spec(session_id)
+            puts.append(Put(spec_key, self.sealer.seal(spec_key, spec_now)))
         done, _ = self.store.transaction(leased=[(key, lease)], puts=puts)
         with self.state:
             if not done:
                 log.error("cluster: session %r's entry is no longer on this node's lease", session_id)
                 self.owned.pop(session_id, None)
-            elif session_id in self.owned:
-                self.owned[session_id] = spec
+            elif session_id in self.owned and spec_now is not None:
+                self.owned[session_id] = spec_now
+                self.spec_unwritten.discard(session_id)
 
     # ------------------------------------------------------------------ re-placing dead nodes' sessions
 
@@ -908,7 +978,7 @@ class ClusterTable(Table):
         running = {ClusterKeys.last_part(item.key) for item in live}
         for listed in specs:
             session_id = ClusterKeys.last_part(listed.key)
-            if session_id in running:
+            if session_id in running or session_id in self.starting:
                 continue
             item = self.store.get(listed.key)  # only an orphan's spec is read whole
             if item is None:
@@ -988,7 +1058,7 @@ def run_cluster_agent(tree: TreeContext, config: EtcdCluster, registry_timeout: 
         app.address, app.path, tree.authkey, registry_timeout, config.node, forward=False
     )
     app_handle = SupervisorHandle(app.address, tree.authkey, app.path)
-    clock = LeaseClock(lease_file(os.path.dirname(tree.address)), create=True)
+    clock = LeaseClock(lease_file(os.path.dirname(tree.address), app.path), create=True)
     table = ClusterTable(config, manager, app_handle, clock)
     server = peer.PeerServer(config.listen, table.peer_key, table.handle_peer, config.tls)
     table.port = server.port

@@ -161,8 +161,10 @@ class Store:
             index = (first + step) % len(clients)
             client = clients[index]
             share = left / (len(clients) - step)  # a hung endpoint leaves time for the next ones
+            # A write that reached an endpoint is not sent to the next: only its connect is shared.
+            limit: float | tuple[float, float] = share if idempotent else (share, left)
             try:
-                response = client.session.post(client.get_url(path), json=payload, timeout=share)
+                response = client.session.post(client.get_url(path), json=payload, timeout=limit)
             except requests.exceptions.RequestException as error:
                 self._preferred = (index + 1) % len(clients)
                 if idempotent or _not_sent(error):
