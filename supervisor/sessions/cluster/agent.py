@@ -120,6 +120,7 @@ class ClusterTable(Table):
         self.starting: dict[str, int] = {}  # sessions claimed and starting here, by the lease claimed on
         self.fence_stopping: set[str] = set()  # sessions the fence stops: their specs stay
         self.spec_unwritten: set[str] = set()  # new sessions whose spec waits for them to be ACTIVE
+        self.timed_out: set[str] = set()  # starts whose create timed out: starting until they show
         self.suspect: dict[str, tuple[float, bool]] = {}  # claims of unknown outcome: id -> (when, new)
         self.spec_deletes: set[str] = set()  # ended sessions whose spec a fence kept from deleting
         self.leaving = False
@@ -139,6 +140,7 @@ class ClusterTable(Table):
     def put(self, key: str, value: bytes) -> None:
         with self.state:
             super().put(key, value)
+            self._shown(key)
             if key != PUBLISHED:
                 self._changed(key)
 
@@ -148,6 +150,7 @@ class ClusterTable(Table):
             if self.lease is None and key not in self.fence_stopping and key not in self.starting:
                 self.spec_deletes.add(key)  # ended for good while fenced: done at the rejoin
             self.fence_stopping.discard(key)
+            self._shown(key)
             self.ending.add(key)
             self._changed(key)
             self.state.notify_all()
@@ -162,6 +165,13 @@ class ClusterTable(Table):
                 self._changed(key)
             if before - after:
                 self.scan_wanted.set()  # a new SessionManager: restartable sessions go elsewhere
+            self.state.notify_all()
+
+    def _shown(self, key: str) -> None:
+        """A start that timed out has reached the table (or ended): the table guards it now."""
+        if key in self.timed_out:
+            self.timed_out.discard(key)
+            self.starting.pop(key, None)
             self.state.notify_all()
 
     def _changed(self, key: str) -> None:
@@ -290,7 +300,8 @@ class ClusterTable(Table):
             if session_id in self.owned or session_id in self.spec_deletes:
                 raise ClusterUnavailableError(
                     f"session {session_id!r} is stopped on node {self.config.node!r}, but etcd did not "
-                    "take its deletion in time; it is deleted when etcd answers"
+                    "take its deletion in time; it is deleted when etcd answers, unless another node has "
+                    "re-placed it by then"
                 )
 
     def settle(self, session_id: str) -> None:
@@ -362,6 +373,7 @@ class ClusterTable(Table):
             ValueError: the id is taken (a re-placement: another node claimed it first).
             StartError, CallTimeout: as ``create_session``; the claim is withdrawn.
         """
+        deadline = time.monotonic() + (FOREVER if timeout is None else timeout)
         now = datetime.datetime.now(datetime.timezone.utc)
         placement = placement or Placement(self.config.node, 1, 0, now)
         restartable = options.restart.value != "temporary"
@@ -395,9 +407,11 @@ class ClusterTable(Table):
             with self.state:
                 self.reserved -= 1
         try:
-            self.manager._start_session(session_id, options, placement, timeout)
+            self.manager._start_session(session_id, options, placement, _left(deadline, timeout))
         except CallTimeout:
-            raise  # it may still start: the claim stays, and goes with the session if it fails
+            with self.state:  # it may still start: a fence must wait for it, or kill it with the manager
+                self.timed_out.add(session_id)
+            raise  # the claim stays, and goes with the session if it fails
         except DuplicateChildError:
             raise  # the id already runs here: its claim and spec are that session's
         except BaseException:
@@ -413,7 +427,8 @@ class ClusterTable(Table):
             raise
         finally:
             with self.state:  # a fence waits for this: a start it cannot see yet is one it must stop
-                self.starting.pop(session_id, None)
+                if session_id not in self.timed_out:
+                    self.starting.pop(session_id, None)
                 self.state.notify_all()
         with self.state:
             fenced = self.lease != lease
@@ -425,6 +440,14 @@ class ClusterTable(Table):
                 "it is stopped here"
             )
         self.settle(session_id)  # every node now reads it ACTIVE
+        with self.state:
+            unwritten = session_id in self.spec_unwritten
+        if unwritten:
+            raise ClusterUnavailableError(
+                f"session {session_id!r} runs on node {self.config.node!r}, but etcd did not take its spec "
+                "in time: it is written when etcd answers, and until then the session is not restartable "
+                "on another node (should this node lose its lease first, the session ends with it)"
+            )
         return session_id
 
     def _usable_lease(self) -> int:
@@ -455,6 +478,9 @@ class ClusterTable(Table):
             ClusterUnavailableError: etcd did not answer, or the node was fenced meanwhile (withdrawn).
         """
         key = self.keys.session(session_id)
+        with self.state:
+            if session_id in self.owned or session_id in self.snapshot_local():
+                raise ValueError(f"session id {session_id!r} is taken in the cluster")
         puts = [
             Put(key, self._sealed_entry(info), lease),
             Put(self.keys.node(self.config.node), self._sealed_record(load), lease),
@@ -587,7 +613,7 @@ class ClusterTable(Table):
                 args_for(_left(deadline, timeout)),
                 connect_deadline=connect_deadline,
                 # The owner's own bound expires first, with its own error; then its etcd writes.
-                deadline=deadline + 1.0 + 4 * self.config.etcd_timeout,
+                deadline=deadline + 1.0 + 8 * self.config.etcd_timeout,
                 tls=self.config.tls,
                 keepalive=self.config.node_timeout,
             )
@@ -805,6 +831,9 @@ class ClusterTable(Table):
             os.close(pidfd)
         with self.state:  # its entries: a new SessionManager replaces them all (with none)
             super().replace_all({PUBLISHED: b"1"} if PUBLISHED in super().snapshot() else {})
+            for session_id in self.timed_out:  # their starts died with it
+                self.starting.pop(session_id, None)
+            self.timed_out.clear()
             self.state.notify_all()
 
     def leave(self) -> None:
@@ -869,10 +898,9 @@ class ClusterTable(Table):
                 and session_id not in self.owned
                 and session_id not in self.starting
             ]
-        for session_id, new in ripe:
+        for session_id, _new in ripe:
             key = self.keys.session(session_id)
-            deletes = [key, self.keys.spec(session_id)] if new else [key]
-            self.store.transaction(leased=[(key, lease)], deletes=deletes)
+            self.store.transaction(leased=[(key, lease)], deletes=[key])
             with self.state:
                 self.suspect.pop(session_id, None)
 

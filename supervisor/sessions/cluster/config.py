@@ -211,7 +211,7 @@ class EtcdCluster:
         etcd that place a session or find its owner, the connection to the owner, and the wait for
         etcd to take the writes.
         """
-        return self.node_timeout + 8 * self.etcd_timeout + 2.0
+        return self.node_timeout + 12 * self.etcd_timeout + 2.0
 
     @property
     def ttl(self) -> int:

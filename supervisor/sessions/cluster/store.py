@@ -144,7 +144,9 @@ class Store:
     ) -> dict[str, Any]:
         """
         POST *payload* to the gateway's *path* (``"/kv/range"``...); its JSON answer. Blocks *timeout*
-        seconds at most in all (by default the store's), over every endpoint tried.
+        seconds at most in all (by default the store's) over every endpoint tried, for a read or a
+        renewal; a write may take up to twice that (its connects share the time, its answer has all
+        that is left).
 
         An endpoint that refuses or does not accept the connection is skipped for the next one; one
         that took the request but did not answer in time is skipped too if the request is
