@@ -333,7 +333,7 @@ def create_phase(
     assert found_entry is not None and found_node is not None
     entry, node_value = found_entry.value, found_node.value
     a.terminate_session(sid)
-    record = Sealer(SECRET_KEY).open(node_value)
+    record = Sealer(SECRET_KEY).open(found_node.key, node_value)
     assert isinstance(record, NodeRecord)
     peer_key = SECRET_KEY.derive("otp-supervisor node-to-node")
     lease = store.grant(60)
@@ -482,7 +482,7 @@ def list_phase(table: Table, nodes: Nodes, store: Store, per_node: int, threads:
         def read() -> None:
             found, _ = store.range(prefix)
             for item in found:
-                _node, info = sealer.open(item.value)
+                _node, info = sealer.open(item.key, item.value)
                 pickle.loads(info)
 
         return timed(read)
