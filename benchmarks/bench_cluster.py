@@ -62,7 +62,6 @@ import re
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,6 +79,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from _bench_children import sleep_forever  # noqa: E402
+from _bench_stats import fmt_time, median, p90  # noqa: E402
 
 from supervisor import (  # noqa: E402
     Application,
@@ -106,25 +106,6 @@ DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # ---------------------------------------------------------------------------------------- stats
-
-
-def median(xs: Sequence[float]) -> float:
-    return statistics.median(xs)
-
-
-def p90(xs: Sequence[float]) -> float:
-    ordered = sorted(xs)
-    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-
-
-def fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.0f} us"
 
 
 def fmt_mib(n: float | None) -> str:

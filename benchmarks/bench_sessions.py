@@ -43,7 +43,6 @@ import os
 import platform
 import resource
 import signal
-import statistics
 import sys
 import threading
 import time
@@ -56,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import multiprocess
 import psutil
+from _bench_stats import fmt_time, median, p90  # the script's own directory is on sys.path
 from multiprocess.connection import wait
 from multiprocess.managers import SyncManager
 
@@ -111,25 +111,6 @@ def _baseline_parent(conn: Any, table: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------- stats
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def p90(xs: list[float]) -> float:
-    ordered = sorted(xs)
-    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-
-
-def fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.0f} us"
 
 
 class Table:

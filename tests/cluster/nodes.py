@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from supervisor import Application, EtcdCluster, SessionInfo, SessionManagerHandle
+from supervisor._procstat import process_start_time
 from supervisor.testing import descendants
 
 SECRET = b"cluster tests' shared secret, 32B"
@@ -106,8 +107,4 @@ def by_node(infos: Sequence[SessionInfo]) -> dict[str, set[str]]:
 
 def alive(pid: int) -> bool:
     """True if *pid* runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    return process_start_time(pid) is not None

@@ -46,6 +46,7 @@ import attrs
 
 from ... import _child, _titles, _wire
 from ..._addresses import SESSION_MANAGER_ID, TreeContext
+from ..._procstat import parent_pid
 from ..._transport import KeyMismatch
 from ...errors import (
     AuthenticationError,
@@ -65,7 +66,7 @@ from ..registry_server import Table, serve_table
 from ..values import Placement, SessionInfo, SessionOptions, SessionStatus
 from . import peer
 from .config import EtcdCluster
-from .records import ClusterKeys, NodeRecord, Sealer, SealError, SpecRecord
+from .records import ClusterKeys, NodeRecord, Sealer, SpecRecord
 from .store import Put, Store, StoreError
 
 __all__ = ["FENCE_DEADLINE", "FENCE_START", "ClusterTable", "run_cluster_agent"]
@@ -215,7 +216,7 @@ class ClusterTable(Table):
     def _entry(self, key: bytes, value: bytes) -> tuple[str, bytes] | None:
         try:
             node, info = self.sealer.open(key, value)
-        except (SealError, Exception) as error:
+        except Exception as error:  # a SealError, or a value that does not unpickle
             log.warning("cluster: ignoring an entry in etcd: %s", error)
             return None
         return str(node), bytes(info)
@@ -808,7 +809,7 @@ class ClusterTable(Table):
         the peer of its registry link (checked to be the agent's sibling), else asked of the root.
         """
         pid = self.manager_pid
-        if pid is None or _parent_of(pid) != os.getppid():
+        if pid is None or parent_pid(pid) != os.getppid():
             try:
                 pid = self.app.which_child(SESSION_MANAGER_ID, timeout=0.5).pid
             except Exception as error:
@@ -822,7 +823,7 @@ class ClusterTable(Table):
         except ProcessLookupError:
             return
         try:
-            if _parent_of(pid) != os.getppid():
+            if parent_pid(pid) != os.getppid():
                 return  # the pid was reused meanwhile: the pidfd now pins another process
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except ProcessLookupError:
@@ -1042,15 +1043,6 @@ class ClusterTable(Table):
 def _left(deadline: float, timeout: float | None) -> float | None:
     """What is left of a caller's *timeout* (None: no bound) at its *deadline*."""
     return None if timeout is None else max(0.0, deadline - time.monotonic())
-
-
-def _parent_of(pid: int) -> int | None:
-    """The parent pid of *pid*, from /proc; None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _thread(target: Callable[[], None], name: str) -> None:
