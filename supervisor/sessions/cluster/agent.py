@@ -312,11 +312,15 @@ class ClusterTable(Table):
         """
         deadline = time.monotonic() + 2 * self.config.etcd_timeout
         with self.state:
-            while (session_id in self.dirty or session_id in self.in_flight) and self.lease is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self.state.wait(left)
+            self._wait_written(lambda: session_id in self.dirty or session_id in self.in_flight, deadline)
+
+    def _wait_written(self, pending: Callable[[], bool], deadline: float) -> None:
+        """Under the state: wait while *pending* and the node has a lease, until *deadline* at most."""
+        while pending() and self.lease is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.state.wait(left)
 
     # ------------------------------------------------------------------ placing and claiming
 
@@ -845,11 +849,7 @@ class ClusterTable(Table):
         deadline = time.monotonic() + 2 * self.config.etcd_timeout
         with self.state:
             self.leaving = True  # no claim, no rejoin from now on
-            while (self.dirty or self.in_flight) and self.lease is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.state.wait(left)
+            self._wait_written(lambda: bool(self.dirty or self.in_flight), deadline)
             lease, self.lease = self.lease, None
         if lease is not None:
             try:
